@@ -1,0 +1,254 @@
+"""Benchmark `bot.reports.compute_report` on a large consult table.
+
+PostgreSQL (default): creates a throw-away database on 127.0.0.1:5432 (user postgres),
+migrates it, COPYs N consults (default 1,000,000) spread over a year across 4 services,
+3 urgencies and 40 consultants with realistic timings, runs the 365-day report over all
+services 3 times, prints the timings and a few figures, and drops the database.
+
+    .venv/bin/python bench/report_bench.py [--rows 1000000] [--runs 3] [--explain]
+    .venv/bin/python bench/report_bench.py --sqlite [--rows 100000]
+
+No assertions: it prints what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bot.catalogue import parse_catalogue  # noqa: E402
+from sqlalchemy import create_engine, insert, text  # noqa: E402
+
+from bot.reports import compute_report, format_duration, format_share  # noqa: E402
+from storage.db import create_db_engine, migrate, session_factory  # noqa: E402
+from storage.models import Consult  # noqa: E402
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+SERVICES = [
+    ("radiology", "Radiology", "RAD"),
+    ("pathology", "Pathology", "PATH"),
+    ("cardiology", "Cardiology", "CARD"),
+    ("neurology", "Neurology", "NEURO"),
+]
+CATALOGUE = "\n".join(
+    [
+        'admins = ["UADMIN"]',
+        *[
+            f'[urgency.{u}]\nacknowledge_within = "{a}"\nanswer_within = "{b}"\n'
+            f'nudge_every = "{n}"\nescalate_after = 2'
+            for u, a, b, n in (
+                ("stat", "15m", "1h", "10m"),
+                ("urgent", "1h", "4h", "30m"),
+                ("routine", "4h", "24h", "2h"),
+            )
+        ],
+        *[
+            f'[[services]]\nkey = "{k}"\nname = "{n}"\nprefix = "{p}"\nchannel = "C{p}"\n'
+            f'on_call = "U{p}ON"\nbackup = "U{p}BK"\nleads = ["U{p}LEAD"]'
+            for k, n, p in SERVICES
+        ],
+    ]
+)
+# (acknowledge within, answer within) in seconds, and the urgency mix.
+CLOCKS = {"stat": (900, 3600), "urgent": (3600, 14400), "routine": (14400, 86400)}
+URGENCY_MIX = (("stat", 0.15), ("urgent", 0.35), ("routine", 0.50))
+COLUMNS = (
+    "ref", "service", "seq", "urgency", "intake", "requester", "assignee", "on_call",
+    "status", "channel", "created_at", "acknowledged_at", "first_reply_at", "answered_at",
+    "closed_at", "cancelled_at", "acknowledge_due_at", "answer_due_at", "waiting_seconds",
+    "nudge_level", "nudges_at_level", "nudge_count", "escalation_count", "reopened_count",
+    "handoff_count", "feedback_helpful", "version",
+)  # fmt: skip
+
+
+def _exp(rng: random.Random, mean: float) -> float:
+    return -math.log(1.0 - rng.random()) * mean
+
+
+def generate(rows: int, until: datetime, seed: int = 7) -> Iterator[tuple]:
+    """Consult rows (tuples in COLUMNS order): a year of traffic ending at `until`."""
+    rng = random.Random(seed)
+    year = 365 * 86400
+    for i in range(rows):
+        s = i % len(SERVICES)
+        key, _name, prefix = SERVICES[s]
+        seq = i // len(SERVICES) + 1
+        r = rng.random()
+        urgency = "stat" if r < 0.15 else "urgent" if r < 0.5 else "routine"
+        ack_within, ans_within = CLOCKS[urgency]
+        created = until - timedelta(seconds=rng.random() * year, microseconds=rng.randrange(10**6))
+        age = (until - created).total_seconds()
+        consultant = f"UCONS{s * 10 + rng.randrange(10):02d}"
+        ack_s = _exp(rng, ack_within * 0.6)
+        first_s = ack_s + _exp(rng, ans_within * 0.15)
+        waiting = int(_exp(rng, ans_within)) if rng.random() < 0.15 else 0
+        ans_s = ack_s + _exp(rng, ans_within * 0.5) + waiting
+        ack_due = created + timedelta(seconds=ack_within)
+        ans_due = created + timedelta(seconds=ans_within + waiting)
+        fate = rng.random()
+        acked = first = answered = closed = cancelled = None
+        assignee = None
+        if fate < 0.03:
+            status = "cancelled"
+            cancelled = created + timedelta(seconds=min(_exp(rng, 1800), age))
+            if rng.random() < 0.5 and ack_s < age:
+                acked, assignee = created + timedelta(seconds=ack_s), consultant
+        elif ans_s < age and fate > 0.01:
+            status = "closed" if rng.random() < 0.9 else "answered"
+            acked = created + timedelta(seconds=ack_s)
+            first = created + timedelta(seconds=first_s)
+            answered = created + timedelta(seconds=ans_s)
+            assignee = consultant
+            if status == "closed":
+                closed = answered + timedelta(seconds=_exp(rng, 3600))
+        else:  # still open: recent, or one of the few forgotten ones
+            if ack_s < age:
+                acked, assignee = created + timedelta(seconds=ack_s), consultant
+                status = "waiting" if waiting and rng.random() < 0.5 else "acknowledged"
+                if first_s < age:
+                    first = created + timedelta(seconds=first_s)
+            else:
+                status = "open"
+        late = (answered or until) > ans_due
+        escalations = 1 if late and rng.random() < 0.7 else 0
+        h = rng.random()
+        helpful = None
+        if answered is not None and rng.random() < 0.3:
+            helpful = rng.random() < 0.85
+        yield (
+            f"{prefix}-{seq}", key, seq, urgency, "{}", f"UREQ{rng.randrange(500):03d}",
+            assignee, f"U{prefix}ON", status, f"C{prefix}", created, acked, first, answered,
+            closed, cancelled, ack_due, ans_due, waiting, 0, 0, escalations, escalations,
+            1 if 0.05 <= h < 0.08 else 0, 1 if h < 0.05 else 0, helpful, 1,
+        )  # fmt: skip
+
+
+def load_postgres(engine, rows: int, until: datetime) -> float:
+    started = time.perf_counter()
+    raw = engine.raw_connection()
+    try:
+        conn = raw.driver_connection
+        with conn.cursor() as cur:
+            with cur.copy(f"COPY consults ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                for row in generate(rows, until):
+                    copy.write_row(row)
+        conn.commit()
+        with conn.cursor() as cur:
+            conn.autocommit = True
+            cur.execute("VACUUM ANALYZE consults")
+    finally:
+        raw.close()
+    return time.perf_counter() - started
+
+
+def load_sqlite(engine, rows: int, until: datetime) -> float:
+    started = time.perf_counter()
+    table = Consult.__table__
+    batch: list[dict] = []
+    with engine.begin() as conn:
+        for row in generate(rows, until):
+            values = dict(zip(COLUMNS, row, strict=True))
+            values["intake"] = {}
+            batch.append(values)
+            if len(batch) >= 20000:
+                conn.execute(insert(table), batch)
+                batch = []
+        if batch:
+            conn.execute(insert(table), batch)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE")
+    return time.perf_counter() - started
+
+
+def run_reports(engine, runs: int, until: datetime, explain: bool) -> None:
+    catalogue = parse_catalogue(CATALOGUE, "bench.toml")
+    sessions = session_factory(engine)
+    since = until - timedelta(days=365)
+    report = None
+    for n in range(1, runs + 1):
+        with sessions() as session:
+            started = time.perf_counter()
+            report = compute_report(
+                session, catalogue=catalogue, since=since, until=until, now=until
+            )
+            elapsed = time.perf_counter() - started
+        print(f"run {n}: compute_report 365 days, all services: {elapsed:.3f} s")
+    assert report is not None
+    print(f"period {report['since']} .. {report['until']}")
+    for entry in report["services"]:
+        print(
+            f"  {entry['service']:<11} consults {entry['consults']:>7}  "
+            f"open {entry['open_now']:>4} (overdue {entry['open_overdue']:>4})  "
+            f"ack median {format_duration(entry['time_to_acknowledge']['median']):>7}  "
+            f"answer median {format_duration(entry['time_to_answer']['median']):>7} "
+            f"p90 {format_duration(entry['time_to_answer']['p90']):>7}  "
+            f"in SLA {format_share(entry['within_sla']):>4}  "
+            f"consultants {len(entry['by_consultant'])}"
+        )
+    if explain and engine.dialect.name == "postgresql":
+        from bot.reports import _period_sql  # noqa: PLC0415 - bench only
+
+        keys = [k for k, _, _ in SERVICES]
+        compiled = _period_sql(keys, since, until, until).compile(dialect=engine.dialect)
+        with engine.connect() as conn:
+            plan = conn.exec_driver_sql(
+                "EXPLAIN (ANALYZE, BUFFERS) " + str(compiled), compiled.params
+            ).all()
+        print("\n".join(line for (line,) in plan))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=None, help="consults to load")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
+    parser.add_argument("--pg-admin", default=PG_ADMIN, help="admin URL of the PG server")
+    parser.add_argument("--explain", action="store_true", help="print the PG query plan")
+    args = parser.parse_args()
+    rows = args.rows or (100_000 if args.sqlite else 1_000_000)
+    until = datetime.now(UTC).replace(microsecond=0)
+
+    if args.sqlite:
+        with tempfile.TemporaryDirectory() as tmp:
+            engine = create_db_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
+            migrate(engine)
+            print(f"SQLite: loading {rows:,} consults…")
+            print(f"loaded in {load_sqlite(engine, rows, until):.1f} s")
+            run_reports(engine, args.runs, until, explain=False)
+            engine.dispose()
+        return 0
+
+    name = f"careloop_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(args.pg_admin, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        version = conn.execute(text("SHOW server_version")).scalar()
+    url = args.pg_admin.rsplit("/", 1)[0] + f"/{name}"
+    engine = create_db_engine(url)
+    try:
+        migrate(engine)
+        print(f"PostgreSQL {version}: loading {rows:,} consults into {name}…")
+        print(f"loaded (COPY + VACUUM ANALYZE) in {load_postgres(engine, rows, until):.1f} s")
+        run_reports(engine, args.runs, until, explain=args.explain)
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+        print(f"dropped {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""App assembly: builds the services (database, domain, outbox, scheduler) and the bolt App
+with its handlers, and a WSGI entry point with `/healthz` and a request-size limit."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_bolt import App, BoltResponse
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.authorization import AuthorizeResult
+from slack_sdk import WebClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.catalogue import Catalogue, load_catalogue
+from bot.clock import Clock, SystemClock
+from bot.consults import ConsultService
+from bot.delivery import ChannelPacer, Dispatcher
+from bot.membership import ChannelMembers
+from bot.outbox import Outbox
+from bot.settings import Settings
+from storage.db import create_db_engine, migrate, ping, session_factory
+
+log = logging.getLogger("careloop.app")
+
+REQUEST_PATH = "/slack/events"
+# Calls made while Slack waits for our answer (views.open needs the 3-second trigger_id):
+# short timeout and no retries, so the ack is never late.
+REQUEST_PATH_TIMEOUT = 2.0
+
+
+@dataclass
+class Services:
+    """Everything a handler may use, injected into bolt's context as `careloop`."""
+
+    settings: Settings
+    catalogue: Catalogue
+    clock: Clock
+    engine: Engine
+    sessions: sessionmaker[Session]
+    outbox: Outbox
+    consults: ConsultService
+    dispatcher: Dispatcher
+    quick_client: WebClient
+    members: ChannelMembers
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.dispatcher.stop()
+        self.engine.dispose()
+
+
+def build_services(
+    settings: Settings,
+    *,
+    catalogue: Catalogue | None = None,
+    clock: Clock | None = None,
+    outbox_clock: Clock | None = None,
+    run_migrations: bool = True,
+) -> Services:
+    """Wire the domain to the database and Slack according to settings."""
+    catalogue = catalogue or load_catalogue(settings.consult_config)
+    clock = clock or SystemClock()
+    engine = create_db_engine(settings.database_url)
+    if run_migrations:
+        migrate(engine)
+    sessions = session_factory(engine)
+    outbox = Outbox()
+    quick_client = WebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_url,
+        timeout=int(REQUEST_PATH_TIMEOUT),
+        retry_handlers=[],
+    )
+    members = ChannelMembers(quick_client)
+    consults = ConsultService(
+        catalogue=catalogue, sessions=sessions, clock=clock, outbox=outbox, members=members
+    )
+    delivery_client = WebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_url,
+        timeout=int(max(settings.slack_timeout, 1)),
+        retry_handlers=[],  # the dispatcher schedules its own retries; never sleep on a thread
+    )
+    dispatcher = Dispatcher(
+        sessions=sessions,
+        client=delivery_client,
+        catalogue=catalogue,
+        outbox=outbox,
+        clock=outbox_clock or SystemClock(),
+        pacer=ChannelPacer(interval=catalogue.post_interval.total_seconds()),
+    )
+    return Services(
+        settings=settings,
+        catalogue=catalogue,
+        clock=clock,
+        engine=engine,
+        sessions=sessions,
+        outbox=outbox,
+        consults=consults,
+        dispatcher=dispatcher,
+        quick_client=quick_client,
+        members=members,
+    )
+
+
+def build_app(services: Services, *, socket_mode: bool = False) -> App:
+    """The bolt App with every handler registered; requests are always signature-checked."""
+    settings = services.settings
+
+    def authorize(enterprise_id: str | None, team_id: str | None, **_: Any) -> AuthorizeResult:
+        # Static: no auth.test on the request path, so acks never wait on Slack's API.
+        return AuthorizeResult(
+            enterprise_id=enterprise_id,
+            team_id=team_id,
+            bot_token=settings.slack_bot_token,
+            bot_user_id=services.extras.get("bot_user_id"),
+            bot_id=services.extras.get("bot_id"),
+        )
+
+    app = App(
+        authorize=authorize,
+        signing_secret=settings.slack_signing_secret or ("socket-mode" if socket_mode else None),
+        client=services.quick_client,
+        process_before_response=True,
+        request_verification_enabled=not socket_mode,
+        ignoring_self_events_enabled=True,
+        ssl_check_enabled=True,
+        url_verification_enabled=True,
+    )
+
+    @app.middleware
+    def inject_services(context: dict[str, Any], next: Callable[[], Any]) -> Any:  # noqa: A002
+        context["careloop"] = services
+        return next()
+
+    from handlers import register_all  # noqa: PLC0415 - handlers import bot modules
+
+    register_all(app)
+
+    @app.error
+    def on_error(error: Exception, body: dict[str, Any], logger: logging.Logger) -> BoltResponse:
+        log.error(
+            "unhandled error in a Slack handler",
+            extra={"error": type(error).__name__},
+            exc_info=error,
+        )
+        return BoltResponse(
+            status=200,
+            body=json.dumps(
+                {
+                    "response_type": "ephemeral",
+                    "text": "Sorry, something went wrong on our side. Nothing was lost; try again.",
+                }
+            ),
+            headers={"content-type": "application/json"},
+        )
+
+    return app
+
+
+class WsgiApp:
+    """`POST /slack/events` for Slack, `GET /healthz` for load balancers; bodies over the
+    limit get 413 before anything parses them."""
+
+    def __init__(self, app: App, services: Services) -> None:
+        self.handler = SlackRequestHandler(app, path=REQUEST_PATH)
+        self.services = services
+        self.max_body = services.settings.max_body_bytes
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == "/healthz":
+            ok = ping(self.services.engine)
+            return _plain(
+                start_response,
+                "200 OK" if ok else "503 Service Unavailable",
+                "ok" if ok else "database unreachable",
+            )
+        if path != REQUEST_PATH:
+            return _plain(start_response, "404 Not Found", "not found")
+        if method != "POST":
+            return _plain(start_response, "405 Method Not Allowed", "POST only")
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return _plain(start_response, "400 Bad Request", "bad content length")
+        if length > self.max_body:
+            return _plain(start_response, "413 Payload Too Large", "request body too large")
+        stamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP")
+        if stamp is not None and not stamp.strip().isdigit():
+            return _plain(start_response, "401 Unauthorized", "invalid request")
+        ctype = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
+        if ctype not in ("application/json", "application/x-www-form-urlencoded"):
+            return _plain(start_response, "415 Unsupported Media Type", "unsupported content type")
+        return self.handler(environ, start_response)
+
+
+def _plain(start_response: Callable[..., Any], status: str, text: str) -> list[bytes]:
+    body = text.encode()
+    start_response(
+        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
+def build_wsgi(services: Services) -> WsgiApp:
+    """The WSGI application served in HTTP mode."""
+    return WsgiApp(build_app(services), services)

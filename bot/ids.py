@@ -1,0 +1,45 @@
+"""Slack action, callback and block ids as constants, so handlers and renderers agree."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ActionId(StrEnum):
+    ACKNOWLEDGE = "consult_acknowledge"
+    ANSWER = "consult_answer"
+    HANDOFF = "consult_handoff"
+    NEED_INFO = "consult_need_info"
+    CLOSE = "consult_close"
+    REOPEN = "consult_reopen"
+    CANCEL = "consult_cancel"
+    HELPFUL = "consult_helpful"
+    NOT_HELPFUL = "consult_not_helpful"
+    OPEN_MODAL = "consult_open_modal"
+    SERVICE_SELECT = "consult_service_select"
+
+
+class CallbackId(StrEnum):
+    NEW_CONSULT = "consult_new"
+    ANSWER = "consult_answer_modal"
+    HANDOFF = "consult_handoff_modal"
+    NEED_INFO = "consult_need_info_modal"
+    REOPEN = "consult_reopen_modal"
+    FEEDBACK = "consult_feedback_modal"
+
+
+class BlockId(StrEnum):
+    SERVICE = "service"
+    URGENCY = "urgency"
+    PATIENT = "patient"
+    QUESTION = "question"
+    ANSWER = "answer"
+    HANDOFF_TO = "handoff_to"
+    NOTE = "note"
+    FOLLOW_UP = "follow_up"
+    COMMENT = "comment"
+    INTAKE_PREFIX = "intake__"
+
+
+# Outbox metadata: tells our own posts apart in channel history after an unclear failure.
+OUTBOX_EVENT_TYPE = "careloop_outbox"

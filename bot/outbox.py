@@ -1,0 +1,78 @@
+"""The outbox: every Slack message the bot intends to send is stored first, in the same
+transaction as the change that caused it, then delivered by `bot.delivery.Dispatcher`."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from storage import repo
+from storage.models import OutboxMessage
+
+
+class Kind:
+    """Where a message goes; the dispatcher renders it from the consult's current state."""
+
+    POST = "post"  # the consult card, into the service channel
+    UPDATE = "update"  # chat.update of the consult card
+    THREAD = "thread"  # a reply in the consult's thread
+    DM = "dm"  # a direct message to one person
+    CHANNEL = "channel"  # a top-level message in a channel (storm summary, on-call change)
+    EPHEMERAL = "ephemeral"  # visible to one person in one channel
+    HOME = "home"  # App Home for one person
+    UPLOAD = "upload"  # a file (the digest chart) into a DM
+
+
+# New messages are due at once. The dispatcher schedules retries on its own clock, which in
+# tests may differ from the (fake) clock of the consult domain that queued the message.
+IMMEDIATELY = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Outbox:
+    """Queues messages inside the caller's transaction and wakes the dispatcher on commit."""
+
+    def __init__(self) -> None:
+        self.wakeup = threading.Event()
+
+    def add(
+        self,
+        session: Session,
+        *,
+        kind: str,
+        template: str,
+        now: datetime,
+        consult_id: int | None = None,
+        user: str | None = None,
+        channel: str | None = None,
+        params: dict[str, Any] | None = None,
+        dedupe_key: str | None = None,
+    ) -> bool:
+        """Queue one message; False when `dedupe_key` was queued before (exactly once)."""
+        payload = {"template": template, "params": params or {}}
+        if user:
+            payload["user"] = user
+        if channel:
+            payload["channel"] = channel
+        message = OutboxMessage(
+            consult_id=consult_id,
+            kind=kind,
+            payload=payload,
+            dedupe_key=dedupe_key,
+            status="pending",
+            attempts=0,
+            created_at=now,
+            next_attempt_at=IMMEDIATELY,
+        )
+        added = repo.add_outbox(session=session, message=message)
+        if added and not session.info.get("outbox_wake"):
+            session.info["outbox_wake"] = True
+            event.listen(session, "after_commit", self._wake_after_commit, once=True)
+        return added
+
+    def _wake_after_commit(self, session: Session) -> None:
+        session.info.pop("outbox_wake", None)
+        self.wakeup.set()

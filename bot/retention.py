@@ -1,0 +1,63 @@
+"""Retention: removes patient references and free text from consults closed or cancelled
+longer ago than a limit, keeping their timings for reports. Every purge is audited."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from bot.app import Services
+from bot.durations import parse_duration
+from bot.settings import Settings
+from storage import repo
+from storage.db import create_db_engine, migrate, session_factory
+
+
+def purge(services: Services, *, older_than: timedelta, actor: str = "careloop") -> list[str]:
+    """Purge old closed consults; returns the references purged."""
+    now = services.clock.now()
+    with services.consults.unit() as s:
+        refs = purge_session(s, older_than=older_than, now=now, actor=actor)
+    return refs
+
+
+def purge_session(
+    session: Session, *, older_than: timedelta, now: datetime, actor: str
+) -> list[str]:
+    """Purge inside an open session (shared by the CLI and the scheduled job)."""
+    refs = repo.purge_closed(session=session, before=now - older_than, at=now)
+    if refs:
+        repo.add_audit(
+            session=session,
+            consult_id=None,
+            actor=actor,
+            action="purged",
+            at=now,
+            details={
+                "count": len(refs),
+                "refs": refs[:500],
+                "older_than_s": older_than.total_seconds(),
+            },
+        )
+    return refs
+
+
+def purge_cli(settings: Settings, *, older_than: str) -> int:
+    """`python -m bot purge --older-than 365d`."""
+    try:
+        limit = parse_duration(older_than)
+    except ValueError as exc:
+        print(f"--older-than: {exc}", file=sys.stderr)
+        return 2
+    from bot.clock import SystemClock  # noqa: PLC0415
+
+    engine = create_db_engine(settings.database_url)
+    migrate(engine)
+    sessions = session_factory(engine)
+    with sessions() as s, s.begin():
+        refs = purge_session(s, older_than=limit, now=SystemClock().now(), actor="cli")
+    engine.dispose()
+    print(f"purged {len(refs)} consult(s) closed more than {older_than} ago")
+    return 0

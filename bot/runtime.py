@@ -1,0 +1,108 @@
+"""Background work of one bot process: the outbox dispatcher and the APScheduler jobs
+(overdue sweep every `sweep_interval`, weekly digest, optional retention purge).
+
+APScheduler holds no state here (memory job store only): everything a job needs lives in the
+consult and outbox rows, so several processes can run this side by side and a restart, even
+a kill -9, resumes exactly where it was."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from slack_sdk.errors import SlackApiError
+
+from bot.app import Services
+
+log = logging.getLogger("careloop.runtime")
+
+
+class Runtime:
+    """Starts and stops the dispatcher thread and the scheduler for one process."""
+
+    def __init__(self, services: Services, *, scheduler: bool = True) -> None:
+        self.services = services
+        self.scheduler: BackgroundScheduler | None = None
+        self._with_scheduler = scheduler
+        self._started = False
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        threading.Thread(target=self._identify, name="careloop-identify", daemon=True).start()
+        self.services.dispatcher.start()
+        if self._with_scheduler:
+            self.scheduler = build_scheduler(self.services)
+            self.scheduler.start()
+        log.info("background work started")
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=True)
+        self.services.dispatcher.stop()
+        log.info("background work stopped")
+
+    def _identify(self) -> None:
+        """Learn the bot's own user id (to ignore our own messages) without blocking start."""
+        try:
+            result = self.services.dispatcher.client.auth_test()
+            self.services.extras["bot_user_id"] = result.get("user_id")
+            self.services.extras["bot_id"] = result.get("bot_id")
+        except (SlackApiError, OSError, TimeoutError) as exc:
+            log.warning("auth.test failed; will still serve", extra={"error": type(exc).__name__})
+
+
+def _guard(name: str, job: Callable[[], object]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            job()
+        except Exception:  # noqa: BLE001 - one bad run must not stop the schedule
+            log.exception("scheduled job failed", extra={"event": name})
+
+    return run
+
+
+def build_scheduler(services: Services) -> BackgroundScheduler:
+    """The process's jobs; coalescing means a late or missed run happens once, not N times."""
+    from bot.escalation import sweep  # noqa: PLC0415
+
+    catalogue = services.catalogue
+    scheduler = BackgroundScheduler(
+        timezone="UTC",
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+    )
+    scheduler.add_job(
+        _guard("sweep", lambda: sweep(services)),
+        "interval",
+        seconds=max(catalogue.sweep_interval.total_seconds(), 1.0),
+        id="sweep",
+        next_run_time=None,
+    )
+    scheduler.get_job("sweep").modify(next_run_time=services.clock.now())  # type: ignore[union-attr]
+    digest = catalogue.digest
+    if digest.enabled:
+        from bot.reports import send_weekly_digests  # noqa: PLC0415
+
+        hour, minute = (int(x) for x in digest.time.split(":"))
+        scheduler.add_job(
+            _guard("digest", lambda: send_weekly_digests(services)),
+            CronTrigger(day_of_week=digest.day, hour=hour, minute=minute, timezone=digest.timezone),
+            id="digest",
+        )
+    if catalogue.retention is not None:
+        from bot.retention import purge  # noqa: PLC0415
+
+        retention = catalogue.retention
+        scheduler.add_job(
+            _guard("purge", lambda: purge(services, older_than=retention, actor="scheduler")),
+            CronTrigger(hour=3, minute=17, timezone="UTC"),
+            id="purge",
+        )
+    return scheduler

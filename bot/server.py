@@ -1,0 +1,117 @@
+"""Serving: HTTP mode on gunicorn (threaded workers, each running its own background work)
+and Socket Mode for hospitals that cannot expose a public URL. Both stop cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from bot.app import build_app, build_services, build_wsgi
+from bot.catalogue import load_catalogue
+from bot.runtime import Runtime
+from bot.settings import Settings
+from storage.db import create_db_engine, migrate
+
+log = logging.getLogger("careloop.server")
+
+
+def prepare_database(settings: Settings) -> None:
+    """Bring the database to the current schema before any worker starts."""
+    engine = create_db_engine(settings.database_url)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+
+
+class CareLoopServer(BaseApplication):
+    """gunicorn, embedded: `python -m bot serve` needs no separate gunicorn command line."""
+
+    def __init__(self, settings: Settings, *, port: int, host: str) -> None:
+        self.settings = settings
+        self.bind = f"{host}:{port}"
+        super().__init__()
+
+    def load_config(self) -> None:
+        assert self.cfg is not None
+        settings = self.settings
+        config: dict[str, Any] = {
+            "bind": self.bind,
+            "workers": settings.workers(),
+            "worker_class": "gthread",
+            "threads": settings.web_threads,
+            "timeout": 30,
+            "graceful_timeout": 20,
+            "keepalive": 5,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": settings.log_level.lower(),
+            "proc_name": "careloop",
+            "post_worker_init": _start_worker,
+            "worker_exit": _stop_worker,
+            "limit_request_line": 8190,
+        }
+        for key, value in config.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        # Runs in each worker after fork: every process has its own engine and threads.
+        services = build_services(self.settings, run_migrations=False)
+        wsgi = build_wsgi(services)
+        wsgi.runtime = Runtime(services)  # type: ignore[attr-defined]
+        return wsgi
+
+
+def _start_worker(worker: Any) -> None:
+    runtime = getattr(worker.wsgi, "runtime", None)
+    if runtime is not None:
+        runtime.start()
+
+
+def _stop_worker(server: Any, worker: Any) -> None:
+    runtime = getattr(getattr(worker, "wsgi", None), "runtime", None)
+    if runtime is not None:
+        runtime.stop()
+        runtime.services.engine.dispose()
+
+
+def serve(settings: Settings, *, port: int | None = None) -> None:
+    """HTTP mode: Slack requests at POST /slack/events, health at GET /healthz."""
+    if not settings.slack_signing_secret:
+        raise SystemExit(
+            "SLACK_SIGNING_SECRET is required for HTTP mode (or set SLACK_APP_TOKEN "
+            "and use `python -m bot socket`)."
+        )
+    load_catalogue(settings.consult_config)  # fail before forking, with one clear line
+    prepare_database(settings)
+    log.info("serving HTTP", extra={"path": f"{settings.host}:{port or settings.port}"})
+    CareLoopServer(settings, port=port or settings.port, host=settings.host).run()
+
+
+def socket(settings: Settings) -> None:
+    """Socket Mode: no public URL; Slack connects out over a websocket."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler  # noqa: PLC0415
+
+    if not settings.slack_app_token:
+        raise SystemExit("SLACK_APP_TOKEN (xapp-…) is required for Socket Mode.")
+    services = build_services(settings)
+    app = build_app(services, socket_mode=True)
+    runtime = Runtime(services)
+    runtime.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    handler = SocketModeHandler(app, settings.slack_app_token)
+    handler.client.web_client.base_url = settings.slack_api_url
+    try:
+        handler.connect()
+        log.info("connected in Socket Mode")
+        stop.wait()
+    finally:
+        handler.close()
+        runtime.stop()
+        services.engine.dispose()

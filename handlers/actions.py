@@ -1,0 +1,151 @@
+"""Buttons on consult cards and on the requester's messages, and the form's service picker."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk.errors import SlackApiError
+
+from bot import blocks
+from bot.ids import ActionId, BlockId
+from bot.lifecycle import Action, Refused
+from bot.text import normalize_ref
+from handlers.common import Services, open_modal, services, tell
+
+log = logging.getLogger("careloop.handlers")
+
+
+def register(app: App) -> None:
+    """Listen for every CareLoop button; unknown action ids get a polite answer too."""
+    for action_id, handler in BUTTONS.items():
+        app.action(action_id)(_button(handler))
+    app.action(ActionId.SERVICE_SELECT)(service_selected)
+
+
+def _key(body: dict[str, Any]) -> str:
+    """One key per click: a replayed request carries the same trigger id and action_ts."""
+    action = (body.get("actions") or [{}])[0]
+    return f"act:{action.get('action_id')}:{body.get('trigger_id') or action.get('action_ts')}"
+
+
+def _button(
+    handler: Callable[[Services, str, str, dict[str, Any]], str | None],
+) -> Callable[..., None]:
+    def listener(ack: Ack, body: dict[str, Any], context: dict[str, Any]) -> None:
+        ack()
+        svc = services(context)
+        user = (body.get("user") or {}).get("id", "")
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+            "channel_id"
+        )
+        action = (body.get("actions") or [{}])[0]
+        ref = normalize_ref(str(action.get("value") or ""))
+        if ref is None:
+            tell(
+                svc, user=user, channel=channel, text=":warning: That button is not for a consult."
+            )
+            return
+        try:
+            notice = handler(svc, ref, user, body)
+        except Refused as refusal:
+            svc.consults.audit_refusal(
+                user=user, action=str(action.get("action_id")), reason=str(refusal), ref=ref
+            )
+            notice = f":no_entry: {refusal}"
+        if notice:
+            tell(svc, user=user, channel=channel, text=notice)
+
+    listener.__name__ = handler.__name__
+    return listener
+
+
+def acknowledge(svc: Services, ref: str, user: str, body: dict[str, Any]) -> str | None:
+    svc.consults.acknowledge(ref, actor=user, key=_key(body))
+    return None
+
+
+def _modal(
+    builder: Callable[[Services, str], dict[str, Any]], action: Action
+) -> Callable[[Services, str, str, dict[str, Any]], str | None]:
+    def handler(svc: Services, ref: str, user: str, body: dict[str, Any]) -> str | None:
+        consult = svc.consults.get(ref)
+        svc.consults.check(consult, user, action)
+        if not open_modal(svc, body.get("trigger_id"), builder(svc, ref)):
+            return ":warning: Slack did not open the form just now; try again in a moment."
+        return None
+
+    handler.__name__ = f"open_{action.value}_modal"
+    return handler
+
+
+def _answer_view(svc: Services, ref: str) -> dict[str, Any]:
+    consult = svc.consults.get(ref)
+    return blocks.answer_modal(ref, svc.consults.latest_consultant_reply(consult))
+
+
+def close(svc: Services, ref: str, user: str, body: dict[str, Any]) -> str | None:
+    outcome = svc.consults.close(ref, actor=user, key=_key(body))
+    return None if not outcome.changed else f":lock: {ref} is closed. Thank you."
+
+
+def cancel(svc: Services, ref: str, user: str, body: dict[str, Any]) -> str | None:
+    outcome = svc.consults.cancel(ref, actor=user, key=_key(body))
+    return None if not outcome.changed else f":no_entry_sign: {ref} is cancelled."
+
+
+def _rate(helpful: bool) -> Callable[[Services, str, str, dict[str, Any]], str | None]:
+    def handler(svc: Services, ref: str, user: str, body: dict[str, Any]) -> str | None:
+        svc.consults.feedback(ref, actor=user, helpful=helpful, key=_key(body))
+        # The tap is stored; the modal only adds an optional comment.
+        open_modal(svc, body.get("trigger_id"), blocks.feedback_modal(ref, helpful))
+        return f"Thanks — your rating of {ref} was recorded."
+
+    handler.__name__ = "helpful" if helpful else "not_helpful"
+    return handler
+
+
+BUTTONS: dict[str, Callable[[Services, str, str, dict[str, Any]], str | None]] = {
+    ActionId.ACKNOWLEDGE: acknowledge,
+    ActionId.ANSWER: _modal(_answer_view, Action.ANSWER),
+    ActionId.NEED_INFO: _modal(lambda svc, ref: blocks.need_info_modal(ref), Action.NEED_INFO),
+    ActionId.HANDOFF: _modal(lambda svc, ref: blocks.handoff_modal(ref), Action.HANDOFF),
+    ActionId.REOPEN: _modal(lambda svc, ref: blocks.reopen_modal(ref), Action.REOPEN),
+    ActionId.CLOSE: close,
+    ActionId.CANCEL: cancel,
+    ActionId.HELPFUL: _rate(True),
+    ActionId.NOT_HELPFUL: _rate(False),
+}
+
+
+def service_selected(ack: Ack, body: dict[str, Any], context: dict[str, Any]) -> None:
+    """Choosing a service in the form shows that service's intake fields."""
+    ack()
+    svc = services(context)
+    view = body.get("view") or {}
+    values = (view.get("state") or {}).get("values") or {}
+    action = (body.get("actions") or [{}])[0]
+    key = ((action.get("selected_option") or {}).get("value")) or ""
+    service = svc.catalogue.service(key)
+    if service is None or not view.get("id"):
+        return
+
+    def text(block: str) -> str:
+        return str(((values.get(block) or {}).get("value") or {}).get("value") or "")
+
+    urgency = ((values.get(BlockId.URGENCY) or {}).get("value") or {}).get("selected_option")
+    new_view = blocks.new_consult_modal(
+        svc.catalogue,
+        service=service,
+        urgency=(urgency or {}).get("value"),
+        patient=text(BlockId.PATIENT),
+        question=text(BlockId.QUESTION),
+        intake={f.key: text(BlockId.INTAKE_PREFIX + f.key) for f in service.intake},
+        channel=view.get("private_metadata", ""),
+    )
+    try:
+        svc.quick_client.views_update(view_id=view["id"], hash=view.get("hash"), view=new_view)
+    except (SlackApiError, OSError, TimeoutError) as exc:
+        log.warning("could not update the form", extra={"error": type(exc).__name__})

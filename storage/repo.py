@@ -1,0 +1,336 @@
+"""Small keyword-only query functions over the CareLoop tables: the only place with SQL
+outside migrations and reports. Each takes the session of the caller's unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from storage.models import (
+    AuditEvent,
+    Consult,
+    OnCall,
+    OutboxMessage,
+    ProcessedKey,
+    Reply,
+    ServiceCounter,
+)
+
+OPEN_STATUSES = ("open", "acknowledged", "waiting")
+
+
+def next_seq(*, session: Session, service: str) -> int:
+    """Hand out the next reference number for a service, atomically across processes."""
+    stmt = (
+        update(ServiceCounter)
+        .where(ServiceCounter.service == service)
+        .values(last=ServiceCounter.last + 1)
+        .returning(ServiceCounter.last)
+    )
+    value = session.execute(stmt).scalar_one_or_none()
+    if value is not None:
+        return int(value)
+    try:
+        with session.begin_nested():
+            session.execute(insert(ServiceCounter).values(service=service, last=1))
+        return 1
+    except IntegrityError:
+        # Another process created the counter between our UPDATE and INSERT.
+        return int(session.execute(stmt).scalar_one())
+
+
+def add_consult(*, session: Session, consult: Consult) -> Consult:
+    """Insert a consult and flush so it has an id."""
+    session.add(consult)
+    session.flush()
+    return consult
+
+
+def get_consult(*, session: Session, consult_id: int, lock: bool = False) -> Consult | None:
+    """A consult by id, optionally locked for update."""
+    stmt = select(Consult).where(Consult.id == consult_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def get_by_ref(*, session: Session, ref: str, lock: bool = False) -> Consult | None:
+    """A consult by its human reference (RAD-42)."""
+    stmt = select(Consult).where(Consult.ref == ref.upper())
+    if lock:
+        stmt = stmt.with_for_update()
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def get_by_origin(*, session: Session, origin_key: str) -> Consult | None:
+    """The consult created by a given Slack trigger/view, if any."""
+    return session.execute(
+        select(Consult).where(Consult.origin_key == origin_key)
+    ).scalar_one_or_none()
+
+
+def get_by_message(*, session: Session, channel: str, ts: str) -> Consult | None:
+    """The consult whose channel message is (channel, ts)."""
+    return session.execute(
+        select(Consult).where(Consult.channel == channel, Consult.channel_ts == ts)
+    ).scalar_one_or_none()
+
+
+def open_for_patient(
+    *, session: Session, patient_key: str, exclude_id: int | None = None
+) -> Sequence[Consult]:
+    """Open consults about one patient, across services, oldest first."""
+    stmt = select(Consult).where(
+        Consult.patient_key == patient_key, Consult.status.in_(OPEN_STATUSES)
+    )
+    if exclude_id is not None:
+        stmt = stmt.where(Consult.id != exclude_id)
+    return session.execute(stmt.order_by(Consult.created_at)).scalars().all()
+
+
+def open_for_user(*, session: Session, user: str) -> Sequence[Consult]:
+    """Open or answered consults a user requested or is assigned, oldest first."""
+    stmt = (
+        select(Consult)
+        .where(
+            or_(Consult.requester == user, Consult.assignee == user),
+            Consult.status.in_((*OPEN_STATUSES, "answered")),
+        )
+        .order_by(Consult.created_at)
+    )
+    return session.execute(stmt).scalars().all()
+
+
+def assigned_open(*, session: Session, user: str) -> Sequence[Consult]:
+    """Open consults assigned to a user (their handoff set), locked for update."""
+    stmt = (
+        select(Consult)
+        .where(Consult.assignee == user, Consult.status.in_(OPEN_STATUSES))
+        .order_by(Consult.created_at)
+        .with_for_update()
+    )
+    return session.execute(stmt).scalars().all()
+
+
+def unassigned_open(*, session: Session, service: str) -> Sequence[Consult]:
+    """Open, unacknowledged consults of a service."""
+    stmt = (
+        select(Consult)
+        .where(Consult.service == service, Consult.status == "open")
+        .order_by(Consult.created_at)
+    )
+    return session.execute(stmt).scalars().all()
+
+
+def open_consults(*, session: Session, services: Sequence[str] | None = None) -> Sequence[Consult]:
+    """All open consults (optionally of some services), oldest first."""
+    stmt = select(Consult).where(Consult.status.in_(OPEN_STATUSES))
+    if services is not None:
+        stmt = stmt.where(Consult.service.in_(list(services)))
+    return session.execute(stmt.order_by(Consult.created_at)).scalars().all()
+
+
+def claim_due_nudges(*, session: Session, now: datetime, limit: int) -> Sequence[Consult]:
+    """Lock consults whose next nudge is due; other processes skip the locked rows."""
+    stmt = (
+        select(Consult)
+        .where(Consult.status.in_(OPEN_STATUSES), Consult.next_nudge_at <= now)
+        .order_by(Consult.next_nudge_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return session.execute(stmt).scalars().all()
+
+
+def add_audit(
+    *,
+    session: Session,
+    consult_id: int | None,
+    actor: str,
+    action: str,
+    at: datetime,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Append one audit event."""
+    session.add(
+        AuditEvent(consult_id=consult_id, actor=actor, action=action, at=at, details=details or {})
+    )
+
+
+def audit_for(*, session: Session, consult_id: int) -> Sequence[AuditEvent]:
+    """A consult's audit trail, oldest first."""
+    stmt = select(AuditEvent).where(AuditEvent.consult_id == consult_id).order_by(AuditEvent.id)
+    return session.execute(stmt).scalars().all()
+
+
+def claim_key(
+    *, session: Session, key: str, at: datetime, result: dict[str, Any] | None = None
+) -> bool:
+    """Record that a logical Slack action was handled; False if it already was."""
+    try:
+        with session.begin_nested():
+            session.add(ProcessedKey(key=key, at=at, result=result or {}))
+            session.flush()
+        return True
+    except IntegrityError:
+        return False
+
+
+def get_key(*, session: Session, key: str) -> ProcessedKey | None:
+    """The stored outcome of an already-handled action."""
+    return session.get(ProcessedKey, key)
+
+
+def add_reply(*, session: Session, reply: Reply) -> bool:
+    """Store a thread reply once; False if that message ts was already stored."""
+    try:
+        with session.begin_nested():
+            session.add(reply)
+            session.flush()
+        return True
+    except IntegrityError:
+        return False
+
+
+def latest_reply(*, session: Session, consult_id: int, user: str | None = None) -> Reply | None:
+    """The newest reply in a consult's thread (by one user, if given)."""
+    stmt = select(Reply).where(Reply.consult_id == consult_id)
+    if user is not None:
+        stmt = stmt.where(Reply.user == user)
+    return session.execute(stmt.order_by(Reply.at.desc(), Reply.id.desc()).limit(1)).scalar()
+
+
+def latest_consultant_reply(*, session: Session, consult_id: int) -> Reply | None:
+    """The newest reply not written by the requester."""
+    stmt = (
+        select(Reply)
+        .where(Reply.consult_id == consult_id, Reply.by_requester.is_(False))
+        .order_by(Reply.at.desc(), Reply.id.desc())
+        .limit(1)
+    )
+    return session.execute(stmt).scalar()
+
+
+def on_call_overrides(*, session: Session) -> dict[str, str]:
+    """Service key → user set in Slack with /consult oncall."""
+    return {row.service: row.user for row in session.execute(select(OnCall)).scalars()}
+
+
+def set_on_call(*, session: Session, service: str, user: str, set_by: str, at: datetime) -> None:
+    """Record who is on call for a service now."""
+    row = session.get(OnCall, service)
+    if row is None:
+        session.add(OnCall(service=service, user=user, set_by=set_by, set_at=at))
+    else:
+        row.user, row.set_by, row.set_at = user, set_by, at
+
+
+def add_outbox(*, session: Session, message: OutboxMessage) -> bool:
+    """Queue a Slack call; False when its dedupe key was already queued."""
+    if message.dedupe_key is None:
+        session.add(message)
+        return True
+    try:
+        with session.begin_nested():
+            session.add(message)
+            session.flush()
+        return True
+    except IntegrityError:
+        return False
+
+
+def due_outbox_ids(*, session: Session, now: datetime, limit: int) -> list[int]:
+    """Ids of pending messages that are due and first in line for their consult.
+
+    A message waits while an older message of the same consult is still undelivered, so
+    each consult's messages reach Slack in order.
+    """
+    older = OutboxMessage.__table__.alias("older")
+    blocked = (
+        select(older.c.id)
+        .where(
+            older.c.consult_id == OutboxMessage.consult_id,
+            older.c.id < OutboxMessage.id,
+            older.c.status.in_(("pending", "sending")),
+        )
+        .exists()
+    )
+    stmt = (
+        select(OutboxMessage.id)
+        .where(
+            or_(
+                OutboxMessage.status == "pending",
+                (OutboxMessage.status == "sending") & (OutboxMessage.lease_until < now),
+            ),
+            OutboxMessage.next_attempt_at <= now,
+            or_(OutboxMessage.consult_id.is_(None), ~blocked),
+        )
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    return list(session.execute(stmt).scalars())
+
+
+def lease_outbox(
+    *, session: Session, message_id: int, owner: str, now: datetime, until: datetime
+) -> bool:
+    """Take one message for delivery; False if another process got it first."""
+    stmt = (
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == message_id,
+            or_(
+                OutboxMessage.status == "pending",
+                (OutboxMessage.status == "sending") & (OutboxMessage.lease_until < now),
+            ),
+        )
+        .values(status="sending", lease_owner=owner, lease_until=until)
+    )
+    return session.execute(stmt).rowcount == 1
+
+
+def get_outbox(*, session: Session, message_id: int) -> OutboxMessage | None:
+    """One outbox message."""
+    return session.get(OutboxMessage, message_id)
+
+
+def outbox_counts(*, session: Session) -> dict[str, int]:
+    """How many outbox messages are in each status."""
+    rows = session.execute(
+        select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+    )
+    return {status: int(n) for status, n in rows}
+
+
+def purge_closed(*, session: Session, before: datetime, at: datetime) -> list[str]:
+    """Blank patient references and free text of consults closed before `before`."""
+    rows = (
+        session.execute(
+            select(Consult).where(
+                Consult.status.in_(("closed", "cancelled")),
+                func.coalesce(Consult.closed_at, Consult.cancelled_at) < before,
+                Consult.purged_at.is_(None),
+            )
+        )
+        .scalars()
+        .all()
+    )
+    ids = [c.id for c in rows]
+    for consult in rows:
+        consult.patient = consult.patient_key = consult.question = consult.answer = None
+        consult.feedback_comment = None
+        consult.intake = {}
+        consult.purged_at = at
+    if ids:
+        session.execute(update(Reply).where(Reply.consult_id.in_(ids)).values(text=None))
+        session.execute(
+            delete(OutboxMessage).where(
+                OutboxMessage.consult_id.in_(ids), OutboxMessage.status.in_(("sent", "failed"))
+            )
+        )
+    return [c.ref for c in rows]
