@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.catalogue import parse_catalogue  # noqa: E402
 from sqlalchemy import create_engine, insert, text  # noqa: E402
 
+from bot.catalogue import parse_catalogue  # noqa: E402
 from bot.reports import compute_report, format_duration, format_share  # noqa: E402
 from storage.db import create_db_engine, migrate, session_factory  # noqa: E402
 from storage.models import Consult  # noqa: E402

@@ -110,7 +110,7 @@ class CatalogueError(Exception):
         problems: list[tuple[str | None, str]] | None = None,
     ) -> None:
         self.path = os.fspath(path)
-        self.key = key
+        self.key = key.replace("\n", "\\n") if key else key
         # Keep the message on one line whatever the source (tomllib, pydantic, regex errors).
         self.problem = " ".join(str(problem).split())
         self.problems = problems or [(key, self.problem)]
@@ -205,7 +205,10 @@ class UrgencyPolicy(BaseModel):
                 parse_timezone(zone_name)
             except ValueError as exc:
                 raise _At(("timezone",), str(exc)) from None
-            data["hours"] = _read_working_hours(hours, zone_name)
+            try:
+                data["hours"] = _read_working_hours(hours, zone_name)
+            except ValueError as exc:
+                raise _At(("hours",), str(exc)) from None
         return data
 
 
@@ -232,10 +235,7 @@ class UrgencyOverride(BaseModel):
 def _read_working_hours(spec: str, zone: str) -> WorkingHours | None:
     if spec.strip().lower() == _ALWAYS:
         return None
-    try:
-        return WorkingHours.parse(spec, zone)
-    except ValueError as exc:
-        raise _At(("hours",), str(exc)) from None
+    return WorkingHours.parse(spec, zone)
 
 
 def _merge(base: UrgencyPolicy, override: UrgencyOverride) -> UrgencyPolicy:
@@ -598,7 +598,11 @@ def _describe(error: Mapping[str, Any]) -> tuple[str | None, str]:
         return key, _unknown_key(loc)
     if kind in ("value_error", "assertion_error") and cause is not None:
         return key, str(cause)
-    return key, _MESSAGES.get(kind, "").format(**ctx) or _lower_first(str(error.get("msg", "")))
+    try:
+        problem = _MESSAGES.get(kind, "").format(**ctx)
+    except (KeyError, IndexError):
+        problem = ""
+    return key, problem or _lower_first(str(error.get("msg", "")))
 
 
 _MESSAGES = {
@@ -666,8 +670,8 @@ def _unwrap(tp: Any) -> Any:
             tp = get_args(tp)[0]
         elif origin in (Union, types.UnionType):
             options = [a for a in get_args(tp) if a is not type(None)]
-            tp = options[0] if len(options) == 1 else tp
             if len(options) != 1:
                 return tp
+            tp = options[0]
         else:
             return tp
