@@ -36,7 +36,10 @@ def handle_consult(ack: Ack, command: dict[str, Any], context: dict[str, Any]) -
             user=user, action=parsed.verb, reason=str(refusal), ref=parsed.ref
         )
         reply = f":no_entry: {refusal}"
-    ack(text=reply)
+    if isinstance(reply, dict):
+        ack(text=reply.get("text", ""), blocks=reply.get("blocks"))
+    else:
+        ack(text=reply)
 
 
 def _ctx(svc: Services) -> RenderContext:
@@ -174,7 +177,7 @@ def on_call(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
     return f":pager: <@{parsed.user}> is now on call for {blocks.escape(service.name)}."
 
 
-def stats(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
+def stats(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str | dict[str, Any]:
     from bot.reports import stats_for_slack  # noqa: PLC0415 - reports load lazily
 
     return stats_for_slack(
@@ -182,7 +185,7 @@ def stats(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
     )
 
 
-VERBS: dict[str, Callable[[Services, Parsed, dict[str, Any]], str]] = {
+VERBS: dict[str, Callable[[Services, Parsed, dict[str, Any]], str | dict[str, Any]]] = {
     "form": open_form,
     "quick": quick_form,
     "help": show_help,
