@@ -128,3 +128,17 @@ def test_text_helpers():
     assert escape("<!channel> & <@U1>") == "&lt;!channel&gt; &amp; &lt;@U1&gt;"
     long = shorten("x" * 5000, 3000)
     assert len(long) == 3000 and long.endswith("kept in CareLoop]")
+
+
+def test_channel_pacer_allows_a_short_burst_then_one_post_per_interval():
+    from bot.delivery import ChannelPacer
+
+    now = [100.0]
+    pacer = ChannelPacer(interval=1.0, burst=3, monotonic=lambda: now[0])
+    assert [pacer.take("C1") for _ in range(3)] == [0.0, 0.0, 0.0]
+    wait = pacer.take("C1")
+    assert 0.99 <= wait <= 1.0
+    assert pacer.take("C2") == 0.0  # channels are paced separately
+    now[0] += 1.0
+    assert pacer.take("C1") == 0.0
+    assert pacer.take("C1") > 0.0

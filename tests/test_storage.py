@@ -1,0 +1,60 @@
+"""Storage: SQLite pragmas, idempotent migrations, reference numbers under concurrency."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from sqlalchemy import inspect, text
+
+from storage import repo
+from storage.db import create_db_engine, migrate, session_factory
+from tests.harness import use_postgres
+
+
+def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path):
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
+
+
+def test_migrate_on_empty_database_creates_every_table_and_is_idempotent(tmp_path):
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    migrate(engine)
+    migrate(engine)
+    tables = set(inspect(engine).get_table_names())
+    assert {"consults", "audit_events", "outbox", "replies", "processed_keys", "on_call",
+            "service_counters", "alembic_version"} <= tables
+    with engine.connect() as conn:
+        assert conn.execute(text("select version_num from alembic_version")).scalar()
+    engine.dispose()
+
+
+def test_reference_numbers_are_unique_under_concurrency(db_url):
+    engine = create_db_engine(db_url)
+    sessions = session_factory(engine)
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def take(n: int) -> None:
+        for _ in range(n):
+            with sessions() as s, s.begin():
+                value = repo.next_seq(session=s, service="radiology")
+            with lock:
+                got.append(value)
+
+    threads = [threading.Thread(target=take, args=(25,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == list(range(1, 101))
+    assert all(re.fullmatch(r"[A-Z]{1,6}-\d+", f"RAD-{n}") for n in got)
+    engine.dispose()
+
+
+def test_database_kind_matches_the_run(db_url):
+    assert db_url.startswith("postgresql") == use_postgres()
