@@ -237,11 +237,7 @@ class ConsultService:
         """
         service, urgency, intake = self.validate(draft)
         patient, question = clean(draft.patient), clean(draft.question)
-        if origin_key:
-            with self.unit() as s:
-                existing = repo.get_by_origin(session=s, origin_key=origin_key)
-            if existing is not None:
-                return Opened(existing, True, [])
+        # No look-up first: the unique origin key decides, in the same transaction.
         try:
             return self._insert(service, urgency, patient, question, intake, requester, origin_key)
         except IntegrityError:

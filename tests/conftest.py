@@ -10,6 +10,9 @@ import pytest
 from bot.devslack import FakeSlack
 from tests.harness import Bot, Database, start_bot, use_postgres
 
+# The reliability suite's figures line (see tests/reliability/figures.py).
+pytest_plugins = ("tests.reliability.figures",)
+
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"careloop database: {'postgresql' if use_postgres() else 'sqlite'}"
