@@ -366,6 +366,26 @@ class ConsultService:
         log.info("consult %s", action.value, extra={"ref": consult.ref, "actor": actor})
         return Outcome(consult)
 
+    def _take_ownership(self, c: Consult, actor: str, now: datetime) -> None:
+        """Answering or asking implies acknowledging: the first to act owns the consult."""
+        if c.acknowledged_at is None:
+            c.acknowledged_at = now
+        if c.assignee is None:
+            c.assignee = actor
+        if c.first_reply_at is None:
+            c.first_reply_at = now
+
+    def _tell(
+        self, s: Session, c: Consult, now: datetime, *, thread: str, dm: str, params: dict[str, Any]
+    ) -> None:
+        """Record a step in the consult's thread and tell the requester about it."""
+        self.outbox.add(
+            s, kind=Kind.THREAD, template=thread, consult_id=c.id, now=now, params=params
+        )
+        self.outbox.add(
+            s, kind=Kind.DM, template=dm, consult_id=c.id, user=c.requester, now=now, params=params
+        )
+
     def _start_answer_clock(self, consult: Consult, now: datetime) -> None:
         consult.nudge_phase = sla.Phase.ANSWER
         consult.nudge_level = 0
@@ -384,22 +404,8 @@ class ConsultService:
             c.assignee = actor
             c.acknowledged_at = now
             self._start_answer_clock(c, now)
-            self.outbox.add(
-                s,
-                kind=Kind.THREAD,
-                template="acknowledged_thread",
-                consult_id=c.id,
-                now=now,
-                params={"by": actor},
-            )
-            self.outbox.add(
-                s,
-                kind=Kind.DM,
-                template="acknowledged",
-                consult_id=c.id,
-                user=c.requester,
-                now=now,
-                params={"by": actor},
+            self._tell(
+                s, c, now, thread="acknowledged_thread", dm="acknowledged", params={"by": actor}
             )
 
         return self._act(
@@ -421,31 +427,17 @@ class ConsultService:
 
         def apply(s: Session, c: Consult, t: Transition, now: datetime) -> None:
             self._end_waiting(c, now)
-            if c.acknowledged_at is None:
-                c.acknowledged_at = now
-            if c.assignee is None:
-                c.assignee = actor
-            if c.first_reply_at is None:
-                c.first_reply_at = now
+            self._take_ownership(c, actor, now)
             if c.answered_at is None:
                 c.answered_at = now
             c.answer = answer
             self._stop_clocks(c)
-            self.outbox.add(
+            self._tell(
                 s,
-                kind=Kind.THREAD,
-                template="answer_thread",
-                consult_id=c.id,
-                now=now,
-                params={"by": actor, "text": answer},
-            )
-            self.outbox.add(
-                s,
-                kind=Kind.DM,
-                template="answered",
-                consult_id=c.id,
-                user=c.requester,
-                now=now,
+                c,
+                now,
+                thread="answer_thread",
+                dm="answered",
                 params={"by": actor, "text": answer},
             )
 
@@ -458,33 +450,19 @@ class ConsultService:
             raise Refused("Write the question for the requester.")
 
         def apply(s: Session, c: Consult, t: Transition, now: datetime) -> None:
-            if c.acknowledged_at is None:
-                c.acknowledged_at = now
-            if c.assignee is None:
-                c.assignee = actor
-            if c.first_reply_at is None:
-                c.first_reply_at = now
+            self._take_ownership(c, actor, now)
             c.waiting_since = now
             clocks = self.catalogue.policy(self.service_of(c), c.urgency)
             c.nudge_phase = sla.Phase.REQUESTER
             c.nudge_level = 0
             c.nudges_at_level = 0
             c.next_nudge_at = now + clocks.nudge_every
-            self.outbox.add(
+            self._tell(
                 s,
-                kind=Kind.THREAD,
-                template="need_info_thread",
-                consult_id=c.id,
-                now=now,
-                params={"by": actor, "text": text},
-            )
-            self.outbox.add(
-                s,
-                kind=Kind.DM,
-                template="need_info",
-                consult_id=c.id,
-                user=c.requester,
-                now=now,
+                c,
+                now,
+                thread="need_info_thread",
+                dm="need_info",
                 params={"by": actor, "text": text},
             )
 
