@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from bot.catalogue import CatalogueError
 from bot.logs import setup_logging
@@ -81,7 +83,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CatalogueError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    except OperationalError as exc:
+        # Unreachable or refusing database at start-up: one line, not a driver traceback.
+        print(f"database error: {_db_problem(exc)}", file=sys.stderr)
+        return 3
     return 0
+
+
+def _db_problem(exc: OperationalError) -> str:
+    detail = " ".join(str(exc.orig or exc).split())[:300]
+    try:
+        url = make_url(os.environ.get("DATABASE_URL", "")).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a URL we cannot parse is simply not shown
+        url = ""
+    return f"{detail} (DATABASE_URL {url})" if url else detail
 
 
 if __name__ == "__main__":

@@ -414,7 +414,10 @@ class ConsultService:
             Action.ACKNOWLEDGE,
             apply,
             key=key,
-            repeat_ok=lambda c: c.assignee == actor and c.status != Status.OPEN.value,
+            repeat_ok=lambda c: (
+                c.assignee == actor
+                and c.status in (Status.ACKNOWLEDGED.value, Status.WAITING.value)
+            ),
         )
 
     def answer(self, ref: str, *, actor: str, text: str, key: str | None = None) -> Outcome:

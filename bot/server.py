@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from slack_sdk.errors import SlackApiError
 
 from bot.app import build_app, build_services, build_wsgi
 from bot.catalogue import load_catalogue
@@ -55,6 +56,10 @@ class CareLoopServer(BaseApplication):
             "worker_exit": _stop_worker,
             "limit_request_line": 8190,
         }
+        # gunicorn >= 25.1 opens a control socket at one fixed per-user path; an embedded
+        # server has no use for it, and a second bot on the same host would take it over.
+        if "control_socket_disable" in self.cfg.settings:
+            config["control_socket_disable"] = True
         for key, value in config.items():
             self.cfg.set(key, value)
 
@@ -88,8 +93,9 @@ def serve(settings: Settings, *, port: int | None = None) -> None:
         )
     load_catalogue(settings.consult_config)  # fail before forking, with one clear line
     prepare_database(settings)
-    log.info("serving HTTP", extra={"path": f"{settings.host}:{port or settings.port}"})
-    CareLoopServer(settings, port=port or settings.port, host=settings.host).run()
+    bind_port = settings.port if port is None else port  # --port 0: any free port
+    log.info("serving HTTP", extra={"path": f"{settings.host}:{bind_port}"})
+    CareLoopServer(settings, port=bind_port, host=settings.host).run()
 
 
 def socket(settings: Settings) -> None:
@@ -101,17 +107,35 @@ def socket(settings: Settings) -> None:
     services = build_services(settings)
     app = build_app(services, socket_mode=True)
     runtime = Runtime(services)
-    runtime.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     handler = SocketModeHandler(app, settings.slack_app_token)
     handler.client.web_client.base_url = settings.slack_api_url
     try:
-        handler.connect()
+        _connect(handler, settings)
+        runtime.start()  # only once connected: a refused token starts no background work
         log.info("connected in Socket Mode")
         stop.wait()
     finally:
         handler.close()
         runtime.stop()
         services.engine.dispose()
+
+
+def _connect(handler: Any, settings: Settings) -> None:
+    """Open the Socket Mode connection, or stop start-up with one line saying why."""
+    try:
+        handler.connect()
+    except SlackApiError as exc:
+        data = exc.response.data if isinstance(exc.response.data, dict) else {}
+        error = data.get("error") or f"HTTP {exc.response.status_code}"
+        raise SystemExit(
+            f"Socket Mode: Slack refused apps.connections.open ({error}); SLACK_APP_TOKEN must "
+            "be an app-level token (xapp-…) with the connections:write scope."
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any failure to connect ends start-up cleanly
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise SystemExit(
+            f"Socket Mode: could not connect to Slack at {settings.slack_api_url}: {detail}"
+        ) from None

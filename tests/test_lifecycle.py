@@ -513,3 +513,41 @@ def test_unsigned_request_is_refused(bot: Bot):
     resp = forged.command("cards MRN 1: x?", user=REQUESTER)
     assert resp.status == 401
     assert bot.consults() == []
+
+
+def test_reopen_button_opens_a_modal_and_the_follow_up_reopens(bot: Bot):
+    ref = bot.open()
+    bot.command(f"answer {ref} Aspirin.", user=CARD_ON_CALL)
+    bot.click(ActionId.REOPEN, ref, user=REQUESTER)
+    assert wait_until(lambda: bot.slack.calls_to("views.open"))
+    assert _view(bot.slack.calls_to("views.open")[-1])["callback_id"] == CallbackId.REOPEN
+    resp = bot.sender.view_submission(
+        CallbackId.REOPEN,
+        {BlockId.FOLLOW_UP: {"value": {"type": "plain_text_input", "value": "Which dose?"}}},
+        user=REQUESTER,
+        private_metadata=ref,
+        view_id="VRE1",
+    )
+    assert resp.status == 200
+    assert bot.consult(ref).status == "acknowledged"
+
+
+def test_refused_button_tells_the_clicker_why_and_changes_nothing(bot: Bot):
+    ref = bot.open()
+    bot.click(ActionId.ANSWER, ref, user=REQUESTER, channel=CARD_CHANNEL)
+    bot.settle()
+    notices = [e for e in bot.slack.ephemerals(REQUESTER) if ref in str(e)]
+    assert notices and "cannot answer" in str(notices[0])
+    assert bot.slack.calls_to("views.open") == []
+    assert bot.consult(ref).status == "open" and "refused" in bot.audit(ref)
+
+
+def test_stale_button_on_a_closed_consult_gets_a_clear_notice(bot: Bot):
+    ref = bot.open()
+    bot.command(f"answer {ref} ok", user=CARD_ON_CALL)
+    bot.command(f"close {ref}", user=REQUESTER)
+    bot.click(ActionId.ACKNOWLEDGE, ref, user=CARD_ON_CALL, channel=CARD_CHANNEL)
+    bot.settle()
+    notices = [e for e in bot.slack.ephemerals(CARD_ON_CALL) if ref in str(e)]
+    assert notices and "closed" in str(notices[0])
+    assert bot.consult(ref).status == "closed"

@@ -1,0 +1,103 @@
+"""Checks on an HTTP request from Slack before anything parses it.
+
+Bolt parses a request body before its own signature check runs, so an unsigned body could
+reach JSON decoding, and a signed but malformed one could crash bolt's matchers (a 500).
+`WsgiApp` therefore checks, in this order: the timestamp header is a plain number, the HMAC
+signature over the raw bytes is valid and fresh (401 otherwise, nothing parsed), and the
+body is UTF-8 whose JSON / `payload=` has the shape Slack always sends (400 otherwise).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+# Slack rejects requests whose timestamp is more than five minutes from now; so do we.
+MAX_SKEW = 300
+_STAMP = re.compile(r"[0-9]{1,12}")
+_INTERACTIVE = {
+    "block_actions",
+    "view_submission",
+    "view_closed",
+    "shortcut",
+    "message_action",
+    "block_suggestion",
+}
+_OBJECTS = ("user", "team", "view", "container", "channel", "message", "event")
+
+
+def valid_timestamp(stamp: str | None) -> bool:
+    """A Unix time in ASCII digits (`int()` would accept '٣' or 5,000 digits, bolt not)."""
+    return stamp is not None and _STAMP.fullmatch(stamp.strip()) is not None
+
+
+def signature_ok(
+    secret: str,
+    body: bytes,
+    stamp: str | None,
+    signature: str | None,
+    *,
+    now: Callable[[], float] = time.time,
+) -> bool:
+    """Slack's v0 signature over the raw body, and a timestamp within five minutes."""
+    if not secret or not signature or not valid_timestamp(stamp):
+        return False
+    assert stamp is not None
+    if abs(now() - int(stamp)) > MAX_SKEW:
+        return False
+    base = b"v0:" + stamp.strip().encode() + b":" + body
+    expected = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), signature.strip().encode("utf-8", "replace"))
+
+
+def malformed(body: bytes, content_type: str) -> str | None:
+    """Why a (signed) body is not something Slack sends, or None when it looks right."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "body is not UTF-8"
+    if content_type == "application/json":
+        try:
+            data: Any = json.loads(text) if text.strip() else None
+        except ValueError:
+            return "body is not JSON"
+        if not isinstance(data, dict):
+            return "body is not a JSON object"
+        return _shape(data)
+    form = {k: v[-1] for k, v in parse_qs(text, keep_blank_values=True).items()}
+    if "payload" in form:
+        try:
+            data = json.loads(form["payload"])
+        except ValueError:
+            return "payload is not JSON"
+        if not isinstance(data, dict):
+            return "payload is not a JSON object"
+        return _shape(data)
+    if "command" in form and not form.get("user_id", "").strip():
+        return "command without user_id"
+    return None
+
+
+def _shape(data: dict[str, Any]) -> str | None:
+    for key in _OBJECTS:
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            return f"{key} is not an object"
+    actions = data.get("actions")
+    if actions is not None and not (
+        isinstance(actions, list) and all(isinstance(a, dict) for a in actions)
+    ):
+        return "actions is not a list of objects"
+    view = data.get("view")
+    if isinstance(view, dict) and not isinstance(view.get("type"), str):
+        return "view has no type"
+    if data.get("type") in _INTERACTIVE:
+        user = data.get("user") or {}
+        if not isinstance(user.get("id"), str) or not user["id"]:
+            return "interaction without a user"
+    return None
