@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    command = args.command or ("socket" if os.environ.get("SLACK_APP_TOKEN") else "serve")
+    command = args.command
     try:
         if command == "demo":
             from bot.demo import run_demo  # noqa: PLC0415
@@ -59,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(speed=args.speed, as_json=args.json, keep=args.keep)
         settings = _settings()
         setup_logging(settings.log_level, settings.log_format)
+        if command is None:  # SLACK_APP_TOKEN may come from the environment or from .env
+            command = "socket" if settings.slack_app_token else "serve"
         if command == "serve":
             from bot.server import serve  # noqa: PLC0415
 

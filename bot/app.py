@@ -3,6 +3,7 @@ with its handlers, and a WSGI entry point with `/healthz` and a request-size lim
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -14,8 +15,10 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import guard
 from bot.catalogue import Catalogue, load_catalogue
 from bot.clock import Clock, SystemClock
 from bot.consults import ConsultService
@@ -149,16 +152,7 @@ def build_app(services: Services, *, socket_mode: bool = False) -> App:
             extra={"error": type(error).__name__},
             exc_info=error,
         )
-        return BoltResponse(
-            status=200,
-            body=json.dumps(
-                {
-                    "response_type": "ephemeral",
-                    "text": "Sorry, something went wrong on our side. Nothing was lost; try again.",
-                }
-            ),
-            headers={"content-type": "application/json"},
-        )
+        return _error_response(error, body)
 
     return app
 
@@ -171,6 +165,7 @@ class WsgiApp:
         self.handler = SlackRequestHandler(app, path=REQUEST_PATH)
         self.services = services
         self.max_body = services.settings.max_body_bytes
+        self.secret = services.settings.slack_signing_secret or ""
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -192,15 +187,62 @@ class WsgiApp:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             return _plain(start_response, "400 Bad Request", "bad content length")
+        if length < 0:
+            return _plain(start_response, "400 Bad Request", "bad content length")
         if length > self.max_body:
             return _plain(start_response, "413 Payload Too Large", "request body too large")
         stamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP")
-        if stamp is not None and not stamp.strip().isdigit():
+        if stamp is not None and not guard.valid_timestamp(stamp):
             return _plain(start_response, "401 Unauthorized", "invalid request")
         ctype = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
         if ctype not in ("application/json", "application/x-www-form-urlencoded"):
             return _plain(start_response, "415 Unsupported Media Type", "unsupported content type")
-        return self.handler(environ, start_response)
+        # Verify before parsing anything (bolt parses first), then refuse shapes bolt cannot
+        # handle with a 400 instead of a crash; bolt verifies the signature again.
+        body = environ["wsgi.input"].read(length) if length else b""
+        signature = environ.get("HTTP_X_SLACK_SIGNATURE")
+        if not guard.signature_ok(self.secret, body, stamp, signature):
+            log.warning("request refused: invalid or stale signature")
+            return _plain(start_response, "401 Unauthorized", "invalid request")
+        problem = guard.malformed(body, ctype)
+        if problem:
+            log.warning("request refused: malformed", extra={"error": problem})
+            return _plain(start_response, "400 Bad Request", "malformed request")
+        environ = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
+        try:
+            return self.handler(environ, start_response)
+        except Exception as exc:  # noqa: BLE001 - bolt choked on a signed request: 400, not 500
+            log.error("request could not be handled", extra={"error": type(exc).__name__})
+            return _plain(start_response, "400 Bad Request", "malformed request")
+
+
+def _error_response(error: Exception, body: Any) -> BoltResponse:
+    """What the person sees when a handler failed: whether it was saved, and what to do."""
+    if isinstance(error, SQLAlchemyError):
+        # The unit of work rolled back: nothing of this request was stored.
+        text = "Sorry, the database did not answer, so this was not saved. Please try again."
+    else:
+        text = (
+            "Sorry, something went wrong on our side and this may not have been saved. "
+            "Check `/consult list`, then try again."
+        )
+    payload: dict[str, Any] = {"response_type": "ephemeral", "text": text}
+    if isinstance(body, dict) and body.get("type") == "view_submission":
+        # Shown in the still-open modal, next to its first input; what was typed stays.
+        blocks = (body.get("view") or {}).get("blocks") or []
+        first = next(
+            (
+                b["block_id"]
+                for b in blocks
+                if isinstance(b, dict) and b.get("type") == "input" and b.get("block_id")
+            ),
+            None,
+        )
+        if first:
+            payload = {"response_action": "errors", "errors": {first: text}}
+    return BoltResponse(
+        status=200, body=json.dumps(payload), headers={"content-type": "application/json"}
+    )
 
 
 def _plain(start_response: Callable[..., Any], status: str, text: str) -> list[bytes]:

@@ -921,6 +921,8 @@ def to_plain_text(
                 value = element.get("initial_value") or "____"
             else:
                 value = _plain_element(element) or "____"
-            optional = " (optional)" if block.get("optional") else ""
+            optional = (
+                " (optional)" if block.get("optional") and "optional" not in label.lower() else ""
+            )
             out.append(f"{label}{optional}: {value}")
     return "\n".join(out)

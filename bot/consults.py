@@ -651,7 +651,14 @@ class ConsultService:
             c.feedback_at = now
 
         return self._act(
-            ref, actor, Action.FEEDBACK, apply, key=key, audit_details={"helpful": helpful}
+            ref,
+            actor,
+            Action.FEEDBACK,
+            apply,
+            key=key,
+            audit_details={"helpful": helpful},
+            # A second tap of the same rating (double-click) records nothing new.
+            repeat_ok=lambda c: c.feedback_helpful is helpful and not text,
         )
 
     # ------------------------------------------------------------------ thread replies
@@ -755,7 +762,9 @@ class ConsultService:
         return [c for c in found if c is not None]
 
     # ------------------------------------------------------------------ on-call
-    def set_on_call(self, *, service_key: str, actor: str, user: str) -> Service:
+    def set_on_call(
+        self, *, service_key: str, actor: str, user: str, key: str | None = None
+    ) -> Service:
         """Change who is on call; allowed for the service's leads and current on-call."""
         service = self.catalogue.service(service_key)
         if service is None:
@@ -772,6 +781,8 @@ class ConsultService:
                     f"Only {service.name}'s leads or its current on-call can change who is on call."
                 )
             now = self.clock.now()
+            if key and not repo.claim_key(session=s, key=key, at=now):
+                return service  # a replay of a change already made
             repo.set_on_call(session=s, service=service.key, user=user, set_by=actor, at=now)
             repo.add_audit(
                 session=s,

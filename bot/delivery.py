@@ -5,8 +5,9 @@ rendered from the consult's current state, sent, and then marked sent. HTTP 429 
 least Retry-After; 5xx, timeouts and connection errors back off and retry for as long as it
 takes; permanent errors (e.g. channel_not_found) fail the message and tell the requester.
 A consult's messages go out in order. chat.postMessage has no idempotency key, so a post
-that may have landed (a timeout, or a lease that expired after a crash) is first looked for
-in the channel history by the outbox id carried in the message metadata.
+that may have landed (a timeout, a 5xx, or a lease that expired after a crash) is first
+looked for in the channel history by the outbox id carried in the message metadata; while
+the history cannot be read, the post waits rather than risk a duplicate.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from urllib.error import URLError
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.blocks import RenderContext, render_message
@@ -115,6 +117,7 @@ class Dispatcher:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._check_first: set[int] = set()
         self.delivered = 0
 
     # ------------------------------------------------------------------ running
@@ -178,12 +181,22 @@ class Dispatcher:
     def _lease(self, message_id: int) -> OutboxMessage | None:
         now = self.clock.now()
         with self.sessions() as s, s.begin():
+            before = s.execute(
+                select(OutboxMessage.status).where(OutboxMessage.id == message_id)
+            ).scalar_one_or_none()
             if not repo.lease_outbox(
                 session=s, message_id=message_id, owner=self.owner, now=now, until=now + self.lease
             ):
                 return None
             msg = repo.get_outbox(session=s, message_id=message_id)
             assert msg is not None
+            # Whether an earlier attempt may have reached Slack: it timed out (unclear), or
+            # its process died holding the lease ("sending" past its lease). A clear refusal
+            # (429, 5xx) did not post, so needs no look in the history.
+            if before == "sending" or (msg.last_error or "").startswith("unclear"):
+                self._check_first.add(msg.id)
+            else:
+                self._check_first.discard(msg.id)
             msg.attempts += 1
             s.flush()
             s.expunge(msg)
@@ -220,8 +233,23 @@ class Dispatcher:
             if wait > 0:
                 self._release(msg.id, delay=wait, count=False)
                 return
-            if msg.attempts > 1:
-                found = self._find_landed(msg, channel)
+            if msg.id in self._check_first:
+                try:
+                    found = self._find_landed(msg, channel)
+                except Unclear as exc:
+                    # Slack could not say whether the earlier attempt landed: posting now
+                    # could duplicate it, so ask again later instead.
+                    log.warning(
+                        "could not check whether a post landed; will retry",
+                        extra={"outbox_id": msg.id, "error": str(exc)[:100]},
+                    )
+                    self._release(
+                        msg.id,
+                        delay=self._backoff(msg.attempts),
+                        count=True,
+                        error=f"unclear: history {exc}"[:255],
+                    )
+                    return
                 if found:
                     self._finish(msg, status="sent", ts=found, consult=consult, channel=channel)
                     return
@@ -271,8 +299,12 @@ class Dispatcher:
             self._release(msg.id, delay=delay, count=True, error="429")
             return
         if status >= 500 or error in RETRYABLE_ERRORS:
+            # A 5xx may come from a proxy after Slack acted: as unclear as a timeout.
             self._release(
-                msg.id, delay=self._backoff(msg.attempts), count=True, error=f"{status} {error}"
+                msg.id,
+                delay=self._backoff(msg.attempts),
+                count=True,
+                error=f"unclear: {status} {error}",
             )
             return
         log.error("slack refused a message", extra={"outbox_id": msg.id, "error": error})
@@ -294,6 +326,7 @@ class Dispatcher:
         permalink = None
         if status == "sent" and msg.kind == Kind.POST and ts and consult is not None:
             permalink = self._permalink(channel or consult.channel, ts)
+        self._check_first.discard(msg.id)
         with self.sessions() as s, s.begin():
             row = repo.get_outbox(session=s, message_id=msg.id)
             if row is None:
@@ -329,8 +362,29 @@ class Dispatcher:
         except (SlackApiError, OSError, TimeoutError, URLError):
             return None
 
+    def _ensure_permalink(self, consult_id: int) -> None:
+        """Fetch the card's link if chat.getPermalink failed when it was posted: the
+        confirmation exists to give the requester that link. No transaction is held while
+        Slack is asked."""
+        with self.sessions() as s:
+            consult = repo.get_consult(session=s, consult_id=consult_id)
+            if consult is None or not consult.channel_ts or consult.permalink:
+                return
+            channel, ts = consult.channel, consult.channel_ts
+        link = self._permalink(channel, ts)
+        if link:
+            with self.sessions() as s, s.begin():
+                row = repo.get_consult(session=s, consult_id=consult_id)
+                if row is not None and not row.permalink:
+                    row.permalink = link
+
     def _find_landed(self, msg: OutboxMessage, channel: str) -> str | None:
-        """The ts of an earlier attempt of this message that reached Slack, if any."""
+        """The ts of an earlier attempt of this message that reached Slack, if any.
+
+        Raises Unclear when Slack could not be asked (5xx, 429, timeout): the caller retries
+        later rather than risk a second post. A permanent refusal (e.g. a missing history
+        scope) is logged and treated as "not found", so delivery never stalls for good.
+        """
         try:
             target = channel
             if channel.startswith(("U", "W")):
@@ -346,7 +400,22 @@ class Dispatcher:
                     return str(m.get("ts"))
             if msg.kind == Kind.THREAD:
                 return self._find_in_thread(msg, target)
-        except (SlackApiError, OSError, TimeoutError, URLError, KeyError):
+        except SlackApiError as exc:
+            status = exc.response.status_code
+            error = (
+                str((exc.response.data or {}).get("error", ""))
+                if isinstance(exc.response.data, dict)
+                else ""
+            )
+            if status == 429 or status >= 500 or error in RETRYABLE_ERRORS:
+                raise Unclear(f"{status} {error}".strip()) from exc
+            log.warning(
+                "could not check whether a post landed",
+                extra={"outbox_id": msg.id, "error": error or str(status)},
+            )
+        except (OSError, TimeoutError, URLError) as exc:
+            raise Unclear(type(exc).__name__) from exc
+        except KeyError:
             log.warning("could not check whether a post landed", extra={"outbox_id": msg.id})
         return None
 
@@ -387,6 +456,8 @@ class Dispatcher:
         payload = msg.payload or {}
         template = payload.get("template", "text")
         params = dict(payload.get("params") or {})
+        if template == "confirmation" and msg.consult_id:
+            self._ensure_permalink(msg.consult_id)
         with self.sessions() as s:
             consult = (
                 repo.get_consult(session=s, consult_id=msg.consult_id) if msg.consult_id else None
@@ -406,6 +477,11 @@ class Dispatcher:
 
                 view = home_view(payload["user"], session=s, ctx=ctx)
                 return consult, Call("views.publish", {"user_id": payload["user"], "view": view})
+            if template == "confirmation" and consult is not None:
+                if not consult.channel_ts:
+                    # The card never reached the channel (the requester got "could not be
+                    # posted" instead): do not tell them it is there.
+                    return consult, None
             text, blocks = render_message(template, consult, params, ctx)
             if s.in_transaction():
                 s.commit()

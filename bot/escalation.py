@@ -77,15 +77,17 @@ def _sweep_channel(
             continue
         service = catalogue.service_by_key(c.service)
         clocks = catalogue.policy(service, c.urgency)
+        if clocks.hours is not None and not clocks.hours.is_open(now):
+            # Clocks with working hours also nudge only in working hours: nobody is paged
+            # at night about a routine consult.
+            c.next_nudge_at = clocks.hours.next_open(now)
+            continue
         if c.nudge_phase == sla.Phase.REQUESTER:
-            _remind_requester(services, s, c, now, clocks.nudge_every)
+            _remind_requester(services, s, c, now, sla.add_time(clocks, now, clocks.nudge_every))
             result.reminded.append(c.ref)
             continue
-        first = (
-            overrides.get(service.key, service.on_call)
-            if c.nudge_phase == sla.Phase.ACKNOWLEDGE
-            else (c.assignee or overrides.get(service.key, service.on_call))
-        )
+        # Whoever owns it (acknowledged, or handed off before acknowledging), else on-call.
+        first = c.assignee or overrides.get(service.key, service.on_call)
         ladder = sla.Ladder.build(first=first, backup=service.backup, leads=service.leads)
         plan = sla.plan_nudge(
             ladder=ladder,
@@ -97,7 +99,7 @@ def _sweep_channel(
         c.nudge_level, c.nudges_at_level = plan.level, plan.nudges_at_level
         c.nudge_count = (c.nudge_count or 0) + 1
         c.last_nudge_at = now
-        c.next_nudge_at = plan.next_nudge_at
+        c.next_nudge_at = sla.add_time(clocks, now, clocks.nudge_every)
         nudges.append((c, plan))
     if not nudges:
         return
@@ -181,17 +183,17 @@ def _notify(
     )
     log.info(
         "consult escalated" if plan.escalated else "consult nudged",
-        extra={"ref": c.ref, "phase": c.nudge_phase, "level": plan.level},
+        extra={"ref": c.ref, "phase": c.nudge_phase, "ladder_level": plan.level},
     )
 
 
 def _remind_requester(
-    services: Services, s: Session, c: Consult, now: datetime, every: object
+    services: Services, s: Session, c: Consult, now: datetime, next_at: datetime
 ) -> None:
     c.nudge_count = (c.nudge_count or 0) + 1
     c.nudges_at_level = (c.nudges_at_level or 0) + 1
     c.last_nudge_at = now
-    c.next_nudge_at = now + every  # type: ignore[operator]
+    c.next_nudge_at = next_at
     services.outbox.add(
         s,
         kind=Kind.DM,

@@ -93,11 +93,31 @@ def _shape(data: dict[str, Any]) -> str | None:
         isinstance(actions, list) and all(isinstance(a, dict) for a in actions)
     ):
         return "actions is not a list of objects"
+    for action in actions or []:
+        for key in ("selected_option", "text"):
+            if action.get(key) is not None and not isinstance(action[key], dict):
+                return f"action {key} is not an object"
     view = data.get("view")
-    if isinstance(view, dict) and not isinstance(view.get("type"), str):
-        return "view has no type"
+    if isinstance(view, dict):
+        if not isinstance(view.get("type"), str):
+            return "view has no type"
+        state = view.get("state")
+        if state is not None and not isinstance(state, dict):
+            return "view state is not an object"
+        values = (state or {}).get("values")
+        if values is not None and not _nested_objects(values, depth=3):
+            return "view state values are not {block: {action: element}}"
     if data.get("type") in _INTERACTIVE:
         user = data.get("user") or {}
         if not isinstance(user.get("id"), str) or not user["id"]:
             return "interaction without a user"
     return None
+
+
+def _nested_objects(value: Any, *, depth: int) -> bool:
+    """`depth` levels of JSON objects: {block_id: {action_id: {element state}}}."""
+    if not isinstance(value, dict):
+        return False
+    if depth == 1:
+        return True
+    return all(_nested_objects(v, depth=depth - 1) for v in value.values())

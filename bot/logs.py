@@ -29,7 +29,7 @@ _SAFE_EXTRA = {
     "status",
     "count",
     "phase",
-    "level",
+    "ladder_level",
     "path",
     "event",
     "attempts",

@@ -12,9 +12,12 @@ Figures per service, and within each service per urgency and per consultant, ove
 * SLA shares (answered / acknowledged within the due time) and answer feedback.
 
 Percentiles interpolate linearly between ranks exactly like PostgreSQL's
-``percentile_cont``. On PostgreSQL everything is aggregated in the database (one scan with
-``GROUPING SETS``); on SQLite the needed columns are fetched and aggregated in Python; both
-paths give identical numbers.
+``percentile_cont``. On PostgreSQL everything is aggregated in the database: one grouped
+count per (service, urgency, assignee), rolled up here, and one scan feeding
+``percentile_cont`` through ``GROUPING SETS``. On SQLite the needed columns (never whole
+ORM objects) are fetched and aggregated in Python. Seconds are computed the way
+PostgreSQL's ``date_part('epoch', later - earlier)`` computes them, so both paths give
+bit-identical numbers. The period filter uses ``ix_consults_service_created``.
 
 Nothing here reads or prints patient references, questions or answers: outputs carry
 service keys, urgencies, Slack user ids and consult references only.
@@ -40,6 +43,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import (
     ColumnElement,
     Double,
+    String,
     and_,
     case,
     cast,
@@ -48,12 +52,16 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
+    type_coerce,
 )
 from sqlalchemy.orm import Session
 
 from bot.blocks import RenderContext, context, escape, link, section
-from bot.catalogue import URGENCIES, Catalogue, Service
+from bot.catalogue import URGENCIES, Catalogue, Service, load_catalogue
+from bot.clock import SystemClock
+from bot.durations import parse_duration
 from bot.outbox import Kind
+from storage.db import create_db_engine, migrate, session_factory
 from storage.models import Consult
 
 if TYPE_CHECKING:
@@ -99,8 +107,6 @@ def percentile(values: Sequence[float], p: float) -> float | None:
 
 def parse_period(text: str) -> timedelta:
     """A reporting period such as "7d", "30d" or "90d" (any `bot.durations` duration)."""
-    from bot.durations import parse_duration  # noqa: PLC0415 - small, but keep imports lazy
-
     period = parse_duration(text)  # its ValueError messages are written for users
     if period > MAX_PERIOD:
         raise ValueError(f"{text.strip()!r} is too long a period; at most {MAX_PERIOD.days}d")
@@ -213,32 +219,51 @@ def _group_keys(service: str, urgency: str, assignee: str | None) -> list[GroupK
     return keys
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 def _period_groups_python(
     session: Session, keys: Sequence[str], since: datetime, until: datetime, now: datetime
 ) -> dict[GroupKey, _Group]:
     """Fetch the period's timing columns and aggregate them in Python (SQLite)."""
-    stmt = select(
-        _C.service,
-        _C.urgency,
-        _C.assignee,
-        _C.status,
+    # SQLite keeps UTC times as ISO text; parsing it directly is several times faster than
+    # the ORM type's conversion to aware datetimes, and naive UTC compares just as well.
+    raw = session.get_bind().dialect.name == "sqlite"
+    times = (
         _C.created_at,
         _C.acknowledged_at,
         _C.first_reply_at,
         _C.answered_at,
         _C.acknowledge_due_at,
         _C.answer_due_at,
+    )
+    stmt = select(
+        _C.service,
+        _C.urgency,
+        _C.assignee,
+        _C.status,
+        *(type_coerce(t, String) if raw else t for t in times),
         _C.waiting_seconds,
         _C.escalation_count,
         _C.handoff_count,
         _C.reopened_count,
         _C.feedback_helpful,
     ).where(_period_filter(keys, since, until))
+    parse = datetime.fromisoformat if raw else _same
+    if raw:
+        now = now.replace(tzinfo=None)
     # One accumulator per (service, urgency, assignee), merged into the report's groups after.
     finest: dict[tuple[str, str, str | None], _Acc] = {}
     for row in session.execute(stmt):
         (service, urgency, assignee, status, created, acked, first_reply, answered,
          ack_due, answer_due, waiting_s, escalations, handoffs, reopens, helpful) = row  # fmt: skip
+        created = parse(created)
+        acked = acked and parse(acked)
+        first_reply = first_reply and parse(first_reply)
+        answered = answered and parse(answered)
+        ack_due = ack_due and parse(ack_due)
+        answer_due = answer_due and parse(answer_due)
         waiting_s = waiting_s or 0
         not_cancelled = status != "cancelled"
         sla_counted = not_cancelled and (
@@ -451,13 +476,18 @@ def _open_groups(
 ) -> dict[GroupKey, tuple[int, int]]:
     """(open now, overdue now) per group, over every open consult whatever its age."""
     overdue = case((_due_now() < now, 1), else_=0)
+    # Filtering on status alone keeps SQLite on the status index (open consults are few);
+    # with a service filter too it may pick the service index and read every consult.
     stmt = (
         select(_C.service, _C.urgency, _C.assignee, func.count(), func.sum(overdue))
-        .where(_C.status.in_(OPEN_STATUSES), _C.service.in_(list(keys)))
+        .where(_C.status.in_(OPEN_STATUSES))
         .group_by(_C.service, _C.urgency, _C.assignee)
     )
+    wanted = set(keys)
     out: dict[GroupKey, tuple[int, int]] = {}
     for service, urgency, assignee, n, late in session.execute(stmt):
+        if service not in wanted:
+            continue
         for key in _group_keys(service, urgency, assignee):
             was = out.get(key, (0, 0))
             out[key] = (was[0] + int(n), was[1] + int(late or 0))
@@ -757,10 +787,6 @@ def report_cli(settings: Settings, *, since: str, service: str | None, fmt: str)
     Prints the report for consults created in the last `since`, to now; returns the exit
     code (2 for a bad period or an unknown service, with the reason on stderr).
     """
-    from bot.catalogue import load_catalogue  # noqa: PLC0415
-    from bot.clock import SystemClock  # noqa: PLC0415
-    from storage.db import create_db_engine, migrate, session_factory  # noqa: PLC0415
-
     try:
         period = parse_period(since)
     except ValueError as exc:
@@ -935,12 +961,13 @@ def _overdue_refs(
     """References (and permalinks) of consults overdue now, oldest first, per service."""
     stmt = (
         select(_C.service, _C.ref, _C.permalink)
-        .where(_C.status.in_(OPEN_STATUSES), _C.service.in_(list(keys)), _due_now() < now)
+        .where(_C.status.in_(OPEN_STATUSES), _due_now() < now)  # status index: see above
         .order_by(_C.created_at, _C.id)
     )
     out: dict[str, list[tuple[str, str | None]]] = {k: [] for k in keys}
     for service, ref, permalink in session.execute(stmt):
-        out[service].append((ref, permalink))
+        if service in out:
+            out[service].append((ref, permalink))
     return out
 
 
@@ -1006,9 +1033,8 @@ def digest_chart_png(session: Session, *, service: str, until: datetime) -> byte
     per_day: list[list[float]] = [[] for _ in range(CHART_DAYS)]
     for created, answered, waiting_s in session.execute(stmt):
         day = int((created - start) // timedelta(days=1))
-        value = _seconds(answered, created, waiting_s or 0)
-        if 0 <= day < CHART_DAYS and value is not None:
-            per_day[day].append(value / 3600)
+        if 0 <= day < CHART_DAYS:
+            per_day[day].append(_seconds(answered, created, waiting_s or 0) / 3600)
     days = [start + timedelta(days=i) for i in range(CHART_DAYS)]
     medians = [percentile(v, 0.5) for v in per_day]
     ys = [m if m is not None else math.nan for m in medians]
@@ -1030,21 +1056,6 @@ def digest_chart_png(session: Session, *, service: str, until: datetime) -> byte
     return out.getvalue()
 
 
-DIGEST_FIGURES = (
-    "consults",
-    "answered",
-    "acknowledged",
-    "escalated",
-    "tta_median",
-    "ttans_median",
-    "ttans_p90",
-    "within_sla",
-    "ack_within_sla",
-    "waiting_total",
-    "helpful_share",
-)
-
-
 def _digest_figures(entry: dict[str, Any]) -> dict[str, Any]:
     return {
         "consults": entry["consults"],
@@ -1061,15 +1072,31 @@ def _digest_figures(entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def digest_period(catalogue: Catalogue, now: datetime) -> tuple[datetime, datetime, str]:
-    """The digest's week: the 7 calendar days before today in the digest's time zone, as
-    (since, until) in UTC, and the ISO week of `now` ("2026-W45") that names the digest."""
+@dataclass(frozen=True)
+class DigestWeek:
+    """The week a digest covers: the 7 calendar days before the day it is sent, in the
+    digest's time zone (`since`/`until` in UTC), named by the ISO week it is sent in."""
+
+    since: datetime
+    until: datetime
+    first_day: str  # "2026-10-24", local
+    last_day: str  # "2026-10-30", local
+    iso_week: str  # "2026-W44", of the sending day
+
+
+def digest_week(catalogue: Catalogue, now: datetime) -> DigestWeek:
+    """The digest week for a digest sent at `now` (midnight to midnight, local time)."""
     tz = ZoneInfo(catalogue.digest.timezone or "UTC")
-    local = _aware(now).astimezone(tz)
-    until = datetime.combine(local.date(), time(0), tzinfo=tz)
-    since = datetime.combine(local.date() - timedelta(days=7), time(0), tzinfo=tz)
-    year, week, _ = local.isocalendar()
-    return since.astimezone(UTC), until.astimezone(UTC), f"{year}-W{week:02d}"
+    today = _aware(now).astimezone(tz).date()
+    first = today - timedelta(days=7)
+    year, week, _ = today.isocalendar()
+    return DigestWeek(
+        since=datetime.combine(first, time(0), tzinfo=tz).astimezone(UTC),
+        until=datetime.combine(today, time(0), tzinfo=tz).astimezone(UTC),
+        first_day=first.isoformat(),
+        last_day=(today - timedelta(days=1)).isoformat(),
+        iso_week=f"{year}-W{week:02d}",
+    )
 
 
 def send_weekly_digests(services: Services) -> int:
@@ -1081,15 +1108,16 @@ def send_weekly_digests(services: Services) -> int:
     """
     catalogue = services.catalogue
     now = _aware(services.clock.now())
-    since, until, iso_week = digest_period(catalogue, now)
-    previous_since = since - (until - since)
+    week = digest_week(catalogue, now)
+    since, until, iso_week = week.since, week.until, week.iso_week
+    previous_since = since - timedelta(days=7)
     targets = [s for s in catalogue.services if s.leads]
     if not targets:
         return 0
     keys = [s.key for s in targets]
     queued = 0
     with services.consults.unit() as session:
-        week = compute_report(
+        current = compute_report(
             session, catalogue=catalogue, since=since, until=until, now=now, services=keys
         )
         before = compute_report(
@@ -1097,13 +1125,15 @@ def send_weekly_digests(services: Services) -> int:
             services=keys,
         )  # fmt: skip
         overdue = _overdue_refs(session, keys, now)
-        for s, this, prev in zip(targets, week["services"], before["services"], strict=True):
+        for s, this, prev in zip(targets, current["services"], before["services"], strict=True):
             refs = overdue[s.key]
             params = {
                 "service": s.key,
                 "week": iso_week,
                 "since": iso_z(since),
                 "until": iso_z(until),
+                "first_day": week.first_day,
+                "last_day": week.last_day,
                 "this_week": _digest_figures(this),
                 "previous_week": _digest_figures(prev),
                 "overdue": {"count": len(refs), "refs": [r for r, _ in refs[:MAX_REFS]]},
@@ -1155,23 +1185,14 @@ def _digest_value(value: Any, kind: str) -> str:
     return format_duration(value)
 
 
-def _day(iso: str | None) -> str:
-    if not iso:
-        return "?"
-    return iso[:10]
-
-
 def render_digest(params: dict[str, Any], ctx: RenderContext) -> tuple[str, list[dict[str, Any]]]:
     """The "digest" DM: this week's figures beside last week's, and what is overdue now."""
     key = str(params.get("service", ""))
     name = escape(ctx.service_name(key))
     this = params.get("this_week") or {}
     prev = params.get("previous_week") or {}
-    until_text = params.get("until")
-    last_day = "?"
-    if until_text:
-        until = datetime.fromisoformat(str(until_text).replace("Z", "+00:00"))
-        last_day = (until - timedelta(seconds=1)).strftime("%Y-%m-%d")
+    first_day = escape(str(params.get("first_day") or str(params.get("since", "?"))[:10]))
+    last_day = escape(str(params.get("last_day") or "?"))
     lines = [
         f"{label}: *{_digest_value(this.get(k), kind)}* (week before: "
         f"{_digest_value(prev.get(k), kind)})"
@@ -1187,8 +1208,8 @@ def render_digest(params: dict[str, Any], ctx: RenderContext) -> tuple[str, list
         late = ":white_check_mark: Nothing is overdue right now."
     blocks = [
         section(
-            f":bar_chart: *Weekly digest — {name}* ({escape(str(params.get('week', '')))})\n"
-            f"Consults opened {escape(_day(params.get('since')))} to {escape(last_day)}"
+            f":bar_chart: *Weekly digest — {name}*\n"
+            f"Consults opened {first_day} to {last_day}, compared with the week before"
         ),
         section("\n".join(lines)),
         section(late),

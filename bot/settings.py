@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     slack_timeout: float = Field(10.0, alias="SLACK_TIMEOUT")
     max_body_bytes: int = Field(512 * 1024, alias="MAX_BODY_BYTES")
 
+    @field_validator("web_concurrency", "slack_signing_secret", "slack_app_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `.env.example` lists every variable; an empty line there means "not set".
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("slack_api_url")
     @classmethod
     def _trailing_slash(cls, value: str) -> str:

@@ -42,6 +42,12 @@ def handle_consult(ack: Ack, command: dict[str, Any], context: dict[str, Any]) -
         ack(text=reply)
 
 
+def _key(command: dict[str, Any]) -> str | None:
+    """Exactly-once key of a command: a replay carries the same trigger id."""
+    trigger = command.get("trigger_id")
+    return f"cmd:{trigger}" if trigger else None
+
+
 def _ctx(svc: Services) -> RenderContext:
     return RenderContext(catalogue=svc.catalogue, now=svc.clock.now(), load=svc.consults.by_ids)
 
@@ -104,9 +110,7 @@ def show_list(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
 
 def acknowledge(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
     assert parsed.ref
-    outcome = svc.consults.acknowledge(
-        parsed.ref, actor=command["user_id"], key=f"cmd:{command.get('trigger_id')}"
-    )
+    outcome = svc.consults.acknowledge(parsed.ref, actor=command["user_id"], key=_key(command))
     if not outcome.changed:
         return f"You already own {outcome.consult.ref}."
     return f":eyes: You acknowledged {outcome.consult.ref}; the requester has been told."
@@ -118,7 +122,7 @@ def answer(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
         parsed.ref,
         actor=command["user_id"],
         text=parsed.text,
-        key=f"cmd:{command.get('trigger_id')}",
+        key=_key(command),
     )
     return f":white_check_mark: {outcome.consult.ref} answered; the requester has been sent it."
 
@@ -129,7 +133,7 @@ def need_info(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
         parsed.ref,
         actor=command["user_id"],
         question=parsed.text,
-        key=f"cmd:{command.get('trigger_id')}",
+        key=_key(command),
     )
     return (
         f":question: Asked the requester of {outcome.consult.ref}; your answer clock is paused "
@@ -139,19 +143,29 @@ def need_info(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
 
 def close(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
     assert parsed.ref
-    outcome = svc.consults.close(parsed.ref, actor=command["user_id"])
+    outcome = svc.consults.close(parsed.ref, actor=command["user_id"], key=_key(command))
     return f":lock: {outcome.consult.ref} is closed. Thank you for closing the loop."
 
 
 def reopen(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
     assert parsed.ref
-    outcome = svc.consults.reopen(parsed.ref, actor=command["user_id"], text=parsed.text)
+    outcome = svc.consults.reopen(
+        parsed.ref,
+        actor=command["user_id"],
+        text=parsed.text,
+        key=_key(command),
+    )
     return f":leftwards_arrow_with_hook: {outcome.consult.ref} is reopened with your follow-up."
 
 
 def cancel(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
     assert parsed.ref
-    outcome = svc.consults.cancel(parsed.ref, actor=command["user_id"], reason=parsed.text)
+    outcome = svc.consults.cancel(
+        parsed.ref,
+        actor=command["user_id"],
+        reason=parsed.text,
+        key=_key(command),
+    )
     return f":no_entry_sign: {outcome.consult.ref} is cancelled; its nudges have stopped."
 
 
@@ -172,7 +186,10 @@ def on_call(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
     if parsed.user is None:
         return blocks.on_call_text(svc.consults.on_call_table())
     service = svc.consults.set_on_call(
-        service_key=parsed.service or "", actor=command["user_id"], user=parsed.user
+        service_key=parsed.service or "",
+        actor=command["user_id"],
+        user=parsed.user,
+        key=_key(command),
     )
     return f":pager: <@{parsed.user}> is now on call for {blocks.escape(service.name)}."
 

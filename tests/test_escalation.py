@@ -220,3 +220,20 @@ def test_card_shows_due_times(bot: Bot):
     blocks = str(bot.card(ref)["blocks"])
     assert f"<!date^{int(consult.acknowledge_due_at.timestamp())}^" in blocks
     assert f"<!date^{int(consult.answer_due_at.timestamp())}^" in blocks
+
+
+def test_consult_handed_off_before_acknowledgement_nudges_its_new_owner(bot: Bot):
+    ref = bot.open("cards stat MRN 1: q?")
+    bot.click(ActionId.HANDOFF, ref, user=ON_CALL, channel="CCARD")
+    bot.sender.view_submission(
+        CallbackId.HANDOFF,
+        {BlockId.HANDOFF_TO: {"value": {"type": "users_select", "selected_user": "UNIGHT"}}},
+        user=ON_CALL,
+        private_metadata=ref,
+        view_id="VHO2",
+    )
+    bot.clock.advance(16 * MINUTE)
+    bot.sweep()
+    bot.settle()
+    nudges = [t for t in bot.thread_texts(ref) if "not been acknowledged" in t]
+    assert nudges and "<@UNIGHT>" in nudges[0] and f"<@{ON_CALL}>" not in nudges[0]

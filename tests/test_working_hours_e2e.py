@@ -52,3 +52,16 @@ def test_stat_clock_ignores_working_hours(hours_bot: Bot):
     consult = hours_bot.consult(ref)
     assert (consult.acknowledge_due_at - consult.created_at).total_seconds() == 15 * 60
     assert REQUESTER == consult.requester
+
+
+def test_overdue_routine_consult_is_not_nudged_at_night(hours_bot: Bot):
+    ref = hours_bot.open("cards routine MRN 5: outpatient echo review?")
+    hours_bot.clock.set(datetime(2026, 11, 23, 11, 56, tzinfo=TORONTO))  # Monday, overdue
+    assert hours_bot.sweep().nudged == [ref]
+    hours_bot.clock.set(datetime(2026, 11, 23, 23, 0, tzinfo=TORONTO))  # Monday night
+    assert hours_bot.sweep().nudged == []
+    assert hours_bot.consult(ref).next_nudge_at.astimezone(TORONTO) == datetime(
+        2026, 11, 24, 8, 0, tzinfo=TORONTO
+    )
+    hours_bot.clock.set(datetime(2026, 11, 24, 8, 1, tzinfo=TORONTO))
+    assert hours_bot.sweep().nudged == [ref]

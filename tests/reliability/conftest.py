@@ -53,6 +53,7 @@ def wsgi_call(
     signed: bool = True,
     method: str = "POST",
     path: str = "/slack/events",
+    environ_extra: dict[str, Any] | None = None,
 ) -> WsgiResult:
     """Call the bot's WSGI application directly (same app the HTTP server runs)."""
     environ: dict[str, Any] = {
@@ -76,6 +77,7 @@ def wsgi_call(
     hdrs.update(headers or {})
     for key, value in hdrs.items():
         environ["HTTP_" + key.upper().replace("-", "_")] = value
+    environ.update(environ_extra or {})
     captured: dict[str, Any] = {}
 
     def start_response(status: str, response_headers: list[tuple[str, str]], *_: Any) -> None:

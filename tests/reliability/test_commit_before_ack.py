@@ -1,0 +1,130 @@
+"""Point 3: a new consult is committed before Slack gets the ack. A failing database gives
+the user an error they can act on and stores nothing; an OK ack means the row exists."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
+
+from bot.devslack.requests import state_values, static_select
+from bot.ids import ActionId, BlockId, CallbackId
+from tests.harness import REQUESTER, Bot
+from tests.reliability.conftest import effects
+
+
+class DatabaseDown(Exception):
+    pass
+
+
+@contextmanager
+def failing(bot: Bot, *, statement: str | None = None, on_commit: bool = False) -> Iterator[None]:
+    """Make the database fail: any statement containing `statement`, or every COMMIT."""
+    engine = bot.services.engine
+
+    def before_execute(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
+        if statement and statement in sql.lower():
+            raise OperationalError(sql[:40], {}, DatabaseDown("connection reset"))
+
+    def on_commit_event(conn: Any) -> None:
+        raise OperationalError("COMMIT", {}, DatabaseDown("connection reset"))
+
+    if statement:
+        event.listen(engine, "before_cursor_execute", before_execute)
+    if on_commit:
+        event.listen(engine, "commit", on_commit_event)
+    try:
+        yield
+    finally:
+        if statement:
+            event.remove(engine, "before_cursor_execute", before_execute)
+        if on_commit:
+            event.remove(engine, "commit", on_commit_event)
+
+
+def ack_text(resp: Any) -> str:
+    return str((resp.json or {}).get("text", "")) if isinstance(resp.json, dict) else resp.text
+
+
+FAULTS = {
+    "consult insert": {"statement": "insert into consults"},
+    "audit insert": {"statement": "insert into audit_events"},
+    "outbox insert": {"statement": "insert into outbox"},
+    "reference counter": {"statement": "service_counters"},
+    "commit": {"on_commit": True},
+}
+
+
+def test_quick_form_database_failure_gives_an_error_ack_and_stores_nothing(bot: Bot):
+    bot.settle()
+    for name, fault in FAULTS.items():
+        before = effects(bot)
+        with failing(bot, **fault):
+            resp = bot.command("cards stat MRN 31: chest pain?", user=REQUESTER)
+        assert resp.status == 200, name
+        text = ack_text(resp).lower()
+        assert "not saved" in text and "try again" in text, (name, text)
+        assert "received" not in text
+        assert bot.consults() == [], name
+        assert effects(bot).audit == before.audit and effects(bot).outbox == before.outbox
+    # The database is back: the same command works, with the first free reference.
+    resp = bot.command("cards stat MRN 31: chest pain?", user=REQUESTER)
+    assert "CARD-1" in ack_text(resp)
+
+
+def test_form_database_failure_keeps_the_modal_open_with_an_error(bot: Bot):
+    values = state_values(
+        {
+            (BlockId.SERVICE, ActionId.SERVICE_SELECT): static_select("cardiology"),
+            BlockId.URGENCY: static_select("stat"),
+            BlockId.PATIENT: "MRN 32",
+            BlockId.QUESTION: "Syncope?",
+        }
+    )
+    view = {"blocks": [{"type": "input", "block_id": b} for b in values]}
+    with failing(bot, statement="insert into consults"):
+        resp = bot.sender.view_submission(
+            CallbackId.NEW_CONSULT, values, user=REQUESTER, view_id="VDOWN", view=view
+        )
+    assert resp.status == 200
+    assert resp.json["response_action"] == "errors"
+    (message,) = resp.json["errors"].values()
+    assert "not saved" in message
+    assert bot.consults() == []
+    # Submitting the same form again once the database is back creates it (same view id).
+    resp = bot.sender.view_submission(
+        CallbackId.NEW_CONSULT, values, user=REQUESTER, view_id="VDOWN", view=view
+    )
+    assert resp.status == 200 and not resp.body
+    assert len(bot.consults()) == 1
+
+
+def test_after_an_ok_ack_the_consult_is_already_committed(bot: Bot):
+    """The commit is slowed down: if the ack could overtake it, a reader on another
+    connection would not see the row when the ack arrives."""
+    gate = threading.Event()
+
+    def slow_commit(conn: Any) -> None:
+        gate.wait(0.3)
+
+    event.listen(bot.services.engine, "commit", slow_commit)
+    try:
+        for n in range(3):
+            resp = bot.command(f"cards urgent MRN 4{n}: palpitations {n}?", user=REQUESTER)
+            assert resp.status == 200
+            ref = f"CARD-{n + 1}"
+            assert ref in ack_text(resp)
+            # Straight after the ack, on a connection of its own: the row is there.
+            assert bot.consult(ref).question == f"palpitations {n}?"
+    finally:
+        event.remove(bot.services.engine, "commit", slow_commit)
+    # Slack down does not matter: the ack depended on the database only.
+    bot.slack.fail("*", status=500, times=None)
+    resp = bot.command("cards urgent MRN 49: q?", user=REQUESTER)
+    assert "CARD-4" in ack_text(resp)
+    assert bot.consult("CARD-4").channel_ts is None
+    bot.slack.clear_failures()
