@@ -471,6 +471,13 @@ TEMPLATES: dict[str, Callable[..., tuple[str, Blocks]]] = {
             "please call the service and tell your CareLoop admin.",
         )
     ),
+    "snoozed_thread": _simple(
+        lambda c, p, ctx: (
+            f"{c.ref} reminders snoozed",
+            f":zzz: {mention(p.get('by'))} snoozed reminders until "
+            f"{slack_date(datetime.fromisoformat(p['until']))}.",
+        )
+    ),
     "nudge": _nudge_thread,
     "escalation": _escalation_dm,
     "requester_overdue": _requester_overdue,
@@ -567,6 +574,7 @@ def help_text(catalogue: Catalogue) -> str:
             "`/consult cancel RAD-42 [reason]` — for requesters",
             "`/consult patient <patient>` — a patient's open consults across services",
             "`/consult oncall` — who is on call; `/consult oncall <service> @user` — change it",
+            "`/consult snooze RAD-42 30m` — hold a consult's reminders (at most 24h)",
             "`/consult stats [service] [7d|30d|90d]` — response times (service leads)",
             "`/consult help` — this message",
             f"Services: {services}",

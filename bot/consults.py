@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import policy as sla
 from bot.catalogue import URGENCIES, Catalogue, Service
 from bot.clock import Clock
+from bot.durations import parse_duration
 from bot.lifecycle import (
     OPEN_STATES,
     Action,
@@ -39,6 +40,15 @@ from storage.models import Consult, Reply
 log = logging.getLogger("careloop.consults")
 
 PATIENT_MAX = 200
+SNOOZE_MAX = timedelta(hours=24)
+# Actions that need the consultant role, which may mean asking Slack for channel members.
+CONSULTANT_ACTIONS = (
+    Action.ACKNOWLEDGE,
+    Action.ANSWER,
+    Action.NEED_INFO,
+    Action.HANDOFF,
+    Action.SNOOZE,
+)
 QUESTION_MAX = 20_000
 NOTE_MAX = 3_000
 
@@ -139,12 +149,7 @@ class ConsultService:
 
     def check(self, consult: Consult, user: str, action: Action) -> None:
         """Refused unless `user` may perform `action` on `consult` in its current state."""
-        needs_consultant = action in (
-            Action.ACKNOWLEDGE,
-            Action.ANSWER,
-            Action.NEED_INFO,
-            Action.HANDOFF,
-        )
+        needs_consultant = action in CONSULTANT_ACTIONS
         check_allowed(
             consult.ref, action, self.roles(consult, user, need_consultant=needs_consultant)
         )
@@ -332,12 +337,7 @@ class ConsultService:
     ) -> Outcome:
         """Check, transition, apply and audit one action on one consult, exactly once."""
         current = self.get(ref)
-        needs_consultant = action in (
-            Action.ACKNOWLEDGE,
-            Action.ANSWER,
-            Action.NEED_INFO,
-            Action.HANDOFF,
-        )
+        needs_consultant = action in CONSULTANT_ACTIONS
         check_allowed(
             current.ref, action, self.roles(current, actor, need_consultant=needs_consultant)
         )
@@ -659,6 +659,37 @@ class ConsultService:
             audit_details={"helpful": helpful},
             # A second tap of the same rating (double-click) records nothing new.
             repeat_ok=lambda c: c.feedback_helpful is helpful and not text,
+        )
+
+    def snooze(self, ref: str, *, actor: str, duration: str, key: str | None = None) -> Outcome:
+        """Hold a consult's reminders for a while (at most 24 h); recorded in its thread."""
+        try:
+            length = parse_duration(duration)
+        except ValueError as exc:
+            raise Refused(str(exc)) from None
+        if length > SNOOZE_MAX:
+            raise Refused("Reminders can be snoozed for at most 24h.")
+
+        def apply(s: Session, c: Consult, t: Transition, now: datetime) -> None:
+            c.snoozed_until = now + length
+            if c.next_nudge_at is not None and c.next_nudge_at < c.snoozed_until:
+                c.next_nudge_at = c.snoozed_until
+            self.outbox.add(
+                s,
+                kind=Kind.THREAD,
+                template="snoozed_thread",
+                consult_id=c.id,
+                now=now,
+                params={"by": actor, "until": c.snoozed_until.isoformat()},
+            )
+
+        return self._act(
+            ref,
+            actor,
+            Action.SNOOZE,
+            apply,
+            key=key,
+            audit_details={"seconds": int(length.total_seconds())},
         )
 
     # ------------------------------------------------------------------ thread replies

@@ -41,6 +41,7 @@ class Action(StrEnum):
     REOPEN = "reopen"
     CANCEL = "cancel"
     FEEDBACK = "feedback"
+    SNOOZE = "snooze"
 
 
 class Role(StrEnum):
@@ -63,6 +64,7 @@ TRANSITIONS: dict[Action, dict[Status, Status]] = {
     Action.REOPEN: {Status.ANSWERED: Status.ACKNOWLEDGED},
     Action.CANCEL: {s: Status.CANCELLED for s in OPEN_STATES},
     Action.FEEDBACK: {Status.ANSWERED: Status.ANSWERED, Status.CLOSED: Status.CLOSED},
+    Action.SNOOZE: {s: s for s in (Status.OPEN, Status.ACKNOWLEDGED, Status.WAITING)},
 }
 
 # Who may do what (issue: "Who may do what"). Leads may also close, reopen and cancel.
@@ -76,6 +78,7 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.REOPEN: frozenset({Role.REQUESTER, Role.LEAD}),
     Action.CANCEL: frozenset({Role.REQUESTER, Role.LEAD}),
     Action.FEEDBACK: frozenset({Role.REQUESTER}),
+    Action.SNOOZE: frozenset({Role.CONSULTANT}),
 }
 
 _VERBS = {
@@ -88,6 +91,7 @@ _VERBS = {
     Action.REOPEN: "reopened",
     Action.CANCEL: "cancelled",
     Action.FEEDBACK: "rated",
+    Action.SNOOZE: "snoozed",
 }
 
 
@@ -133,6 +137,7 @@ def check_allowed(ref: str, action: Action, roles: set[Role]) -> None:
         Action.ANSWER,
         Action.NEED_INFO,
         Action.HANDOFF,
+        Action.SNOOZE,
     ):
         raise Refused(f"You requested {ref}, so you cannot {action.value.replace('_', ' ')} it.")
     if roles & ALLOWED[action]:

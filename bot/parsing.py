@@ -1,7 +1,7 @@
 """Parsing of `/consult` text into a command, without Slack payloads.
 
 Forms: no text (open the form), a sub-command word (help, list, ack, answer, needinfo,
-handoff, close, reopen, cancel, patient, oncall, stats), or the quick form
+handoff, close, reopen, cancel, patient, oncall, stats, snooze), or the quick form
 `<service or alias> [stat|urgent|routine] <patient>: <question>`.
 """
 
@@ -26,6 +26,7 @@ WORDS = (
     "patient",
     "oncall",
     "stats",
+    "snooze",
 )
 _USER = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 PERIODS = {"7d": 7, "30d": 30, "90d": 90}
@@ -59,6 +60,7 @@ USAGE = {
     "handoff": "/consult handoff @colleague [note]",
     "oncall": "/consult oncall <service> @colleague",
     "stats": "/consult stats [service] [7d|30d|90d]",
+    "snooze": "/consult snooze RAD-42 30m",
 }
 
 
@@ -80,7 +82,7 @@ def parse(text: str) -> Parsed:
         return Parsed("help")
     if word == "list":
         return Parsed("list")
-    if word in ("ack", "answer", "needinfo", "close", "reopen", "cancel"):
+    if word in ("ack", "answer", "needinfo", "close", "reopen", "cancel", "snooze"):
         return _ref_command(word, rest)
     if word == "patient":
         if not rest:
@@ -102,6 +104,8 @@ def _ref_command(word: str, rest: str) -> Parsed:
         what = f"'{first[:40]}' is not a consult reference. " if first else ""
         return Parsed(word, error=f"{what}Usage: `{USAGE[word]}`")
     tail = tail.strip()
+    if word == "snooze" and not tail:
+        return Parsed(word, ref=ref, error=f"Say for how long: `{USAGE[word]}` (at most 24h)")
     if word in ("answer", "needinfo") and not tail:
         need = "the answer" if word == "answer" else "the question for the requester"
         return Parsed(word, ref=ref, error=f"Add {need} after the reference: `{USAGE[word]}`")

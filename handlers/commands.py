@@ -169,6 +169,13 @@ def cancel(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
     return f":no_entry_sign: {outcome.consult.ref} is cancelled; its nudges have stopped."
 
 
+def snooze(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
+    assert parsed.ref
+    outcome = svc.consults.snooze(parsed.ref, actor=command["user_id"], duration=parsed.text)
+    until = blocks.slack_date(outcome.consult.snoozed_until)
+    return f":zzz: Reminders for {outcome.consult.ref} are snoozed until {until}."
+
+
 def patient(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
     return blocks.patient_list(parsed.patient, svc.consults.for_patient(parsed.patient), _ctx(svc))
 
@@ -217,4 +224,5 @@ VERBS: dict[str, Callable[[Services, Parsed, dict[str, Any]], str | dict[str, An
     "handoff": handoff,
     "oncall": on_call,
     "stats": stats,
+    "snooze": snooze,
 }

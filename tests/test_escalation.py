@@ -237,3 +237,26 @@ def test_consult_handed_off_before_acknowledgement_nudges_its_new_owner(bot: Bot
     bot.settle()
     nudges = [t for t in bot.thread_texts(ref) if "not been acknowledged" in t]
     assert nudges and "<@UNIGHT>" in nudges[0] and f"<@{ON_CALL}>" not in nudges[0]
+
+
+def test_snooze_holds_reminders_for_a_while(bot: Bot):
+    ref = bot.open("cards stat MRN 1: q?")
+    bot.clock.advance(16 * MINUTE)
+    assert bot.sweep().nudged == [ref]
+    resp = bot.command(f"snooze {ref} 1h", user=ON_CALL)
+    assert "snoozed until" in resp.text
+    bot.clock.advance(30 * MINUTE)
+    assert bot.sweep().nudged == []
+    bot.clock.advance(31 * MINUTE)
+    assert bot.sweep().nudged == [ref]
+    bot.settle()
+    assert any("snoozed reminders" in t for t in bot.thread_texts(ref))
+    assert "snooze" in bot.audit(ref)
+
+
+def test_snooze_is_for_consultants_and_limited(bot: Bot):
+    ref = bot.open("cards stat MRN 1: q?")
+    assert "cannot snooze" in bot.command(f"snooze {ref} 1h", user=REQUESTER).text
+    assert "at most 24h" in bot.command(f"snooze {ref} 2d", user=ON_CALL).text
+    assert "not a duration" in bot.command(f"snooze {ref} soon", user=ON_CALL).text
+    assert bot.consult(ref).snoozed_until is None
