@@ -125,6 +125,10 @@ def build_app(services: Services, *, socket_mode: bool = False) -> App:
             bot_id=services.extras.get("bot_id"),
         )
 
+    # bolt warns at construction that SLACK_BOT_TOKEN is unused with `authorize`: expected.
+    bolt_log = logging.getLogger("slack_bolt.App")
+    previous = bolt_log.level
+    bolt_log.setLevel(logging.ERROR)
     app = App(
         authorize=authorize,
         signing_secret=settings.slack_signing_secret or ("socket-mode" if socket_mode else None),
@@ -135,6 +139,7 @@ def build_app(services: Services, *, socket_mode: bool = False) -> App:
         ssl_check_enabled=True,
         url_verification_enabled=True,
     )
+    bolt_log.setLevel(previous)
 
     @app.middleware
     def inject_services(context: dict[str, Any], next: Callable[[], Any]) -> Any:  # noqa: A002

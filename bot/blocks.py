@@ -8,6 +8,7 @@ appear only in message blocks.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,7 +42,8 @@ def shorten(text: str, limit: int = SECTION_LIMIT) -> str:
     """Cut text to `limit` characters with a visible marker."""
     if len(text) <= limit:
         return text
-    return text[: max(limit - len(TRUNCATED), 0)].rstrip() + TRUNCATED
+    cut = text[: max(limit - len(TRUNCATED), 0)]
+    return re.sub(r"&[a-z]{0,3}$", "", cut).rstrip() + TRUNCATED  # no half `&amp;`
 
 
 def user_text(text: str | None, limit: int = 2800) -> str:
@@ -49,10 +51,11 @@ def user_text(text: str | None, limit: int = 2800) -> str:
     return shorten(escape(text or ""), limit)
 
 
-def quote(text: str | None, limit: int = 2800) -> str:
-    """User text as a mrkdwn block quote."""
-    body = user_text(text, limit)
-    return "\n".join("&gt; " + line for line in body.splitlines()) or "&gt;"
+def quote(text: str | None, limit: int = 2500) -> str:
+    """User text as a mrkdwn block quote, at most `limit` characters with its `&gt; `
+    prefixes, leaving room in the section for the words and link around it."""
+    body = escape(text or "")
+    return shorten("\n".join("&gt; " + line for line in body.splitlines()), limit) or "&gt;"
 
 
 def mention(user: str | None) -> str:
@@ -115,7 +118,8 @@ def status_line(c: Consult) -> str:
     if status is Status.OPEN:
         return f"*{label}* — waiting for {mention(c.on_call)} to acknowledge"
     if status is Status.ACKNOWLEDGED:
-        return f"*{label}* by {mention(c.assignee)} {slack_date(c.acknowledged_at)}"
+        # The owner may differ from whoever acknowledged (handoffs): name the owner.
+        return f"*{label}* {slack_date(c.acknowledged_at)} — owned by {mention(c.assignee)}"
     if status is Status.WAITING:
         return f"*{label}* — {mention(c.assignee)} asked {mention(c.requester)} for information"
     if status is Status.ANSWERED:
@@ -762,7 +766,7 @@ def feedback_modal(ref: str, helpful: bool) -> dict[str, Any]:
         [
             _text_input(
                 BlockId.COMMENT,
-                "Comment (optional)",
+                "Comment",
                 multiline=True,
                 optional=True,
                 max_length=1000,

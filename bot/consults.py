@@ -431,6 +431,7 @@ class ConsultService:
         def apply(s: Session, c: Consult, t: Transition, now: datetime) -> None:
             self._end_waiting(c, now)
             self._take_ownership(c, actor, now)
+            c.assignee = actor  # whoever answers owns the answer (and any follow-up)
             if c.answered_at is None:
                 c.answered_at = now
             c.answer = answer

@@ -66,7 +66,7 @@ __all__ = ["DEMO_CATALOGUE", "MINUTES_PER_SECOND", "Entry", "Step", "demo_catalo
 MINUTES_PER_SECOND = 5
 DAY_STARTS = datetime(2026, 3, 2, 8, 0)  # a Monday, 08:00
 TOKEN = "xoxb-careloop-demo"
-MAX_SPEED = 5.0
+MAX_SPEED = 10.0
 
 
 # ---------------------------------------------------------------------------- the cast
@@ -834,7 +834,7 @@ class Demo:
             self.expect(
                 "card shows who acknowledged, without [Acknowledge]",
                 lambda: (
-                    "Acknowledged by @Dr Chen" in self.card_text("RAD-1")
+                    "owned by @Dr Chen" in self.card_text("RAD-1")
                     and "[Acknowledge]" not in self.card_text("RAD-1")
                 ),
                 detail=lambda: self.card_text("RAD-1").splitlines()[1:2].__repr__(),
@@ -923,7 +923,7 @@ class Demo:
             self.click(PATEL, ActionId.ACKNOWLEDGE, "PATH-1", card, "Acknowledge")
             self.expect(
                 "card shows the backup acknowledged",
-                lambda: "Acknowledged by @Dr Patel" in self.card_text("PATH-1"),
+                lambda: "owned by @Dr Patel" in self.card_text("PATH-1"),
             )
             self.pause(5)
             ack = self.command(
@@ -982,7 +982,7 @@ class Demo:
             )
             self.expect(
                 "card back to 'Acknowledged'",
-                lambda: "Acknowledged by @Dr Li" in self.card_text("CARD-1"),
+                lambda: "owned by @Dr Li" in self.card_text("CARD-1"),
             )
             self.pause(5)
             ack = self.command(
