@@ -14,10 +14,11 @@ Figures per service, and within each service per urgency and per consultant, ove
 Percentiles interpolate linearly between ranks exactly like PostgreSQL's
 ``percentile_cont``. On PostgreSQL everything is aggregated in the database: one grouped
 count per (service, urgency, assignee), rolled up here, and one scan feeding
-``percentile_cont`` through ``GROUPING SETS``. On SQLite the needed columns (never whole
-ORM objects) are fetched and aggregated in Python. Seconds are computed the way
-PostgreSQL's ``date_part('epoch', later - earlier)`` computes them, so both paths give
-bit-identical numbers. The period filter uses ``ix_consults_service_created``.
+``percentile_cont`` through ``GROUPING SETS`` (for a large period, one such query per share
+of the services, run at once on two connections in one snapshot). On SQLite the needed
+columns (never whole ORM objects) are fetched and aggregated in Python. Seconds are
+computed the way PostgreSQL's ``date_part('epoch', later - earlier)`` computes them, so
+both paths give bit-identical numbers. The period filter uses ``ix_consults_service_created``.
 
 Nothing here reads or prints patient references, questions or answers: outputs carry
 service keys, urgencies, Slack user ids and consult references only.
@@ -33,8 +34,10 @@ import csv
 import io
 import json
 import math
+import re
 import sys
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
@@ -51,9 +54,12 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     tuple_,
     type_coerce,
 )
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from bot.blocks import RenderContext, context, escape, link, section
@@ -412,6 +418,90 @@ def _read_percentiles(
             slot[f] = (_float(values[2 * i]), _float(values[2 * i + 1]))
 
 
+# Percentile work grows with the rows; below this many, one query is quicker than two.
+PARALLEL_MIN_ROWS = 100_000
+# Queries run at once for a large report: the services are shared out between the
+# session's connection and PARALLEL_QUERIES - 1 more connections from the engine's pool.
+PARALLEL_QUERIES = 2
+_SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+")
+
+
+def _share_out(keys: Sequence[str], rows: dict[str, int], parts: int) -> list[list[str]]:
+    """`keys` in at most `parts` lists of about equal rows (largest first, to the lightest)."""
+    bins: list[tuple[int, list[str]]] = [(0, []) for _ in range(parts)]
+    for key in sorted(keys, key=lambda k: -rows.get(k, 0)):
+        if not rows.get(key):
+            continue  # no consults: no percentile rows
+        i = min(range(parts), key=lambda j: bins[j][0])
+        bins[i] = (bins[i][0] + rows[key], [*bins[i][1], key])
+    return [b for _, b in bins if b]
+
+
+def _percentiles(
+    session: Session,
+    keys: Sequence[str],
+    counts: dict[GroupKey, list[int]],
+    since: datetime,
+    until: datetime,
+    out: dict[GroupKey, dict[str, Any]],
+) -> None:
+    """Fill `out` with the percentiles of `keys`' groups.
+
+    One query per service share, run at once on several connections when the period is
+    large (percentile_cont has no parallel plan; this keeps every core busy). The other
+    connections import the session's snapshot, so they read exactly what it reads; a
+    session that has written in this transaction (invisible to other connections) or that
+    is not bound to an engine with a pool runs one query itself.
+    """
+    rows = {k: counts.get((k, "", ""), [0])[0] for k in keys}
+    bind = session.get_bind()
+    shares = _share_out(keys, rows, PARALLEL_QUERIES)
+    if (
+        len(shares) < 2
+        or sum(rows.values()) < PARALLEL_MIN_ROWS
+        or not isinstance(bind, Engine)
+        or session.execute(text("SELECT pg_current_xact_id_if_assigned()")).scalar() is not None
+    ):
+        stmt = _percentile_sql(keys, since, until, PERCENTILE_FIELDS)
+        _read_percentiles(session.execute(stmt), PERCENTILE_FIELDS, out)
+        return
+    snapshot = session.execute(text("SELECT pg_export_snapshot()")).scalar_one()
+    if not _SNAPSHOT_ID.fullmatch(snapshot):  # inlined below: SET takes no parameters
+        raise RuntimeError(f"unexpected snapshot id {snapshot!r}")
+    mine, *others = shares
+    results: dict[GroupKey, dict[str, Any]] = {}
+    with ThreadPoolExecutor(max_workers=len(others)) as pool:
+        futures = [
+            pool.submit(_percentiles_elsewhere, bind, snapshot, share, since, until)
+            for share in others
+        ]
+        stmt = _percentile_sql(mine, since, until, PERCENTILE_FIELDS)
+        _read_percentiles(session.execute(stmt), PERCENTILE_FIELDS, results)
+        for future, share in zip(futures, others, strict=True):
+            try:
+                results.update(future.result())
+            except DBAPIError:
+                # e.g. a pooled connection left in autocommit cannot import the snapshot:
+                # the session computes that share itself.
+                stmt = _percentile_sql(share, since, until, PERCENTILE_FIELDS)
+                _read_percentiles(session.execute(stmt), PERCENTILE_FIELDS, results)
+    out.update(results)
+
+
+def _percentiles_elsewhere(
+    engine: Engine, snapshot: str, keys: Sequence[str], since: datetime, until: datetime
+) -> dict[GroupKey, dict[str, Any]]:
+    """`_percentile_sql` of `keys` on another pooled connection, in the exported snapshot."""
+    out: dict[GroupKey, dict[str, Any]] = {}
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            stmt = _percentile_sql(keys, since, until, PERCENTILE_FIELDS)
+            _read_percentiles(conn.execute(stmt), PERCENTILE_FIELDS, out)
+    return out
+
+
 def _period_groups_sql(
     session: Session, keys: Sequence[str], since: datetime, until: datetime, now: datetime
 ) -> dict[GroupKey, _Group]:
@@ -433,8 +523,7 @@ def _period_groups_sql(
             )
     times: dict[GroupKey, dict[str, Any]] = {}
     if counts:
-        stmt = _percentile_sql(keys, since, until, PERCENTILE_FIELDS)
-        _read_percentiles(session.execute(stmt), PERCENTILE_FIELDS, times)
+        _percentiles(session, keys, counts, since, until, times)
     groups: dict[GroupKey, _Group] = {}
     for key, n in counts.items():
         t = times.get(key, {})

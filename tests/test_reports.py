@@ -716,3 +716,23 @@ def test_render_digest(services, catalogue):
     assert "Overdue now: 3" in body and "RAD-7, RAD-4, RAD-5" in body
     assert len(blocks) <= 50
     assert not any(s in body for s in SECRETS)
+
+
+def test_split_percentile_queries_give_the_same_report(
+    seeded, catalogue, monkeypatch, postgres_only
+):
+    """Large periods run the percentiles as two concurrent queries: same figures."""
+    single = report_for(seeded, catalogue)
+    monkeypatch.setattr(reports, "PARALLEL_MIN_ROWS", 1)
+    calls = []
+    elsewhere = reports._percentiles_elsewhere
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return elsewhere(*args, **kwargs)
+
+    monkeypatch.setattr(reports, "_percentiles_elsewhere", spy)
+    split = report_for(seeded, catalogue)
+    assert calls, "the split path did not run"
+    assert split == single
+    assert by_service(split)["radiology"]["consults"] > 0
