@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import policy as sla
+from bot.blocks import escape
 from bot.catalogue import URGENCIES, Catalogue, Service
 from bot.clock import Clock
 from bot.durations import parse_duration
@@ -160,7 +161,7 @@ class ConsultService:
         normal = normalize_ref(ref)
         if normal is None:
             raise Refused(
-                f"'{clean(ref, max_length=40)}' is not a consult reference (like RAD-42)."
+                f"'{escape(clean(ref, max_length=40))}' is not a consult reference (like RAD-42)."
             )
         with self.unit() as s:
             consult = repo.get_by_ref(session=s, ref=normal)
@@ -174,15 +175,21 @@ class ConsultService:
 
     def audit_refusal(self, *, user: str, action: str, reason: str, ref: str | None) -> None:
         """Refusals are audited (without free text) and change nothing else."""
+        # `ref` may be anything a payload carried (NUL is refused by PostgreSQL).
+        normal = normalize_ref(ref) if ref else None
         with self.unit() as s:
-            consult = repo.get_by_ref(session=s, ref=ref) if ref else None
+            consult = repo.get_by_ref(session=s, ref=normal) if normal else None
             repo.add_audit(
                 session=s,
                 consult_id=consult.id if consult else None,
-                actor=user,
+                actor=clean(user, max_length=32),
                 action="refused",
                 at=self.clock.now(),
-                details={"attempted": action, "ref": ref, "reason": reason[:200]},
+                details={
+                    "attempted": clean(action, max_length=64),
+                    "ref": normal or (clean(ref, max_length=40) or None),
+                    "reason": clean(reason, max_length=200),
+                },
             )
 
     # ------------------------------------------------------------------ opening
@@ -193,7 +200,8 @@ class ConsultService:
         if service is None:
             known = ", ".join(s.key for s in self.catalogue.services)
             errors["service"] = (
-                f"Unknown service '{clean(draft.service, max_length=40)}'. Choose one of: {known}."
+                f"Unknown service '{escape(clean(draft.service, max_length=40))}'. "
+                f"Choose one of: {known}."
                 if draft.service
                 else "Choose a service."
             )
@@ -242,7 +250,6 @@ class ConsultService:
         """
         service, urgency, intake = self.validate(draft)
         patient, question = clean(draft.patient), clean(draft.question)
-        # No look-up first: the unique origin key decides, in the same transaction.
         try:
             return self._insert(service, urgency, patient, question, intake, requester, origin_key)
         except IntegrityError:
@@ -266,8 +273,15 @@ class ConsultService:
         now = self.clock.now()
         clocks = self.catalogue.policy(service, urgency)
         ack_due, answer_due = sla.due_times(clocks, now)
+        # The number is taken in its own short transaction: holding the counter's row lock
+        # for the whole create would serialise every create of a service. A known repeat
+        # (same trigger or view) is answered first; a create that fails after taking its
+        # number (or a repeat racing the original) leaves a gap, never a duplicate.
         with self.unit() as s:
+            if origin_key and (found := repo.get_by_origin(session=s, origin_key=origin_key)):
+                return Opened(found, True, [])
             seq = repo.next_seq(session=s, service=service.key)
+        with self.unit() as s:
             consult = Consult(
                 ref=f"{service.prefix}-{seq}",
                 service=service.key,
@@ -667,7 +681,7 @@ class ConsultService:
         try:
             length = parse_duration(duration)
         except ValueError as exc:
-            raise Refused(str(exc)) from None
+            raise Refused(escape(str(exc))) from None  # it quotes what was typed
         if length > SNOOZE_MAX:
             raise Refused("Reminders can be snoozed for at most 24h.")
 
@@ -801,7 +815,9 @@ class ConsultService:
         service = self.catalogue.service(service_key)
         if service is None:
             known = ", ".join(s.key for s in self.catalogue.services)
-            raise Refused(f"Unknown service '{clean(service_key, max_length=40)}'. Known: {known}.")
+            raise Refused(
+                f"Unknown service '{escape(clean(service_key, max_length=40))}'. Known: {known}."
+            )
         with self.unit() as s:
             current = self.on_call(service, s)
             if (

@@ -74,6 +74,16 @@ class ChannelPacer:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
+    def wait(self, channel: str) -> float:
+        """Seconds until a post to `channel` may go (0 = now), without counting one."""
+        if self.interval <= 0:
+            return 0.0
+        with self._lock:
+            now = self._now()
+            tokens, last = self._buckets.get(channel, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) / self.interval)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) * self.interval
+
     def take(self, channel: str) -> float:
         """0 when a post may go now (and counts it), else seconds to wait."""
         if self.interval <= 0:
@@ -119,6 +129,7 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._check_first: set[int] = set()
         self.delivered = 0
+        self.paced_for: float | None = None
 
     # ------------------------------------------------------------------ running
     def start(self) -> None:
@@ -140,7 +151,11 @@ class Dispatcher:
                 log.exception("outbox round failed")
                 worked = 0
             if not worked:
-                self.outbox.wakeup.wait(self.poll_interval)
+                if self.paced_for is not None:
+                    # Only paced work is left: new messages cannot go sooner either.
+                    self._stop.wait(min(self.paced_for, self.poll_interval))
+                else:
+                    self.outbox.wakeup.wait(self.poll_interval)
                 self.outbox.wakeup.clear()
 
     def drain(self, timeout: float = 10.0) -> int:
@@ -159,12 +174,21 @@ class Dispatcher:
         """Lease and deliver the messages due now; returns how many were attempted."""
         now = self.clock.now()
         with self.sessions() as s:
-            ids = repo.due_outbox_ids(session=s, now=now, limit=self.batch)
+            rows = repo.due_outbox(session=s, now=now, limit=self.batch)
         handled = 0
         seen_consults: set[int] = set()
-        for message_id in ids:
+        self.paced_for = None
+        for message_id, kind, payload, consult_channel in rows:
             if self._stop.is_set():
                 break
+            # A channel held back by pacing is skipped before any lease or rendering, so
+            # a backlog for one busy channel costs one query per round, not a busy loop.
+            target = _pacing_channel(kind, payload, consult_channel)
+            if target is not None:
+                wait = self.pacer.wait(target)
+                if wait > 0:
+                    self.paced_for = min(self.paced_for or wait, wait)
+                    continue
             msg = self._lease(message_id)
             if msg is None:
                 continue
@@ -529,6 +553,20 @@ class Dispatcher:
                 base | {"channel": payload.get("channel"), "user": payload["user"]},
             )
         raise ValueError(f"unknown outbox kind {msg.kind!r}")
+
+
+_POSTING_KINDS = {Kind.POST, Kind.THREAD, Kind.DM, Kind.CHANNEL}
+
+
+def _pacing_channel(kind: str, payload: dict[str, Any], consult_channel: str | None) -> str | None:
+    """The channel a chat.postMessage for this message will go to (None: not paced)."""
+    if kind not in _POSTING_KINDS:
+        return None
+    if kind == Kind.DM:
+        return payload.get("user")
+    if kind == Kind.CHANNEL:
+        return payload.get("channel") or consult_channel
+    return consult_channel
 
 
 def _dm_channel(client: WebClient, user: str) -> str:

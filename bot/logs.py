@@ -2,7 +2,8 @@
 
 Log records carry consult references (RAD-42), never patient references or free text. bolt
 logs the whole request body when a signature check fails; `PhiFilter` strips request bodies
-and payload dumps from every record before it is written.
+and payload dumps from every record before it is written, and exceptions are written as
+their type only (a database error's message quotes the SQL parameters).
 """
 
 from __future__ import annotations
@@ -15,8 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
-# bolt/slack_sdk messages that embed bodies or payloads: keep the first words only.
-_BODY_MARKERS = re.compile(r"(body|payload|request|response|text|blocks|args)\s*[:=(]", re.I)
+# bolt/slack_sdk messages that embed bodies, payloads, events or error texts: keep the
+# words before the first such field, or before the first dict/list dump.
+_BODY_MARKERS = re.compile(
+    r"(body|payload|request|response|text|blocks|args|params|event|error|exception)\s*[:=(]"
+    r"|[{\[]",
+    re.I,
+)
 _SAFE_EXTRA = {
     "ref",
     "service",
@@ -70,7 +76,7 @@ class JsonFormatter(logging.Formatter):
             if key in record.__dict__:
                 data[key] = record.__dict__[key]
         if record.exc_info:
-            data["exception"] = self.formatException(record.exc_info).splitlines()[-1]
+            data["exception"] = exception_name(record.exc_info)
         return json.dumps(data, default=str)
 
 
@@ -82,7 +88,18 @@ class TextFormatter(logging.Formatter):
             f"{k}={record.__dict__[k]}" for k in sorted(_SAFE_EXTRA) if k in record.__dict__
         )
         base = f"{record.levelname:7} {record.name}: {record.getMessage()}"
+        if record.exc_info:
+            extras += f" exception={exception_name(record.exc_info)}"
         return f"{base} {extras}".rstrip()
+
+
+def exception_name(exc_info: Any) -> str:
+    """The exception's type, never its message: database errors quote the SQL parameters
+    (patient, question) and other messages may quote user text."""
+    exc_type = exc_info[0] if isinstance(exc_info, tuple) else type(exc_info)
+    if exc_type is None:
+        return ""
+    return f"{exc_type.__module__}.{exc_type.__qualname__}"
 
 
 def setup_logging(level: str = "INFO", fmt: str = "json") -> None:

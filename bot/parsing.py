@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from bot.blocks import escape
 from bot.catalogue import URGENCIES
 from bot.text import clean, normalize_ref
 
@@ -101,7 +102,7 @@ def _ref_command(word: str, rest: str) -> Parsed:
     first, _, tail = rest.partition(" ")
     ref = normalize_ref(first) if first else None
     if ref is None:
-        what = f"'{first[:40]}' is not a consult reference. " if first else ""
+        what = f"'{escape(first[:40])}' is not a consult reference. " if first else ""
         return Parsed(word, error=f"{what}Usage: `{USAGE[word]}`")
     tail = tail.strip()
     if word == "snooze" and not tail:

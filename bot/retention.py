@@ -1,11 +1,14 @@
 """Retention: removes patient references and free text from consults closed or cancelled
-longer ago than a limit, keeping their timings for reports. Every purge is audited."""
+longer ago than a limit, keeping their timings for reports, and deletes delivered outbox
+messages older than the limit (their parameters may quote free text, e.g. a hand-off note
+sent to someone with no consult attached). Every purge is audited."""
 
 from __future__ import annotations
 
 import sys
 from datetime import datetime, timedelta
 
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from bot.app import Services
@@ -13,6 +16,7 @@ from bot.durations import parse_duration
 from bot.settings import Settings
 from storage import repo
 from storage.db import create_db_engine, migrate, session_factory
+from storage.models import OutboxMessage
 
 
 def purge(services: Services, *, older_than: timedelta, actor: str = "careloop") -> list[str]:
@@ -27,8 +31,15 @@ def purge_session(
     session: Session, *, older_than: timedelta, now: datetime, actor: str
 ) -> list[str]:
     """Purge inside an open session (shared by the CLI and the scheduled job)."""
-    refs = repo.purge_closed(session=session, before=now - older_than, at=now)
-    if refs:
+    before = now - older_than
+    refs = repo.purge_closed(session=session, before=before, at=now)
+    done = session.execute(
+        delete(OutboxMessage).where(
+            OutboxMessage.created_at < before, OutboxMessage.status.in_(("sent", "failed"))
+        )
+    )
+    messages = int(getattr(done, "rowcount", 0) or 0)
+    if refs or messages:
         repo.add_audit(
             session=session,
             consult_id=None,
@@ -38,6 +49,7 @@ def purge_session(
             details={
                 "count": len(refs),
                 "refs": refs[:500],
+                "outbox_messages": messages,
                 "older_than_s": older_than.total_seconds(),
             },
         )

@@ -55,7 +55,7 @@ def get_consult(*, session: Session, consult_id: int, lock: bool = False) -> Con
     """A consult by id, optionally locked for update."""
     stmt = select(Consult).where(Consult.id == consult_id)
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=True)
     return session.execute(stmt).scalar_one_or_none()
 
 
@@ -63,7 +63,7 @@ def get_by_ref(*, session: Session, ref: str, lock: bool = False) -> Consult | N
     """A consult by its human reference (RAD-42)."""
     stmt = select(Consult).where(Consult.ref == ref.upper())
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=True)
     return session.execute(stmt).scalar_one_or_none()
 
 
@@ -142,7 +142,9 @@ def claim_due_nudges(*, session: Session, now: datetime, limit: int) -> Sequence
         .where(Consult.status.in_(OPEN_STATUSES), Consult.next_nudge_at <= now)
         .order_by(Consult.next_nudge_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        # NO KEY UPDATE: the sweep changes no key, so it need not wait for (or skip rows
+        # behind) the key-share locks that inserting a consult's outbox rows takes.
+        .with_for_update(skip_locked=True, key_share=True)
     )
     return session.execute(stmt).scalars().all()
 
@@ -242,6 +244,22 @@ def add_outbox(*, session: Session, message: OutboxMessage) -> bool:
         return True
     except IntegrityError:
         return False
+
+
+def due_outbox(
+    *, session: Session, now: datetime, limit: int
+) -> list[tuple[int, str, dict[str, Any], str | None]]:
+    """(id, kind, payload, consult channel) of the messages `due_outbox_ids` would return."""
+    ids = due_outbox_ids(session=session, now=now, limit=limit)
+    if not ids:
+        return []
+    stmt = (
+        select(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.payload, Consult.channel)
+        .outerjoin(Consult, Consult.id == OutboxMessage.consult_id)
+        .where(OutboxMessage.id.in_(ids))
+        .order_by(OutboxMessage.id)
+    )
+    return [(int(i), str(k), dict(p or {}), c) for i, k, p, c in session.execute(stmt)]
 
 
 def due_outbox_ids(*, session: Session, now: datetime, limit: int) -> list[int]:

@@ -325,6 +325,16 @@ def fresh_postgres(prefix: str = "careloop_proc") -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:
+        drop_postgres(name)
+        admin.dispose()
+
+
+def drop_postgres(name_or_url: str) -> None:
+    """Drop a PostgreSQL database now, disconnecting whoever is still connected."""
+    name = name_or_url.rsplit("/", 1)[-1]
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
         admin.dispose()

@@ -551,3 +551,11 @@ def test_stale_button_on_a_closed_consult_gets_a_clear_notice(bot: Bot):
     notices = [e for e in bot.slack.ephemerals(CARD_ON_CALL) if ref in str(e)]
     assert notices and "closed" in str(notices[0])
     assert bot.consult(ref).status == "closed"
+
+
+def test_a_repeated_form_submission_does_not_use_up_a_reference_number(bot: Bot):
+    values = form_values()
+    bot.sender.view_submission(CallbackId.NEW_CONSULT, values, user=REQUESTER, view_id="VGAP1")
+    bot.sender.view_submission(CallbackId.NEW_CONSULT, values, user=REQUESTER, view_id="VGAP1")
+    bot.sender.view_submission(CallbackId.NEW_CONSULT, values, user=REQUESTER, view_id="VGAP2")
+    assert [c.ref for c in bot.consults()] == ["CARD-1", "CARD-2"]

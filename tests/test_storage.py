@@ -26,8 +26,16 @@ def test_migrate_on_empty_database_creates_every_table_and_is_idempotent(tmp_pat
     migrate(engine)
     migrate(engine)
     tables = set(inspect(engine).get_table_names())
-    assert {"consults", "audit_events", "outbox", "replies", "processed_keys", "on_call",
-            "service_counters", "alembic_version"} <= tables
+    assert {
+        "consults",
+        "audit_events",
+        "outbox",
+        "replies",
+        "processed_keys",
+        "on_call",
+        "service_counters",
+        "alembic_version",
+    } <= tables
     with engine.connect() as conn:
         assert conn.execute(text("select version_num from alembic_version")).scalar()
     engine.dispose()

@@ -163,3 +163,11 @@ def logs() -> Iterator[LogCapture]:
     finally:
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
+
+
+@pytest.fixture(autouse=True)
+def _no_channel_pacing(request: pytest.FixtureRequest) -> None:
+    """Channel pacing (about one post a second per channel) is tested elsewhere; here it
+    would only make the many posts to one channel slow."""
+    if "bot" in request.fixturenames:
+        request.getfixturevalue("bot").services.dispatcher.pacer.interval = 0
