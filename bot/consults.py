@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -52,6 +54,16 @@ CONSULTANT_ACTIONS = (
 )
 QUESTION_MAX = 20_000
 NOTE_MAX = 3_000
+
+
+def request_key(key: str | None) -> str | None:
+    """An exactly-once key as the database can store it: Slack's ids never hold control
+    characters (PostgreSQL refuses NUL) or exceed the column, a forged payload might."""
+    return clean(key, max_length=255) or None if key else None
+
+
+# How long a process reuses the on-call overrides it read (see `ConsultService.overrides`).
+ON_CALL_CACHE_SECONDS = 2.0
 
 
 @dataclass
@@ -110,6 +122,11 @@ class ConsultService:
         self.clock = clock
         self.outbox = outbox
         self.members = members
+        # (monotonic time read, overrides); `_on_call_generation` changes on every change
+        # made here, so a read that raced a change is not cached.
+        self._on_call_cache: tuple[float, dict[str, str]] | None = None
+        self._on_call_generation = 0
+        self._on_call_lock = threading.Lock()
 
     # ------------------------------------------------------------------ helpers
     @contextmanager
@@ -127,10 +144,37 @@ class ConsultService:
 
     def on_call(self, service: Service, session: Session | None = None) -> str:
         """Who is on call for a service now (set in Slack, else the catalogue's)."""
+        return self.overrides(session).get(service.key, service.on_call)
+
+    def overrides(self, session: Session | None = None) -> dict[str, str]:
+        """The on-call overrides (service key → user), read at most every
+        ON_CALL_CACHE_SECONDS: every create and every role check needs them.
+
+        A change made through `set_on_call` in this process is seen at once. One made by
+        another process (another gunicorn worker, the sweeper) is seen here up to
+        ON_CALL_CACHE_SECONDS later: until then a new consult may record the previous
+        on-call, and the previous on-call keeps the consultant role. The sweeper's
+        escalations, App Home and `/consult oncall` always read the table.
+        """
+        cached = self._on_call_cache
+        started = time.monotonic()
+        if cached is not None and started - cached[0] < ON_CALL_CACHE_SECONDS:
+            return cached[1]
+        generation = self._on_call_generation
         if session is None:
             with self.unit() as s:
-                return repo.on_call_overrides(session=s).get(service.key, service.on_call)
-        return repo.on_call_overrides(session=session).get(service.key, service.on_call)
+                overrides = repo.on_call_overrides(session=s)
+        else:
+            overrides = repo.on_call_overrides(session=session)
+        with self._on_call_lock:
+            if generation == self._on_call_generation:
+                self._on_call_cache = (started, overrides)
+        return overrides
+
+    def _forget_on_call(self) -> None:
+        with self._on_call_lock:
+            self._on_call_generation += 1
+            self._on_call_cache = None
 
     def roles(self, consult: Consult, user: str, *, need_consultant: bool = True) -> set[Role]:
         """The roles `user` holds for `consult`."""
@@ -248,6 +292,7 @@ class ConsultService:
         `origin_key` (the Slack trigger or view id) makes a replayed or doubled request
         return the consult it already created instead of creating another.
         """
+        origin_key = request_key(origin_key)
         service, urgency, intake = self.validate(draft)
         patient, question = clean(draft.patient), clean(draft.question)
         try:
@@ -273,26 +318,31 @@ class ConsultService:
         now = self.clock.now()
         clocks = self.catalogue.policy(service, urgency)
         ack_due, answer_due = sla.due_times(clocks, now)
-        # The number is taken in its own short transaction: holding the counter's row lock
-        # for the whole create would serialise every create of a service. A known repeat
-        # (same trigger or view) is answered first; a create that fails after taking its
-        # number (or a repeat racing the original) leaves a gap, never a duplicate.
+        on_call = self.on_call(service)
+        # One transaction. A known repeat (same trigger or view) is answered before a number
+        # is taken. On PostgreSQL the number comes from a sequence, which holds no lock until
+        # commit; on SQLite writers are serialised anyway. A create that fails after taking
+        # its number (or a repeat racing the original) leaves a gap, never a duplicate.
         with self.unit() as s:
-            if origin_key and (found := repo.get_by_origin(session=s, origin_key=origin_key)):
+            if origin_key and repo.origin_taken(session=s, origin_key=origin_key):
+                found = repo.get_by_origin(session=s, origin_key=origin_key)
+                assert found is not None
                 return Opened(found, True, [])
             seq = repo.next_seq(session=s, service=service.key)
-        with self.unit() as s:
+            key = patient_key(patient)
+            # Read before the insert, so there is nothing of this create to exclude.
+            others = list(repo.open_for_patient(session=s, patient_key=key or ""))
             consult = Consult(
                 ref=f"{service.prefix}-{seq}",
                 service=service.key,
                 seq=seq,
                 urgency=urgency,
                 patient=patient,
-                patient_key=patient_key(patient),
+                patient_key=key,
                 question=question,
                 intake=intake,
                 requester=requester,
-                on_call=self.on_call(service, s),
+                on_call=on_call,
                 status=Status.OPEN.value,
                 origin_key=origin_key,
                 channel=service.channel,
@@ -311,7 +361,7 @@ class ConsultService:
                 version=1,
             )
             repo.add_consult(session=s, consult=consult)
-            repo.add_audit(
+            repo.insert_audit(
                 session=s,
                 consult_id=consult.id,
                 actor=requester,
@@ -319,20 +369,19 @@ class ConsultService:
                 at=now,
                 details={"service": service.key, "urgency": urgency},
             )
-            others = list(
-                repo.open_for_patient(
-                    session=s, patient_key=consult.patient_key or "", exclude_id=consult.id
-                )
-            )
-            self.outbox.add(s, kind=Kind.POST, template="card", consult_id=consult.id, now=now)
-            self.outbox.add(
+            self.outbox.add_many(
                 s,
-                kind=Kind.DM,
-                template="confirmation",
-                consult_id=consult.id,
-                user=requester,
+                [
+                    {"kind": Kind.POST, "template": "card", "consult_id": consult.id},
+                    {
+                        "kind": Kind.DM,
+                        "template": "confirmation",
+                        "consult_id": consult.id,
+                        "user": requester,
+                        "params": {"others": [o.id for o in others]},
+                    },
+                ],
                 now=now,
-                params={"others": [o.id for o in others]},
             )
         log.info("consult opened", extra={"ref": consult.ref, "service": service.key})
         return Opened(consult, False, others)
@@ -350,6 +399,7 @@ class ConsultService:
         repeat_ok: Callable[[Consult], bool] | None = None,
     ) -> Outcome:
         """Check, transition, apply and audit one action on one consult, exactly once."""
+        key = request_key(key)
         current = self.get(ref)
         needs_consultant = action in CONSULTANT_ACTIONS
         check_allowed(
@@ -819,7 +869,7 @@ class ConsultService:
                 f"Unknown service '{escape(clean(service_key, max_length=40))}'. Known: {known}."
             )
         with self.unit() as s:
-            current = self.on_call(service, s)
+            current = repo.on_call_overrides(session=s).get(service.key, service.on_call)
             if (
                 actor not in service.leads
                 and actor != current
@@ -829,6 +879,7 @@ class ConsultService:
                     f"Only {service.name}'s leads or its current on-call can change who is on call."
                 )
             now = self.clock.now()
+            key = request_key(key)
             if key and not repo.claim_key(session=s, key=key, at=now):
                 return service  # a replay of a change already made
             repo.set_on_call(session=s, service=service.key, user=user, set_by=actor, at=now)
@@ -848,6 +899,7 @@ class ConsultService:
                 now=now,
                 params={"service": service.key, "from": current, "to": user, "by": actor},
             )
+        self._forget_on_call()
         return service
 
     def on_call_table(self) -> list[tuple[Service, str]]:

@@ -214,9 +214,9 @@ class Dispatcher:
                 return None
             msg = repo.get_outbox(session=s, message_id=message_id)
             assert msg is not None
-            # Whether an earlier attempt may have reached Slack: it timed out (unclear), or
-            # its process died holding the lease ("sending" past its lease). A clear refusal
-            # (429, 5xx) did not post, so needs no look in the history.
+            # Whether an earlier attempt may have reached Slack: it timed out or got a 5xx
+            # (unclear), or its process died holding the lease ("sending" past its lease).
+            # A clear refusal (429, an error answer) did not post: no look in the history.
             if before == "sending" or (msg.last_error or "").startswith("unclear"):
                 self._check_first.add(msg.id)
             else:

@@ -68,10 +68,40 @@ class Outbox:
             next_attempt_at=IMMEDIATELY,
         )
         added = repo.add_outbox(session=session, message=message)
-        if added and not session.info.get("outbox_wake"):
+        if added:
+            self._wake_on_commit(session)
+        return added
+
+    def add_many(self, session: Session, messages: list[dict[str, Any]], *, now: datetime) -> None:
+        """Queue several messages (each the keywords of `add`, without `dedupe_key`) with
+        one INSERT, at once rather than at the next flush."""
+        rows = []
+        for m in messages:
+            payload = {"template": m["template"], "params": m.get("params") or {}}
+            if m.get("user"):
+                payload["user"] = m["user"]
+            if m.get("channel"):
+                payload["channel"] = m["channel"]
+            rows.append(
+                {
+                    "consult_id": m.get("consult_id"),
+                    "kind": m["kind"],
+                    "payload": payload,
+                    "dedupe_key": None,
+                    "status": "pending",
+                    "attempts": 0,
+                    "created_at": now,
+                    "next_attempt_at": IMMEDIATELY,
+                }
+            )
+        repo.insert_outbox(session=session, rows=rows)
+        if rows:
+            self._wake_on_commit(session)
+
+    def _wake_on_commit(self, session: Session) -> None:
+        if not session.info.get("outbox_wake"):
             session.info["outbox_wake"] = True
             event.listen(session, "after_commit", self._wake_after_commit, once=True)
-        return added
 
     def _wake_after_commit(self, session: Session) -> None:
         session.info.pop("outbox_wake", None)

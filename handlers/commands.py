@@ -171,7 +171,9 @@ def cancel(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
 
 def snooze(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
     assert parsed.ref
-    outcome = svc.consults.snooze(parsed.ref, actor=command["user_id"], duration=parsed.text)
+    outcome = svc.consults.snooze(
+        parsed.ref, actor=command["user_id"], duration=parsed.text, key=_key(command)
+    )
     until = blocks.slack_date(outcome.consult.snoozed_until)
     return f":zzz: Reminders for {outcome.consult.ref} are snoozed until {until}."
 

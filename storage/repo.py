@@ -3,13 +3,17 @@ outside migrations and reports. Each takes the session of the caller's unit of w
 
 from __future__ import annotations
 
+import hashlib
+import re
+import threading
+import weakref
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, delete, func, insert, or_, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from storage.models import (
     AuditEvent,
@@ -25,7 +29,15 @@ OPEN_STATUSES = ("open", "acknowledged", "waiting")
 
 
 def next_seq(*, session: Session, service: str) -> int:
-    """Hand out the next reference number for a service, atomically across processes."""
+    """Hand out the next reference number for a service, atomically across processes.
+
+    PostgreSQL: `nextval` of the service's own sequence, which locks nothing until the
+    caller commits (a rolled-back create leaves a gap, never a duplicate). SQLite, which
+    serialises writers anyway: the `service_counters` row, updated in the caller's
+    transaction.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return _next_from_sequence(session, service)
     stmt = (
         update(ServiceCounter)
         .where(ServiceCounter.service == service)
@@ -44,10 +56,101 @@ def next_seq(*, session: Session, service: str) -> int:
         return int(session.execute(stmt).scalar_one())
 
 
+_SERVICE_KEY = re.compile(r"[a-z][a-z0-9_-]*")
+# Engines whose database is known to have a service's sequence (checked once per process).
+_sequences: weakref.WeakKeyDictionary[Engine, set[str]] = weakref.WeakKeyDictionary()
+_sequences_lock = threading.Lock()
+# Serialises creating a sequence across processes (any constant shared by CareLoop processes).
+_SEQUENCE_LOCK_ID = 0x0CA2E101
+
+
+def sequence_name(service: str) -> str:
+    """The PostgreSQL sequence of a service's reference numbers, as a quoted identifier.
+
+    Named after the table it stands in for. Service keys are `[a-z][a-z0-9_-]*` (quoted, so
+    "a-b" and "a_b" stay apart); a key too long for a 63-byte name gets a digest suffix.
+    """
+    if not _SERVICE_KEY.fullmatch(service):
+        raise ValueError(f"not a service key: {service!r}")
+    name = f"service_counters_{service}"
+    if len(name) > 63:
+        digest = hashlib.sha256(service.encode()).hexdigest()[:12]
+        name = f"service_counters_{service[:32]}_{digest}"
+    return f'"{name}"'
+
+
+def _next_from_sequence(session: Session, service: str) -> int:
+    name = sequence_name(service)
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    if service not in _sequences.get(engine, ()):
+        _ensure_sequence(engine, service, name)
+        with _sequences_lock:
+            _sequences.setdefault(engine, set()).add(service)
+    try:
+        return int(session.execute(text(f"SELECT nextval('{name}')")).scalar_one())
+    except DBAPIError:
+        # E.g. the sequence was dropped behind our back: look again on the next create.
+        with _sequences_lock:
+            _sequences.get(engine, set()).discard(service)
+        raise
+
+
+def _ensure_sequence(engine: Engine, service: str, name: str) -> None:
+    """Create a service's sequence if missing, continuing after its highest number so far.
+
+    Its own short transaction (the sequence is visible to every process once committed),
+    under an advisory lock so two processes do not both create it. Databases that numbered
+    consults with `service_counters` continue after the higher of that counter and the
+    highest stored number. OWNED BY ties it to `consults.seq`: dropping the table drops it,
+    and `TRUNCATE consults RESTART IDENTITY` restarts it at 1.
+    """
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _SEQUENCE_LOCK_ID})
+        if conn.execute(text("SELECT to_regclass(:name)"), {"name": name}).scalar() is not None:
+            return
+        conn.execute(text(f"CREATE SEQUENCE IF NOT EXISTS {name} OWNED BY consults.seq"))
+        highest = conn.execute(
+            select(
+                func.greatest(
+                    select(func.coalesce(func.max(Consult.seq), 0))
+                    .where(Consult.service == service)
+                    .scalar_subquery(),
+                    select(func.coalesce(func.max(ServiceCounter.last), 0))
+                    .where(ServiceCounter.service == service)
+                    .scalar_subquery(),
+                )
+            )
+        ).scalar_one()
+        if highest:
+            conn.execute(text(f"SELECT setval('{name}', :n, true)"), {"n": int(highest)})
+
+
+_INSERT_CONSULT = insert(Consult.__table__).returning(Consult.__table__.c.id)
+
+
 def add_consult(*, session: Session, consult: Consult) -> Consult:
-    """Insert a consult and flush so it has an id."""
-    session.add(consult)
-    session.flush()
+    """Insert a consult with one statement; the object comes back with its id, detached
+    (as a committed consult is), without a flush of the session's unit of work."""
+    table = Consult.__table__
+    # Every column is given (unset ones as their Python default or NULL: the table has no
+    # server defaults), so the returned object has every attribute loaded, like a consult
+    # read back after commit.
+    values: dict[str, Any] = {}
+    for column in table.columns:
+        if column.key == "id":
+            continue
+        value = consult.__dict__.get(column.key)
+        default = column.default
+        if value is None and default is not None and hasattr(default, "arg"):
+            value = default.arg if getattr(default, "is_scalar", False) else default.arg(None)
+        values[column.key] = value
+    # Values as parameters, not in the statement: the statement stays one cached constant.
+    new_id = session.execute(_INSERT_CONSULT, values).scalar_one()
+    for key, value in values.items():
+        setattr(consult, key, value)
+    consult.id = new_id
+    make_transient_to_detached(consult)
     return consult
 
 
@@ -72,6 +175,12 @@ def get_by_origin(*, session: Session, origin_key: str) -> Consult | None:
     return session.execute(
         select(Consult).where(Consult.origin_key == origin_key)
     ).scalar_one_or_none()
+
+
+def origin_taken(*, session: Session, origin_key: str) -> bool:
+    """Whether a consult was created by this Slack trigger/view (reads no consult)."""
+    stmt = select(Consult.id).where(Consult.origin_key == origin_key)
+    return session.execute(stmt).first() is not None
 
 
 def get_by_message(*, session: Session, channel: str, ts: str) -> Consult | None:
@@ -164,6 +273,31 @@ def add_audit(
     )
 
 
+_INSERT_AUDIT = insert(AuditEvent.__table__)
+
+
+def insert_audit(
+    *,
+    session: Session,
+    consult_id: int | None,
+    actor: str,
+    action: str,
+    at: datetime,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Append one audit event now, as one INSERT (no object, no flush)."""
+    session.execute(
+        _INSERT_AUDIT,
+        {
+            "consult_id": consult_id,
+            "actor": actor,
+            "action": action,
+            "at": at,
+            "details": details or {},
+        },
+    )
+
+
 def audit_for(*, session: Session, consult_id: int) -> Sequence[AuditEvent]:
     """A consult's audit trail, oldest first."""
     stmt = select(AuditEvent).where(AuditEvent.consult_id == consult_id).order_by(AuditEvent.id)
@@ -244,6 +378,16 @@ def add_outbox(*, session: Session, message: OutboxMessage) -> bool:
         return True
     except IntegrityError:
         return False
+
+
+_INSERT_OUTBOX = insert(OutboxMessage.__table__)
+
+
+def insert_outbox(*, session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Queue several Slack calls without dedupe keys in one statement (no flush)."""
+    assert all(row.get("dedupe_key") is None for row in rows)
+    if rows:
+        session.execute(_INSERT_OUTBOX, list(rows))
 
 
 def due_outbox(

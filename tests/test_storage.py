@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import threading
+import uuid
 
 from sqlalchemy import inspect, text
 
 from storage import repo
 from storage.db import create_db_engine, migrate, session_factory
+from storage.models import ServiceCounter
 from tests.harness import use_postgres
 
 
@@ -66,3 +68,18 @@ def test_reference_numbers_are_unique_under_concurrency(db_url):
 
 def test_database_kind_matches_the_run(db_url):
     assert db_url.startswith("postgresql") == use_postgres()
+
+
+def test_reference_numbers_continue_after_those_already_handed_out(db_url):
+    """A database numbered before (by `service_counters`, or with stored consults) goes on
+    after the highest number; on PostgreSQL the per-service sequence starts there."""
+    service = f"legacy-{uuid.uuid4().hex[:6]}"  # new to this database, and needs quoting
+    engine = create_db_engine(db_url)
+    sessions = session_factory(engine)
+    with sessions() as s, s.begin():
+        s.add(ServiceCounter(service=service, last=41))
+    with sessions() as s, s.begin():
+        assert repo.next_seq(session=s, service=service) == 42
+    with sessions() as s, s.begin():
+        assert repo.next_seq(session=s, service=service) == 43
+    engine.dispose()

@@ -244,6 +244,7 @@ def test_signed_requests_replayed_inside_the_window_have_one_effect(bot: Bot, fi
     # Slash command (trigger_id), quick form and sub-commands.
     once_then_same(command_body("cards urgent MRN 9: palpitations?", trigger="trig-r1"), FORM)
     once_then_same(command_body(f"ack {ref}", user=ON_CALL, trigger="trig-r2"), FORM)
+    once_then_same(command_body(f"snooze {ref} 30m", user=ON_CALL, trigger="trig-r2s"), FORM)
     once_then_same(
         command_body(f"needinfo {ref} Any prior ECG?", user=ON_CALL, trigger="trig-r3"), FORM
     )

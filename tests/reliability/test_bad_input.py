@@ -310,3 +310,31 @@ def test_odd_but_well_formed_requests_get_a_clear_answer(bot: Bot):
     assert len(bot.consults()) == 1
     assert bot.consult(ref).status == "closed"
     assert_consistent(bot)
+
+
+def test_odd_slack_ids_in_exactly_once_keys(bot: Bot):
+    """Trigger and view ids are keys in the database: NUL (refused by PostgreSQL) or a
+    length past the column must not crash a request, and the key must still work."""
+    ref = bot.open()
+    for trigger in ("t\x00rig", "x" * 400):
+        for _ in range(2):
+            resp = bot.command(f"needinfo {ref} Weight?", user=ON_CALL, trigger_id=trigger)
+            assert resp.status == 200 and "went wrong" not in resp.text, resp.text
+            assert "not saved" not in resp.text
+    assert bot.audit(ref).count("need_info") == 1  # the second trigger met a waiting consult
+    values = state_values(
+        {
+            (BlockId.SERVICE, ActionId.SERVICE_SELECT): static_select("cardiology"),
+            BlockId.URGENCY: static_select("stat"),
+            BlockId.PATIENT: "MRN 9",
+            BlockId.QUESTION: "q?",
+        }
+    )
+    for view_id in ("\x00", "V" * 400):
+        for _ in range(2):
+            resp = bot.sender.view_submission(
+                CallbackId.NEW_CONSULT, values, user=REQUESTER, view_id=view_id
+            )
+            assert resp.status == 200 and not resp.body, resp.text
+    assert len(bot.consults()) == 3
+    assert_consistent(bot)
