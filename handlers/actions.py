@@ -19,7 +19,7 @@ log = logging.getLogger("careloop.handlers")
 
 
 def register(app: App) -> None:
-    """Listen for every CareLoop button; unknown action ids get a polite answer too."""
+    """Listen for every CareLoop button (bolt answers unknown action ids with a 404)."""
     for action_id, handler in BUTTONS.items():
         app.action(action_id)(_button(handler))
     app.action(ActionId.SERVICE_SELECT)(service_selected)
