@@ -361,7 +361,7 @@ class ConsultService:
                 version=1,
             )
             repo.add_consult(session=s, consult=consult)
-            repo.insert_audit(
+            repo.add_audit(
                 session=s,
                 consult_id=consult.id,
                 actor=requester,

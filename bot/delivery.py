@@ -76,16 +76,13 @@ class ChannelPacer:
 
     def wait(self, channel: str) -> float:
         """Seconds until a post to `channel` may go (0 = now), without counting one."""
-        if self.interval <= 0:
-            return 0.0
-        with self._lock:
-            now = self._now()
-            tokens, last = self._buckets.get(channel, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - last) / self.interval)
-        return 0.0 if tokens >= 1.0 else (1.0 - tokens) * self.interval
+        return self._use(channel, take=False)
 
     def take(self, channel: str) -> float:
         """0 when a post may go now (and counts it), else seconds to wait."""
+        return self._use(channel, take=True)
+
+    def _use(self, channel: str, *, take: bool) -> float:
         if self.interval <= 0:
             return 0.0
         with self._lock:
@@ -93,9 +90,11 @@ class ChannelPacer:
             tokens, last = self._buckets.get(channel, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - last) / self.interval)
             if tokens >= 1.0:
-                self._buckets[channel] = (tokens - 1.0, now)
+                if take:
+                    self._buckets[channel] = (tokens - 1.0, now)
                 return 0.0
-            self._buckets[channel] = (tokens, now)
+            if take:
+                self._buckets[channel] = (tokens, now)
             return (1.0 - tokens) * self.interval
 
 

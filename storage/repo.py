@@ -258,6 +258,9 @@ def claim_due_nudges(*, session: Session, now: datetime, limit: int) -> Sequence
     return session.execute(stmt).scalars().all()
 
 
+_INSERT_AUDIT = insert(AuditEvent.__table__)
+
+
 def add_audit(
     *,
     session: Session,
@@ -267,25 +270,7 @@ def add_audit(
     at: datetime,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """Append one audit event."""
-    session.add(
-        AuditEvent(consult_id=consult_id, actor=actor, action=action, at=at, details=details or {})
-    )
-
-
-_INSERT_AUDIT = insert(AuditEvent.__table__)
-
-
-def insert_audit(
-    *,
-    session: Session,
-    consult_id: int | None,
-    actor: str,
-    action: str,
-    at: datetime,
-    details: dict[str, Any] | None = None,
-) -> None:
-    """Append one audit event now, as one INSERT (no object, no flush)."""
+    """Append one audit event, as one INSERT (no ORM object, no flush)."""
     session.execute(
         _INSERT_AUDIT,
         {
