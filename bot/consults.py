@@ -194,11 +194,15 @@ class ConsultService:
 
     def check(self, consult: Consult, user: str, action: Action) -> None:
         """Refused unless `user` may perform `action` on `consult` in its current state."""
-        needs_consultant = action in CONSULTANT_ACTIONS
-        check_allowed(
-            consult.ref, action, self.roles(consult, user, need_consultant=needs_consultant)
-        )
+        self._check_role(consult, user, action)
         next_status(consult.ref, consult.status, action)
+
+    def _check_role(self, consult: Consult, user: str, action: Action) -> None:
+        """Refused unless `user` holds a role that may perform `action` on `consult`."""
+        need_consultant = action in CONSULTANT_ACTIONS
+        check_allowed(
+            consult.ref, action, self.roles(consult, user, need_consultant=need_consultant)
+        )
 
     def get(self, ref: str) -> Consult:
         """A consult by reference, or Refused naming the unknown reference."""
@@ -351,14 +355,6 @@ class ConsultService:
                 answer_due_at=answer_due,
                 next_nudge_at=ack_due,
                 nudge_phase=sla.Phase.ACKNOWLEDGE,
-                waiting_seconds=0,
-                nudge_level=0,
-                nudges_at_level=0,
-                nudge_count=0,
-                escalation_count=0,
-                reopened_count=0,
-                handoff_count=0,
-                version=1,
             )
             repo.add_consult(session=s, consult=consult)
             repo.add_audit(
@@ -401,10 +397,7 @@ class ConsultService:
         """Check, transition, apply and audit one action on one consult, exactly once."""
         key = request_key(key)
         current = self.get(ref)
-        needs_consultant = action in CONSULTANT_ACTIONS
-        check_allowed(
-            current.ref, action, self.roles(current, actor, need_consultant=needs_consultant)
-        )
+        self._check_role(current, actor, action)
         with self.unit() as s:
             consult = repo.get_by_ref(session=s, ref=current.ref, lock=True)
             assert consult is not None

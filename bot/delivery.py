@@ -175,7 +175,6 @@ class Dispatcher:
         with self.sessions() as s:
             rows = repo.due_outbox(session=s, now=now, limit=self.batch)
         handled = 0
-        seen_consults: set[int] = set()
         self.paced_for = None
         for message_id, kind, payload, consult_channel in rows:
             if self._stop.is_set():
@@ -191,12 +190,8 @@ class Dispatcher:
             msg = self._lease(message_id)
             if msg is None:
                 continue
-            # Only the first message of a consult per round: the next must wait for it.
-            if msg.consult_id is not None:
-                if msg.consult_id in seen_consults:
-                    self._release(msg.id, delay=0.0, count=False)
-                    continue
-                seen_consults.add(msg.consult_id)
+            # The due query returns only the first undelivered message of each consult, so
+            # a consult's messages go out one at a time, in order.
             self._deliver(msg)
             handled += 1
         return handled

@@ -181,21 +181,21 @@ class Bot:
     def click(self, action_id: str, value: str, *, user: str, **kw: Any) -> Any:
         return self.sender.block_action(action_id, user=user, value=value, **kw)
 
-    def reply(self, ref: str, text: str, *, user: str, event_id: str | None = None) -> Any:
+    def thread_event(self, ref: str, text: str, *, user: str, ts: str | None = None) -> dict:
+        """A `message` event as Slack sends it for a reply in the consult's thread."""
         consult = self.consult(ref)
-        ts = f"{time.time():.6f}"
-        return self.sender.event(
-            {
-                "type": "message",
-                "channel": consult.channel,
-                "user": user,
-                "text": text,
-                "ts": ts,
-                "thread_ts": consult.channel_ts,
-                "channel_type": "channel",
-            },
-            event_id=event_id,
-        )
+        return {
+            "type": "message",
+            "channel": consult.channel,
+            "user": user,
+            "text": text,
+            "ts": ts or f"{time.time():.6f}",
+            "thread_ts": consult.channel_ts,
+            "channel_type": "channel",
+        }
+
+    def reply(self, ref: str, text: str, *, user: str, event_id: str | None = None) -> Any:
+        return self.sender.event(self.thread_event(ref, text, user=user), event_id=event_id)
 
     # ---- observing
     def consult(self, ref: str) -> Consult:

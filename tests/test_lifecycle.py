@@ -291,15 +291,7 @@ def test_requester_reply_is_recorded_but_not_a_first_reply(bot: Bot):
 
 def test_retried_event_is_recorded_once(bot: Bot):
     ref = bot.open()
-    consult = bot.consult(ref)
-    event = {
-        "type": "message",
-        "channel": consult.channel,
-        "user": CARD_ON_CALL,
-        "text": "Looking now",
-        "ts": "1800000000.000001",
-        "thread_ts": consult.channel_ts,
-    }
+    event = bot.thread_event(ref, "Looking now", user=CARD_ON_CALL, ts="1800000000.000001")
     bot.sender.event(event, event_id="EvSAME")
     bot.sender.event(event, event_id="EvSAME", retry_num=1, retry_reason="http_timeout")
     bot.settle()

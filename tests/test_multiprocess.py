@@ -65,14 +65,6 @@ def seed(engine: Engine, slack: FakeSlack) -> list[tuple[int, str, str]]:
                 answer_due_at=now + timedelta(hours=1),
                 next_nudge_at=due,
                 nudge_phase=Phase.ACKNOWLEDGE,
-                waiting_seconds=0,
-                nudge_level=0,
-                nudges_at_level=0,
-                nudge_count=0,
-                escalation_count=0,
-                reopened_count=0,
-                handoff_count=0,
-                version=1,
             )
         )
     with Session(engine, expire_on_commit=False) as s, s.begin():

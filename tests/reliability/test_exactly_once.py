@@ -51,16 +51,7 @@ def replies(bot: Bot) -> int:
 
 
 def thread_event(bot: Bot, ref: str, *, text: str, ts: str, user: str = ON_CALL) -> dict:
-    consult = bot.consult(ref)
-    return {
-        "type": "message",
-        "channel": consult.channel,
-        "user": user,
-        "text": text,
-        "ts": ts,
-        "thread_ts": consult.channel_ts,
-        "channel_type": "channel",
-    }
+    return bot.thread_event(ref, text, user=user, ts=ts)
 
 
 def test_event_retries_while_the_first_is_still_handled_have_one_effect(bot: Bot, figures: Tally):
