@@ -52,20 +52,8 @@ class Outbox:
         dedupe_key: str | None = None,
     ) -> bool:
         """Queue one message; False when `dedupe_key` was queued before (exactly once)."""
-        payload = {"template": template, "params": params or {}}
-        if user:
-            payload["user"] = user
-        if channel:
-            payload["channel"] = channel
         message = OutboxMessage(
-            consult_id=consult_id,
-            kind=kind,
-            payload=payload,
-            dedupe_key=dedupe_key,
-            status="pending",
-            attempts=0,
-            created_at=now,
-            next_attempt_at=IMMEDIATELY,
+            **_row(kind, template, now, consult_id, user, channel, params), dedupe_key=dedupe_key
         )
         added = repo.add_outbox(session=session, message=message)
         if added:
@@ -75,25 +63,19 @@ class Outbox:
     def add_many(self, session: Session, messages: list[dict[str, Any]], *, now: datetime) -> None:
         """Queue several messages (each the keywords of `add`, without `dedupe_key`) with
         one INSERT, at once rather than at the next flush."""
-        rows = []
-        for m in messages:
-            payload = {"template": m["template"], "params": m.get("params") or {}}
-            if m.get("user"):
-                payload["user"] = m["user"]
-            if m.get("channel"):
-                payload["channel"] = m["channel"]
-            rows.append(
-                {
-                    "consult_id": m.get("consult_id"),
-                    "kind": m["kind"],
-                    "payload": payload,
-                    "dedupe_key": None,
-                    "status": "pending",
-                    "attempts": 0,
-                    "created_at": now,
-                    "next_attempt_at": IMMEDIATELY,
-                }
+        rows = [
+            _row(
+                m["kind"],
+                m["template"],
+                now,
+                m.get("consult_id"),
+                m.get("user"),
+                m.get("channel"),
+                m.get("params"),
             )
+            | {"dedupe_key": None}
+            for m in messages
+        ]
         repo.insert_outbox(session=session, rows=rows)
         if rows:
             self._wake_on_commit(session)
@@ -106,3 +88,29 @@ class Outbox:
     def _wake_after_commit(self, session: Session) -> None:
         session.info.pop("outbox_wake", None)
         self.wakeup.set()
+
+
+def _row(
+    kind: str,
+    template: str,
+    now: datetime,
+    consult_id: int | None,
+    user: str | None,
+    channel: str | None,
+    params: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The columns of a new, immediately due outbox message."""
+    payload: dict[str, Any] = {"template": template, "params": params or {}}
+    if user:
+        payload["user"] = user
+    if channel:
+        payload["channel"] = channel
+    return {
+        "consult_id": consult_id,
+        "kind": kind,
+        "payload": payload,
+        "status": "pending",
+        "attempts": 0,
+        "created_at": now,
+        "next_attempt_at": IMMEDIATELY,
+    }
