@@ -323,64 +323,60 @@ class ConsultService:
         clocks = self.catalogue.policy(service, urgency)
         ack_due, answer_due = sla.due_times(clocks, now)
         on_call = self.on_call(service)
-        # One transaction. A known repeat (same trigger or view) is answered before a number
-        # is taken. On PostgreSQL the number comes from a sequence, which holds no lock until
-        # commit; on SQLite writers are serialised anyway. A create that fails after taking
-        # its number (or a repeat racing the original) leaves a gap, never a duplicate.
-        with self.unit() as s:
-            if origin_key and repo.origin_taken(session=s, origin_key=origin_key):
-                found = repo.get_by_origin(session=s, origin_key=origin_key)
+        key = patient_key(patient)
+        consult = Consult(
+            service=service.key,
+            urgency=urgency,
+            patient=patient,
+            patient_key=key,
+            question=question,
+            intake=intake,
+            requester=requester,
+            on_call=on_call,
+            status=Status.OPEN.value,
+            origin_key=origin_key,
+            channel=service.channel,
+            created_at=now,
+            acknowledge_due_at=ack_due,
+            answer_due_at=answer_due,
+            next_nudge_at=ack_due,
+            nudge_phase=sla.Phase.ACKNOWLEDGE,
+        )
+        # One atomic write (one statement on PostgreSQL): a known repeat (same trigger or
+        # view) is answered before a number is taken. A create that fails after taking its
+        # number (or a repeat racing the original) leaves a gap, never a duplicate.
+        messages = self.outbox.rows(
+            [
+                {"kind": Kind.POST, "template": "card"},
+                {
+                    "kind": Kind.DM,
+                    "template": "confirmation",
+                    "user": requester,
+                    "params": {"others": repo.OTHERS},
+                },
+            ],
+            now=now,
+        )
+        with self.sessions() as s:
+            created = repo.create_consult(
+                session=s,
+                consult=consult,
+                prefix=service.prefix,
+                audit={
+                    "actor": requester,
+                    "action": "created",
+                    "at": now,
+                    "details": {"service": service.key, "urgency": urgency},
+                },
+                messages=messages,
+            )
+            if created is None:
+                found = repo.get_by_origin(session=s, origin_key=origin_key or "")
                 assert found is not None
                 return Opened(found, True, [])
-            seq = repo.next_seq(session=s, service=service.key)
-            key = patient_key(patient)
-            # Read before the insert, so there is nothing of this create to exclude.
-            others = list(repo.open_for_patient(session=s, patient_key=key or ""))
-            consult = Consult(
-                ref=f"{service.prefix}-{seq}",
-                service=service.key,
-                seq=seq,
-                urgency=urgency,
-                patient=patient,
-                patient_key=key,
-                question=question,
-                intake=intake,
-                requester=requester,
-                on_call=on_call,
-                status=Status.OPEN.value,
-                origin_key=origin_key,
-                channel=service.channel,
-                created_at=now,
-                acknowledge_due_at=ack_due,
-                answer_due_at=answer_due,
-                next_nudge_at=ack_due,
-                nudge_phase=sla.Phase.ACKNOWLEDGE,
-            )
-            repo.add_consult(session=s, consult=consult)
-            repo.add_audit(
-                session=s,
-                consult_id=consult.id,
-                actor=requester,
-                action="created",
-                at=now,
-                details={"service": service.key, "urgency": urgency},
-            )
-            self.outbox.add_many(
-                s,
-                [
-                    {"kind": Kind.POST, "template": "card", "consult_id": consult.id},
-                    {
-                        "kind": Kind.DM,
-                        "template": "confirmation",
-                        "consult_id": consult.id,
-                        "user": requester,
-                        "params": {"others": [o.id for o in others]},
-                    },
-                ],
-                now=now,
-            )
+        self.outbox.wake()
         log.info("consult opened", extra={"ref": consult.ref, "service": service.key})
-        return Opened(consult, False, others)
+        return Opened(created.consult, False, created.others)
 
     # ------------------------------------------------------------------ transitions
     def _act(

@@ -63,7 +63,15 @@ class Outbox:
     def add_many(self, session: Session, messages: list[dict[str, Any]], *, now: datetime) -> None:
         """Queue several messages (each the keywords of `add`, without `dedupe_key`) with
         one INSERT, at once rather than at the next flush."""
-        rows = [
+        rows = self.rows(messages, now=now)
+        repo.insert_outbox(session=session, rows=rows)
+        if rows:
+            self._wake_on_commit(session)
+
+    def rows(self, messages: list[dict[str, Any]], *, now: datetime) -> list[dict[str, Any]]:
+        """The outbox rows of several messages (each the keywords of `add`, without
+        `dedupe_key`), for a caller that stores them itself and then calls `wake()`."""
+        return [
             _row(
                 m["kind"],
                 m["template"],
@@ -76,9 +84,10 @@ class Outbox:
             | {"dedupe_key": None}
             for m in messages
         ]
-        repo.insert_outbox(session=session, rows=rows)
-        if rows:
-            self._wake_on_commit(session)
+
+    def wake(self) -> None:
+        """Tell the dispatcher that committed messages are waiting."""
+        self.wakeup.set()
 
     def _wake_on_commit(self, session: Session) -> None:
         if not session.info.get("outbox_wake"):

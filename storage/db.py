@@ -4,6 +4,7 @@ and `migrate()` which brings any database to the current schema, safely from two
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger("careloop.storage")
@@ -42,8 +44,37 @@ def create_db_engine(url: str, *, pool_size: int = 10) -> Engine:
         # so two writers queue on busy_timeout rather than failing on lock upgrade.
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
-    kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
-    return create_engine(url, **kwargs)
+    kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "checkout", _ping_if_idle(engine))
+    event.listen(engine, "connect", _note_checkin)  # a new connection counts as just used
+    event.listen(engine, "checkin", _note_checkin)
+    return engine
+
+
+# A pooled connection idle for longer than this is pinged before it is handed out (a
+# restarted or failed-over database, a firewall that dropped the idle socket). One busy
+# enough to be reused sooner is not: a ping per request would cost a round trip each.
+PING_AFTER_IDLE_SECONDS = 10.0
+
+
+def _note_checkin(_dbapi_conn: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(engine: Engine) -> Any:
+    def checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is not None and time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # noqa: BLE001 - any failure means: not this connection
+            raise DisconnectionError(f"idle connection did not answer: {exc}") from exc
+        if not alive:
+            raise DisconnectionError("idle connection did not answer")
+
+    return checkout
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -4,14 +4,16 @@ outside migrations and reports. Each takes the session of the caller's unit of w
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, or_, select, text, update
+from sqlalchemy import JSON, Engine, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -132,19 +134,10 @@ _INSERT_CONSULT = insert(Consult.__table__).returning(Consult.__table__.c.id)
 def add_consult(*, session: Session, consult: Consult) -> Consult:
     """Insert a consult with one statement; the object comes back with its id, detached
     (as a committed consult is), without a flush of the session's unit of work."""
-    table = Consult.__table__
     # Every column is given (unset ones as their Python default or NULL: the table has no
     # server defaults), so the returned object has every attribute loaded, like a consult
     # read back after commit.
-    values: dict[str, Any] = {}
-    for column in table.columns:
-        if column.key == "id":
-            continue
-        value = consult.__dict__.get(column.key)
-        default = column.default
-        if value is None and default is not None and hasattr(default, "arg"):
-            value = default.arg if getattr(default, "is_scalar", False) else default.arg(None)
-        values[column.key] = value
+    values = _consult_values(consult)
     # Values as parameters, not in the statement: the statement stays one cached constant.
     new_id = session.execute(_INSERT_CONSULT, values).scalar_one()
     for key, value in values.items():
@@ -152,6 +145,201 @@ def add_consult(*, session: Session, consult: Consult) -> Consult:
     consult.id = new_id
     make_transient_to_detached(consult)
     return consult
+
+
+# Marks the place in a queued message's params where `create_consult` puts the ids of the
+# patient's other open consults.
+OTHERS = "__patient_others__"
+
+
+@dataclass
+class Created:
+    """What `create_consult` stored: the consult (detached, every column loaded) and the
+    patient's other open consults as they were just before it (id, ref, service, status,
+    permalink and created_at loaded)."""
+
+    consult: Consult
+    others: list[Consult]
+
+
+def create_consult(
+    *,
+    session: Session,
+    consult: Consult,
+    prefix: str,
+    audit: dict[str, Any],
+    messages: Sequence[dict[str, Any]],
+) -> Created | None:
+    """Store a new consult with its reference number, its audit event and its outbox
+    messages, atomically; None when a consult with the same `origin_key` exists already.
+
+    `consult` has every column but id, seq and ref; the reference is `<prefix>-<seq>`.
+    `audit` holds the audit event's actor, action, at and details. `messages` are outbox
+    rows; a message whose params hold `"others": OTHERS` gets the ids of the patient's other
+    open consults there. `session` must be fresh: on PostgreSQL the whole create is one
+    autocommitted statement (one round trip), on SQLite one transaction of a few statements.
+    A concurrent create with the same `origin_key` raises IntegrityError.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return _create_consult_pg(session, consult, prefix, audit, messages)
+    with session.begin():
+        if consult.origin_key and origin_taken(session=session, origin_key=consult.origin_key):
+            return None
+        consult.seq = next_seq(session=session, service=consult.service)
+        consult.ref = f"{prefix}-{consult.seq}"
+        others = list(open_for_patient(session=session, patient_key=consult.patient_key or ""))
+        add_consult(session=session, consult=consult)
+        add_audit(session=session, consult_id=consult.id, **audit)
+        ids = [o.id for o in others]
+        insert_outbox(
+            session=session,
+            rows=[_fill_others(dict(m), ids) | {"consult_id": consult.id} for m in messages],
+        )
+    for other in others:
+        session.expunge(other)
+    return Created(consult, others)
+
+
+def _fill_others(row: dict[str, Any], ids: list[int]) -> dict[str, Any]:
+    params = (row.get("payload") or {}).get("params") or {}
+    if params.get("others") == OTHERS:
+        row["payload"] = row["payload"] | {"params": params | {"others": ids}}
+    return row
+
+
+_CONSULT_VALUE_COLUMNS = [
+    c.key for c in Consult.__table__.columns if c.key not in ("id", "seq", "ref")
+]
+_JSON_COLUMNS = {c.key for c in Consult.__table__.columns if isinstance(c.type, JSON)}
+_OTHER_COLUMNS = ("id", "ref", "service", "status", "permalink", "created_at")
+_create_sql: dict[tuple[str, int, tuple[bool, ...]], str] = {}
+
+
+def _create_statement(sequence: str, messages: int, with_others: tuple[bool, ...]) -> str:
+    """The PostgreSQL statement of `create_consult` (built once per shape)."""
+    key = (sequence, messages, with_others)
+    sql = _create_sql.get(key)
+    if sql is not None:
+        return sql
+    values = ", ".join(
+        f"%(c_{k})s::json" if k in _JSON_COLUMNS else f"%(c_{k})s" for k in _CONSULT_VALUE_COLUMNS
+    )
+    rows = []
+    for i, others in enumerate(with_others):
+        payload = f"%(m{i}_payload)s::jsonb"
+        if others:
+            payload = (
+                f"{payload} || jsonb_build_object('params', ({payload} -> 'params') || "
+                "jsonb_build_object('others', (SELECT coalesce(jsonb_agg(id ORDER BY "
+                "created_at, id), '[]'::jsonb) FROM others)))"
+            )
+        rows.append(
+            f"(%(m{i}_kind)s, ({payload})::json, %(m{i}_created_at)s, %(m{i}_next_attempt_at)s)"
+        )
+    sql = f"""
+WITH earlier AS (
+    SELECT 1 FROM consults WHERE origin_key = %(origin_key)s
+), others AS (
+    SELECT {", ".join(_OTHER_COLUMNS)} FROM consults
+    WHERE patient_key = %(patient_key)s AND status IN ({", ".join(f"'{s}'" for s in OPEN_STATUSES)})
+), number AS (
+    SELECT nextval('{sequence}') AS seq WHERE NOT EXISTS (SELECT 1 FROM earlier)
+), new AS (
+    INSERT INTO consults (seq, ref, {", ".join(_CONSULT_VALUE_COLUMNS)})
+    SELECT number.seq, %(prefix)s || '-' || number.seq, {values} FROM number
+    RETURNING id, seq, ref
+), audit AS (
+    INSERT INTO audit_events (consult_id, actor, action, at, details)
+    SELECT new.id, %(a_actor)s, %(a_action)s, %(a_at)s, %(a_details)s::json FROM new
+), box AS (
+    INSERT INTO outbox (consult_id, kind, payload, status, attempts, created_at, next_attempt_at)
+    SELECT new.id, m.kind, m.payload, 'pending', 0, m.created_at, m.next_attempt_at
+    FROM new, (VALUES {", ".join(rows)}) AS m (kind, payload, created_at, next_attempt_at)
+)
+SELECT new.id, new.seq, new.ref,
+    (SELECT coalesce(json_agg(json_build_array({", ".join(_OTHER_COLUMNS)})
+        ORDER BY created_at, id), '[]') FROM others)
+FROM new"""
+    _create_sql[key] = sql
+    return sql
+
+
+def _create_consult_pg(
+    session: Session,
+    consult: Consult,
+    prefix: str,
+    audit: dict[str, Any],
+    messages: Sequence[dict[str, Any]],
+) -> Created | None:
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    name = sequence_name(consult.service)
+    if consult.service not in _sequences.get(engine, ()):
+        _ensure_sequence(engine, consult.service, name)
+        with _sequences_lock:
+            _sequences.setdefault(engine, set()).add(consult.service)
+    values = _consult_values(consult)
+    params: dict[str, Any] = {
+        f"c_{k}": json.dumps(values[k]) if k in _JSON_COLUMNS else values[k]
+        for k in _CONSULT_VALUE_COLUMNS
+    }
+    params |= {
+        "origin_key": consult.origin_key,
+        "patient_key": consult.patient_key or "",
+        "prefix": prefix,
+        "a_actor": audit["actor"],
+        "a_action": audit["action"],
+        "a_at": audit["at"],
+        "a_details": json.dumps(audit.get("details") or {}),
+    }
+    with_others = []
+    for i, m in enumerate(messages):
+        params[f"m{i}_kind"] = m["kind"]
+        params[f"m{i}_payload"] = json.dumps(m["payload"])
+        params[f"m{i}_created_at"] = m["created_at"]
+        params[f"m{i}_next_attempt_at"] = m["next_attempt_at"]
+        with_others.append(((m["payload"].get("params") or {}).get("others")) == OTHERS)
+    sql = _create_statement(name, len(messages), tuple(with_others))
+    # One statement in autocommit: atomic, and no BEGIN/COMMIT round trips.
+    conn = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    try:
+        row = conn.exec_driver_sql(sql, params).first()
+    except DBAPIError as exc:
+        if "service_counters_" in str(exc.orig) and "does not exist" in str(exc.orig):
+            # The sequence was dropped behind our back: look again on the next create.
+            with _sequences_lock:
+                _sequences.get(engine, set()).discard(consult.service)
+        raise
+    if row is None:
+        return None
+    new_id, seq, ref, others_json = row
+    for key, value in values.items():
+        setattr(consult, key, value)
+    consult.id, consult.seq, consult.ref = int(new_id), int(seq), str(ref)
+    make_transient_to_detached(consult)
+    others = []
+    for item in others_json or []:
+        other = Consult(**dict(zip(_OTHER_COLUMNS, item, strict=True)))
+        other.id = int(other.id)
+        created = other.created_at
+        if isinstance(created, str):
+            other.created_at = datetime.fromisoformat(created)
+        others.append(other)
+    return Created(consult, others)
+
+
+def _consult_values(consult: Consult) -> dict[str, Any]:
+    """Every column of a new consult but id: the given value, else the column's default."""
+    values: dict[str, Any] = {}
+    for column in Consult.__table__.columns:
+        if column.key == "id":
+            continue
+        value = consult.__dict__.get(column.key)
+        default = column.default
+        if value is None and default is not None and hasattr(default, "arg"):
+            value = default.arg if getattr(default, "is_scalar", False) else default.arg(None)
+        values[column.key] = value
+    return values
 
 
 def get_consult(*, session: Session, consult_id: int, lock: bool = False) -> Consult | None:

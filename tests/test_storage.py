@@ -8,7 +8,7 @@ import uuid
 
 from sqlalchemy import inspect, text
 
-from storage import repo
+from storage import db, repo
 from storage.db import create_db_engine, migrate, session_factory
 from storage.models import ServiceCounter
 from tests.harness import use_postgres
@@ -82,4 +82,43 @@ def test_reference_numbers_continue_after_those_already_handed_out(db_url):
         assert repo.next_seq(session=s, service=service) == 42
     with sessions() as s, s.begin():
         assert repo.next_seq(session=s, service=service) == 43
+    engine.dispose()
+
+
+def test_a_pooled_connection_the_database_dropped_is_replaced_before_use(
+    db_url, postgres_only, monkeypatch
+):
+    """A connection idle in the pool whose server side went away (a restart, a fail-over) is
+    pinged and replaced at checkout, so the next request does not fail on it."""
+    engine = create_db_engine(db_url, pool_size=1)
+    with engine.connect() as conn:
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    with create_db_engine(db_url).connect() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
+    engine.dispose()
+
+
+def test_a_connection_reused_at_once_is_not_pinged(db_url, postgres_only, monkeypatch):
+    """Under load a connection goes back to work within milliseconds: no ping round trip
+    per request. One idle past PING_AFTER_IDLE_SECONDS is pinged once."""
+    engine = create_db_engine(db_url, pool_size=1)
+    pings: list[object] = []
+    real_ping = engine.dialect.do_ping
+
+    def counting_ping(dbapi_conn: object) -> bool:
+        pings.append(dbapi_conn)
+        return real_ping(dbapi_conn)
+
+    monkeypatch.setattr(engine.dialect, "do_ping", counting_ping)
+    for _ in range(20):
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    assert pings == []
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    assert len(pings) == 1
     engine.dispose()
