@@ -3,10 +3,13 @@ bolt app under the same load, same gunicorn settings, same machine, same run.
 
 For each app: a fresh PostgreSQL database (127.0.0.1:5432, user postgres, dropped after),
 the app started as a real process (WEB_CONCURRENCY workers, gthread), the fake Slack Web
-API running in this process, and C client threads, each on one keep-alive connection,
-sending signed `/consult cards stat MRN <n>: <question>` slash commands until N requests
-were answered (after a warm-up). CareLoop then gets the same load of Acknowledge button
-presses on the consults it created. Prints throughput and latency percentiles; no asserts.
+API running in this process, and C client threads sending signed `/consult cards stat
+MRN <n>: <question>` slash commands until N requests were answered (after a warm-up). A
+client keeps its connection open when the server allows it; both apps are served like
+`serve`, which closes each connection after its response. The bare app runs before and
+after CareLoop; CareLoop is compared with its faster run. CareLoop then gets the same load
+of Acknowledge button presses on the consults it created. Prints throughput and latency
+percentiles; no asserts.
 
     .venv/bin/python bench/create_bench.py [--requests 5000] [--concurrency 50]
         [--acks 2000] [--workers 2] [--threads 8] [--rate 0] [--json]
@@ -210,7 +213,7 @@ def bench_careloop(opts: argparse.Namespace, procs: Procs, slack: FakeSlack) -> 
         return [creates, acks]
 
 
-def bench_bare(opts: argparse.Namespace, procs: Procs, slack: FakeSlack) -> Result:
+def bench_bare(opts: argparse.Namespace, procs: Procs, slack: FakeSlack, name: str) -> Result:
     with fresh_postgres("careloop_bench_bare") as url:
         env = bot_env(
             url, slack.url, None, WEB_CONCURRENCY=str(opts.workers), WEB_THREADS=opts.threads
@@ -219,7 +222,7 @@ def bench_bare(opts: argparse.Namespace, procs: Procs, slack: FakeSlack) -> Resu
         sender = KeepAliveSender(bare.events_url, SECRET)
         load("warm-up", create(sender), total=opts.warmup, concurrency=opts.concurrency)
         result = load(
-            "bare bolt create",
+            name,
             create(sender),
             total=opts.requests,
             concurrency=opts.concurrency,
@@ -243,9 +246,13 @@ def main() -> None:
     opts = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, FakeSlack() as slack, Procs(Path(tmp)) as procs:
+        # The bare app runs before and after CareLoop, and CareLoop is compared with the
+        # faster of the two: a machine that got busier during the run must not flatter it.
+        bare_before = bench_bare(opts, procs, slack, "bare bolt create (1)")
         careloop, acks = bench_careloop(opts, procs, slack)
-        bare = bench_bare(opts, procs, slack)
-    results = [careloop, acks, bare]
+        bare_after = bench_bare(opts, procs, slack, "bare bolt create (2)")
+    results = [bare_before, careloop, acks, bare_after]
+    bare = max(bare_before, bare_after, key=lambda r: r.rps)
     ratio = careloop.rps / bare.rps
     if opts.json:
         print(json.dumps({"results": [asdict(r) for r in results], "ratio": ratio}, indent=2))
@@ -269,7 +276,7 @@ def main() -> None:
     if opts.rate:  # every app keeps up with a paced load: only latency is comparable
         print(f"\ntarget: create p99 < 100 ms at {opts.rate:g} req/s ({p99})")
         return
-    print(f"\nCareLoop create throughput = {ratio:.0%} of the bare bolt app")
+    print(f"\nCareLoop create throughput = {ratio:.0%} of the bare bolt app (its faster run)")
     print(
         f"target: create p99 < 100 ms ({p99}), "
         f"throughput >= 50% of bare ({'met' if ratio >= 0.5 else 'MISSED'})"

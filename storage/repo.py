@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Engine, delete, func, insert, or_, select, text, update
+from sqlalchemy import Engine, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -210,20 +210,21 @@ def _fill_others(row: dict[str, Any], ids: list[int]) -> dict[str, Any]:
 _CONSULT_VALUE_COLUMNS = [
     c.key for c in Consult.__table__.columns if c.key not in ("id", "seq", "ref")
 ]
-_JSON_COLUMNS = {c.key for c in Consult.__table__.columns if isinstance(c.type, JSON)}
 _OTHER_COLUMNS = ("id", "ref", "service", "status", "permalink", "created_at")
 _create_sql: dict[tuple[str, int, tuple[bool, ...]], str] = {}
 
 
 def _create_statement(sequence: str, messages: int, with_others: tuple[bool, ...]) -> str:
-    """The PostgreSQL statement of `create_consult` (built once per shape)."""
+    """The PostgreSQL statement of `create_consult`, built once per shape.
+
+    The consult's columns travel as one JSON parameter (`json_populate_record`): psycopg
+    caches its parsing of a query only up to 50 parameters, and re-parsing this one per
+    request cost more than the rest of the create.
+    """
     key = (sequence, messages, with_others)
     sql = _create_sql.get(key)
     if sql is not None:
         return sql
-    values = ", ".join(
-        f"%(c_{k})s::json" if k in _JSON_COLUMNS else f"%(c_{k})s" for k in _CONSULT_VALUE_COLUMNS
-    )
     rows = []
     for i, others in enumerate(with_others):
         payload = f"%(m{i}_payload)s::jsonb"
@@ -236,17 +237,20 @@ def _create_statement(sequence: str, messages: int, with_others: tuple[bool, ...
         rows.append(
             f"(%(m{i}_kind)s, ({payload})::json, %(m{i}_created_at)s, %(m{i}_next_attempt_at)s)"
         )
+    open_statuses = ", ".join(f"'{s}'" for s in OPEN_STATUSES)
+    columns = ", ".join(_CONSULT_VALUE_COLUMNS)
     sql = f"""
 WITH earlier AS (
     SELECT 1 FROM consults WHERE origin_key = %(origin_key)s
 ), others AS (
     SELECT {", ".join(_OTHER_COLUMNS)} FROM consults
-    WHERE patient_key = %(patient_key)s AND status IN ({", ".join(f"'{s}'" for s in OPEN_STATUSES)})
+    WHERE patient_key = %(patient_key)s AND status IN ({open_statuses})
 ), number AS (
     SELECT nextval('{sequence}') AS seq WHERE NOT EXISTS (SELECT 1 FROM earlier)
 ), new AS (
-    INSERT INTO consults (seq, ref, {", ".join(_CONSULT_VALUE_COLUMNS)})
-    SELECT number.seq, %(prefix)s || '-' || number.seq, {values} FROM number
+    INSERT INTO consults (seq, ref, {columns})
+    SELECT number.seq, %(prefix)s || '-' || number.seq, {", ".join(f"r.{c}" for c in _CONSULT_VALUE_COLUMNS)}
+    FROM number, json_populate_record(NULL::consults, %(consult)s::json) AS r
     RETURNING id, seq, ref
 ), audit AS (
     INSERT INTO audit_events (consult_id, actor, action, at, details)
@@ -280,10 +284,7 @@ def _create_consult_pg(
             _sequences.setdefault(engine, set()).add(consult.service)
     values = _consult_values(consult)
     params: dict[str, Any] = {
-        f"c_{k}": json.dumps(values[k]) if k in _JSON_COLUMNS else values[k]
-        for k in _CONSULT_VALUE_COLUMNS
-    }
-    params |= {
+        "consult": json.dumps(values, default=_json_datetime),
         "origin_key": consult.origin_key,
         "patient_key": consult.patient_key or "",
         "prefix": prefix,
@@ -300,10 +301,11 @@ def _create_consult_pg(
         params[f"m{i}_next_attempt_at"] = m["next_attempt_at"]
         with_others.append(((m["payload"].get("params") or {}).get("others")) == OTHERS)
     sql = _create_statement(name, len(messages), tuple(with_others))
-    # One statement in autocommit: atomic, and no BEGIN/COMMIT round trips.
-    conn = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    # One statement in autocommit: atomic, and no BEGIN/COMMIT round trips. Straight on a
+    # pooled connection: the session has nothing to track here.
     try:
-        row = conn.exec_driver_sql(sql, params).first()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            row = conn.exec_driver_sql(sql, params).first()
     except DBAPIError as exc:
         if "service_counters_" in str(exc.orig) and "does not exist" in str(exc.orig):
             # The sequence was dropped behind our back: look again on the next create.
@@ -313,32 +315,46 @@ def _create_consult_pg(
     if row is None:
         return None
     new_id, seq, ref, others_json = row
-    for key, value in values.items():
-        setattr(consult, key, value)
-    consult.id, consult.seq, consult.ref = int(new_id), int(seq), str(ref)
+    values.update(id=int(new_id), seq=int(seq), ref=str(ref))
+    consult.__dict__.update(values)  # as loaded from the database: nothing to flush
     make_transient_to_detached(consult)
     others = []
     for item in others_json or []:
         other = Consult(**dict(zip(_OTHER_COLUMNS, item, strict=True)))
-        other.id = int(other.id)
-        created = other.created_at
-        if isinstance(created, str):
-            other.created_at = datetime.fromisoformat(created)
+        if isinstance(other.created_at, str):
+            other.created_at = datetime.fromisoformat(other.created_at)
         others.append(other)
     return Created(consult, others)
 
 
+def _json_datetime(value: Any) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# Each column's value for a new consult when none is given: its scalar Python default
+# (callables such as `dict` are called per consult), else NULL.
+_CONSULT_DEFAULTS: dict[str, Any] = {}
+for _column in Consult.__table__.columns:
+    if _column.key != "id":
+        _default = _column.default
+        _CONSULT_DEFAULTS[_column.key] = (
+            getattr(_default, "arg", None) if _default is not None else None
+        )
+
+
 def _consult_values(consult: Consult) -> dict[str, Any]:
     """Every column of a new consult but id: the given value, else the column's default."""
+    given = consult.__dict__
     values: dict[str, Any] = {}
-    for column in Consult.__table__.columns:
-        if column.key == "id":
-            continue
-        value = consult.__dict__.get(column.key)
-        default = column.default
-        if value is None and default is not None and hasattr(default, "arg"):
-            value = default.arg if getattr(default, "is_scalar", False) else default.arg(None)
-        values[column.key] = value
+    for key, default in _CONSULT_DEFAULTS.items():
+        value = given.get(key)
+        if value is None and default is not None:
+            value = default(None) if callable(default) else default
+        values[key] = value
     return values
 
 

@@ -9,6 +9,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,33 @@ def test_serve_migrates_an_empty_database_serves_delivers_and_stops_cleanly(
         assert "background work stopped" in bot.output()
     finally:
         engine.dispose()
+
+
+def test_a_burst_of_more_requests_than_threads_is_all_served_one_per_connection(
+    empty_db_url: str, slack: FakeSlack, procs: Procs, catalogue: Path
+):
+    """Each worker takes a connection only when a thread is free, and closes it after the
+    response: 24 creates at once on 2 workers x 2 threads all get their consult."""
+    env = bot_env(empty_db_url, slack.url, catalogue, WEB_CONCURRENCY="2", WEB_THREADS="2")
+    bot = procs.serve(env)
+    bot.wait_healthy()
+    sender = sender_for(bot, slack)
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        replies = list(
+            pool.map(
+                lambda n: sender.command(f"cards MRN {n}: chest pain?", user=REQUESTER),
+                range(24),
+            )
+        )
+    assert [r.status for r in replies] == [200] * 24, bot.tail()
+    assert all("received" in r.text for r in replies)
+    assert {r.headers.get("connection") for r in replies} == {"close"}
+    engine = engine_for(empty_db_url)
+    try:
+        refs = sorted(c.ref for c in consults(engine))
+    finally:
+        engine.dispose()
+    assert refs == sorted(f"CARD-{n}" for n in range(1, 25))
 
 
 def test_healthz_answers_503_when_the_database_goes_away(
