@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -19,10 +20,31 @@ log = logging.getLogger("careloop.handlers")
 
 
 def register(app: App) -> None:
-    """Listen for every CareLoop button (bolt answers unknown action ids with a 404)."""
+    """Listen for every CareLoop button, then for any other action id (last: bolt runs the
+    first listener that matches)."""
     for action_id, handler in BUTTONS.items():
         app.action(action_id)(_button(handler))
     app.action(ActionId.SERVICE_SELECT)(service_selected)
+    app.action(re.compile(".*"))(unknown_button)
+
+
+def unknown_button(ack: Ack, body: dict[str, Any], context: dict[str, Any]) -> None:
+    """A button this version does not know (a retired one on an old message, or a forged
+    id): the person is told what to do instead of Slack's bare failure mark."""
+    ack()
+    svc = services(context)
+    user = (body.get("user") or {}).get("id", "")
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+        "channel_id"
+    )
+    log.warning("unknown action id", extra={"event": "unknown_action"})
+    tell(
+        svc,
+        user=user,
+        channel=channel,
+        text=":warning: That button is no longer in use. Use the buttons on the consult's "
+        "latest message, or `/consult list` to find your consults.",
+    )
 
 
 def _key(body: dict[str, Any]) -> str:

@@ -5,6 +5,8 @@ twice (same view id) has one effect."""
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +15,9 @@ from slack_bolt import Ack, App
 from bot.consults import Draft, DraftInvalid
 from bot.ids import BlockId, CallbackId
 from bot.lifecycle import Refused
-from handlers.common import Services, services
+from handlers.common import Services, services, tell
+
+log = logging.getLogger("careloop.handlers")
 
 
 def register(app: App) -> None:
@@ -21,6 +25,23 @@ def register(app: App) -> None:
     app.view(CallbackId.NEW_CONSULT)(new_consult)
     for callback_id, (block_id, handler) in REF_VIEWS.items():
         app.view(callback_id)(_ref_view(block_id, handler))
+    app.view(re.compile(".*"))(unknown_form)
+
+
+def unknown_form(ack: Ack, body: dict[str, Any], context: dict[str, Any]) -> None:
+    """A form this version does not know (opened before an upgrade that retired it): it
+    closes, and the person is told nothing was saved and what to do."""
+    ack()
+    svc = services(context)
+    user = (body.get("user") or {}).get("id", "")
+    log.warning("unknown form", extra={"event": "unknown_view"})
+    tell(
+        svc,
+        user=user,
+        channel=None,
+        text=":warning: That form is no longer in use, so nothing was saved. Use `/consult` "
+        "or the buttons on the consult's latest message to start again.",
+    )
 
 
 def _values(view: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -289,8 +289,21 @@ def test_odd_but_well_formed_requests_get_a_clear_answer(bot: Bot):
         bot.settle()
         told = [e["text"] for e in bot.slack.ephemerals()[seen:]]
         assert len(told) == 1 and expected in told[0], (name, told)
-    # Unknown action ids: a 4xx, so Slack shows the button failed.
-    assert bot.click("consult_retired_button", ref, user=ON_CALL).status == 404
+    # Unknown action ids (a retired button on an old message): 200 and a notice saying what
+    # to use instead, not Slack's bare failure mark; nothing changes.
+    before = bot.consult(ref).status
+    seen = len(bot.slack.ephemerals())
+    resp = bot.click("consult_retired_button", ref, user=ON_CALL, channel=CARD_CHANNEL)
+    assert resp.status == 200
+    bot.settle()
+    told = [e["text"] for e in bot.slack.ephemerals()[seen:]]
+    assert len(told) == 1 and "no longer in use" in told[0] and "/consult list" in told[0]
+    assert bot.consult(ref).status == before
+    # A form this version does not know: it closes, and a DM says nothing was saved.
+    resp = submit(bot, "consult_retired_form", ref, BlockId.ANSWER, "x", user=ON_CALL)
+    assert resp.status == 200 and not resp.body
+    bot.settle()
+    assert any("nothing was saved" in t for t in bot.dm_texts(ON_CALL))
     # Modals pointing at nothing.
     for meta in ("", "RAD-999", "nonsense", "\x00"):
         resp = submit(bot, CallbackId.ANSWER, meta, BlockId.ANSWER, "x", user=ON_CALL)
