@@ -1,5 +1,5 @@
 """Retention: removes patient references and free text from consults closed or cancelled
-longer ago than a limit, keeping their timings for reports, and deletes delivered outbox
+longer ago than a limit (closing answered ones whose answer is older than the limit), keeping their timings for reports, and deletes delivered outbox
 messages older than the limit (their parameters may quote free text, e.g. a hand-off note
 sent to someone with no consult attached). Every purge is audited."""
 
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from bot.app import Services
 from bot.durations import parse_duration
+from bot.lifecycle import Status
 from bot.settings import Settings
 from storage import repo
 from storage.db import create_db_engine, migrate, session_factory
@@ -32,7 +33,30 @@ def purge_session(
 ) -> list[str]:
     """Purge inside an open session (shared by the CLI and the scheduled job)."""
     before = now - older_than
-    refs = repo.purge_closed(session=session, before=before, at=now)
+    # An answered consult nobody closed is done too once its answer is older than the
+    # limit: it is closed here (audited, by `actor`) and purged with the others, so no
+    # patient data outlives the limit and nothing purged can be reopened.
+    closed = []
+    for consult in repo.answered_before(session=session, before=before):
+        consult.status = Status.CLOSED.value
+        consult.closed_at = now
+        consult.next_nudge_at = None
+        consult.nudge_phase = None
+        consult.version += 1
+        repo.add_audit(
+            session=session,
+            consult_id=consult.id,
+            actor=actor,
+            action="closed",
+            at=now,
+            details={
+                "from": Status.ANSWERED.value,
+                "to": Status.CLOSED.value,
+                "reason": "retention",
+            },
+        )
+        closed.append(consult.id)
+    refs = repo.purge_closed(session=session, before=before, at=now, also=closed)
     done = session.execute(
         delete(OutboxMessage).where(
             OutboxMessage.created_at < before, OutboxMessage.status.in_(("sent", "failed"))

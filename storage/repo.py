@@ -658,13 +658,26 @@ def outbox_counts(*, session: Session) -> dict[str, int]:
     return {status: int(n) for status, n in rows}
 
 
-def purge_closed(*, session: Session, before: datetime, at: datetime) -> list[str]:
-    """Blank patient references and free text of consults closed before `before`."""
+def answered_before(*, session: Session, before: datetime) -> Sequence[Consult]:
+    """Answered consults that nobody closed, answered before `before`, locked."""
+    stmt = select(Consult).where(
+        Consult.status == "answered", Consult.answered_at < before, Consult.purged_at.is_(None)
+    )
+    return session.execute(stmt.with_for_update(key_share=True)).scalars().all()
+
+
+def purge_closed(
+    *, session: Session, before: datetime, at: datetime, also: Sequence[int] = ()
+) -> list[str]:
+    """Blank patient references and free text of consults closed before `before` (and of
+    the consults with ids in `also`)."""
+    old = (Consult.status.in_(("closed", "cancelled"))) & (
+        func.coalesce(Consult.closed_at, Consult.cancelled_at) < before
+    )
     rows = (
         session.execute(
             select(Consult).where(
-                Consult.status.in_(("closed", "cancelled")),
-                func.coalesce(Consult.closed_at, Consult.cancelled_at) < before,
+                or_(old, Consult.id.in_(list(also))) if also else old,
                 Consult.purged_at.is_(None),
             )
         )

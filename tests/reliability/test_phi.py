@@ -300,10 +300,15 @@ def test_purge_cli_removes_patient_data_from_old_closed_consults(bot: Bot, db_ur
     bot.clock.advance(timedelta(hours=2))
     bot.command(f"close {purged_ref}")
     still_open = bot.open(f"cards stat {old}: stillopen?")
+    # Answered, and nobody ever closed it: done once the answer is older than the limit.
+    never_closed = bot.open("cards stat MRN 3333333: oldneverclosed?")
+    bot.command(f"answer {never_closed} oldneverclosedanswer", user=ON_CALL)
     bot.clock.set(real_now - timedelta(days=10))
     recent = bot.open("cards stat MRN 2222222: recent?")
     bot.command(f"answer {recent} recentanswer", user=ON_CALL)
     bot.command(f"close {recent}")
+    recent_unclosed = bot.open("cards stat MRN 4444444: recentunclosed?")
+    bot.command(f"answer {recent_unclosed} recentunclosedanswer", user=ON_CALL)
     bot.settle()
     before = bot.consult(purged_ref)
     assert before.answer == "oldanswer" and phi_rows(bot, "oldhandoffnote")
@@ -322,7 +327,22 @@ def test_purge_cli_removes_patient_data_from_old_closed_consults(bot: Bot, db_ur
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    assert "purged 1 consult(s)" in purge()
+    assert "purged 2 consult(s)" in purge()
+    closed = bot.consult(never_closed)
+    assert closed.status == "closed" and closed.purged_at is not None
+    assert closed.patient is None and closed.answer is None
+    assert closed.closed_at is not None and closed.answered_at is not None
+    with bot.services.sessions() as s:
+        (auto,) = s.execute(
+            select(AuditEvent).where(
+                AuditEvent.consult_id == closed.id, AuditEvent.action == "closed"
+            )
+        ).scalars()
+        assert auto.actor == "cli" and auto.details["reason"] == "retention"
+    assert phi_rows(bot, "oldneverclosed") == []
+    # Answered within the limit and not closed: left as it is (the requester may reopen).
+    kept = bot.consult(recent_unclosed)
+    assert kept.status == "answered" and kept.answer == "recentunclosedanswer"
     after = bot.consult(purged_ref)
     assert after.purged_at is not None
     for field in ("patient", "patient_key", "question", "answer", "feedback_comment"):
@@ -336,7 +356,9 @@ def test_purge_cli_removes_patient_data_from_old_closed_consults(bot: Bot, db_ur
         texts = list(s.execute(select(Reply.text).where(Reply.consult_id == after.id)).scalars())
         assert texts and set(texts) == {None}
         (audit,) = s.execute(select(AuditEvent).where(AuditEvent.action == "purged")).scalars()
-        assert audit.actor == "cli" and audit.details["refs"] == [purged_ref]
+        assert audit.actor == "cli" and sorted(audit.details["refs"]) == sorted(
+            [purged_ref, never_closed]
+        )
         assert audit.details["outbox_messages"] >= 1
         assert (
             s.execute(select(OutboxMessage).where(OutboxMessage.consult_id == after.id)).first()
