@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.devslack import FakeSlack
+from tests.fake_slack import FakeSlack
 from tests.harness import Bot, Database, start_bot, use_postgres
 
 # The reliability suite's figures line (see tests/reliability/figures.py).

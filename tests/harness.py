@@ -20,12 +20,11 @@ from sqlalchemy import create_engine, func, select, text
 from bot.app import Services, build_services, build_wsgi
 from bot.catalogue import Catalogue, parse_catalogue
 from bot.clock import FakeClock
-from bot.devslack import FakeSlack
-from bot.devslack.requests import SlackSender
 from bot.escalation import SweepResult, sweep
 from bot.settings import Settings
 from storage.db import create_db_engine, migrate
 from storage.models import AuditEvent, Base, Consult, OutboxMessage
+from tests.fake_slack import FakeSlack, SlackSender
 
 SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token"
