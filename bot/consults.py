@@ -872,13 +872,20 @@ class ConsultService:
             if key and not repo.claim_key(session=s, key=key, at=now):
                 return service  # a replay of a change already made
             repo.set_on_call(session=s, service=service.key, user=user, set_by=actor, at=now)
+            # Consults still waiting for acknowledgement now wait for the new on-call (the
+            # sweep nudges them): their cards say so. Owned consults keep their owner.
+            moved = repo.move_unowned_to(session=s, service=service.key, user=user)
+            for consult_id in moved:
+                self.outbox.add(
+                    s, kind=Kind.UPDATE, template="card", consult_id=consult_id, now=now
+                )
             repo.add_audit(
                 session=s,
                 consult_id=None,
                 actor=actor,
                 action="on_call_changed",
                 at=now,
-                details={"service": service.key, "from": current, "to": user},
+                details={"service": service.key, "from": current, "to": user, "consults": moved},
             )
             self.outbox.add(
                 s,

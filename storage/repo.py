@@ -440,6 +440,23 @@ def unassigned_open(*, session: Session, service: str) -> Sequence[Consult]:
     return session.execute(stmt).scalars().all()
 
 
+def move_unowned_to(*, session: Session, service: str, user: str) -> list[int]:
+    """Make `user` the on-call of the service's open consults nobody owns yet (one UPDATE,
+    so a consult acknowledged meanwhile keeps its owner); returns their ids."""
+    stmt = (
+        update(Consult)
+        .where(
+            Consult.service == service,
+            Consult.status == "open",
+            Consult.assignee.is_(None),
+            or_(Consult.on_call.is_(None), Consult.on_call != user),
+        )
+        .values(on_call=user, version=Consult.version + 1)
+        .returning(Consult.id)
+    )
+    return sorted(int(i) for i in session.execute(stmt).scalars())
+
+
 def open_consults(*, session: Session, services: Sequence[str] | None = None) -> Sequence[Consult]:
     """All open consults (optionally of some services), oldest first."""
     stmt = select(Consult).where(Consult.status.in_(OPEN_STATUSES))
