@@ -33,10 +33,7 @@ def unknown_button(ack: Ack, body: dict[str, Any], context: dict[str, Any]) -> N
     id): the person is told what to do instead of Slack's bare failure mark."""
     ack()
     svc = services(context)
-    user = (body.get("user") or {}).get("id", "")
-    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
-        "channel_id"
-    )
+    user, channel = _who_where(body)
     log.warning("unknown action id", extra={"event": "unknown_action"})
     tell(
         svc,
@@ -45,6 +42,15 @@ def unknown_button(ack: Ack, body: dict[str, Any], context: dict[str, Any]) -> N
         text=":warning: That button is no longer in use. Use the buttons on the consult's "
         "latest message, or `/consult list` to find your consults.",
     )
+
+
+def _who_where(body: dict[str, Any]) -> tuple[str, str | None]:
+    """Who clicked, and the channel of the message the button was on (None in App Home)."""
+    user = (body.get("user") or {}).get("id", "")
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+        "channel_id"
+    )
+    return user, channel
 
 
 def _key(body: dict[str, Any]) -> str:
@@ -59,10 +65,7 @@ def _button(
     def listener(ack: Ack, body: dict[str, Any], context: dict[str, Any]) -> None:
         ack()
         svc = services(context)
-        user = (body.get("user") or {}).get("id", "")
-        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
-            "channel_id"
-        )
+        user, channel = _who_where(body)
         action = (body.get("actions") or [{}])[0]
         ref = normalize_ref(str(action.get("value") or ""))
         if ref is None:
