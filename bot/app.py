@@ -26,7 +26,7 @@ from bot.delivery import ChannelPacer, Dispatcher
 from bot.membership import ChannelMembers
 from bot.outbox import Outbox
 from bot.settings import Settings
-from storage.db import create_db_engine, migrate, ping, session_factory
+from storage.db import SessionLock, create_db_engine, migrate, ping, session_factory
 
 log = logging.getLogger("careloop.app")
 
@@ -34,6 +34,9 @@ REQUEST_PATH = "/slack/events"
 # Calls made while Slack waits for our answer (views.open needs the 3-second trigger_id):
 # short timeout and no retries, so the ack is never late.
 REQUEST_PATH_TIMEOUT = 2.0
+# The PostgreSQL advisory lock whose holder delivers the outbox (any constant shared by
+# CareLoop processes; storage.db and storage.repo use 0x0CA2E100 and 0x0CA2E101).
+DELIVERY_LOCK_ID = 0x0CA2E102
 
 
 @dataclass
@@ -96,6 +99,7 @@ def build_services(
         outbox=outbox,
         clock=outbox_clock or SystemClock(),
         pacer=ChannelPacer(interval=catalogue.post_interval.total_seconds()),
+        leadership=SessionLock(engine, DELIVERY_LOCK_ID),
     )
     return Services(
         settings=settings,

@@ -35,6 +35,7 @@ from bot.clock import Clock, SystemClock
 from bot.ids import OUTBOX_EVENT_TYPE
 from bot.outbox import Kind, Outbox
 from storage import repo
+from storage.db import SessionLock
 from storage.models import Consult, OutboxMessage
 
 log = logging.getLogger("careloop.delivery")
@@ -113,6 +114,8 @@ class Dispatcher:
         lease: timedelta = timedelta(seconds=60),
         poll_interval: float = 0.5,
         batch: int = 50,
+        leadership: SessionLock | None = None,
+        standby_interval: float = 1.0,
     ) -> None:
         self.sessions = sessions
         self.client = client
@@ -123,6 +126,10 @@ class Dispatcher:
         self.lease = lease
         self.poll_interval = poll_interval
         self.batch = batch
+        # Only the holder delivers in the background (see `run`); None: always deliver.
+        self.leadership = leadership
+        self.standby_interval = standby_interval
+        self.leading = False
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -143,7 +150,38 @@ class Dispatcher:
             self._thread.join(timeout)
 
     def run(self) -> None:
+        """Deliver until stop(). With `leadership`, one dispatcher among every process on
+        the database delivers at a time, so one pacer sees every post to a channel; the
+        others stand by and the first to find the lock free (its holder stopped, crashed or
+        lost its connection) takes over within `standby_interval`."""
+        try:
+            self._run()
+        finally:
+            if self.leadership is not None:
+                self.leadership.release()
+            self.leading = False
+
+    def _lead(self) -> bool:
+        if self.leadership is None:
+            return True
+        try:
+            leading = self.leadership.held()
+        except Exception:  # noqa: BLE001 - cannot tell: stand by, ask again
+            log.exception("could not check the delivery lock")
+            leading = False
+        if leading != self.leading:
+            log.info(
+                "delivering the outbox" if leading else "standing by: another process delivers",
+                extra={"event": "outbox_leader" if leading else "outbox_standby"},
+            )
+            self.leading = leading
+        return leading
+
+    def _run(self) -> None:
         while not self._stop.is_set():
+            if not self._lead():
+                self._stop.wait(self.standby_interval)
+                continue
             try:
                 worked = self.deliver_due()
             except Exception:  # noqa: BLE001 - a bad round must not end delivery

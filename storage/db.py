@@ -142,3 +142,69 @@ def ping(engine: Engine) -> bool:
         return True
     except Exception:  # noqa: BLE001 - health check reports, never raises
         return False
+
+
+class SessionLock:
+    """A PostgreSQL session-level advisory lock, held on a connection of its own.
+
+    `held()` takes the lock when it is free and says whether this process holds it. The
+    lock lasts until `release()` or until its connection ends: a process that crashes or is
+    killed frees it at once, and another process's next `held()` takes it over. A held lock
+    is re-checked (its connection pinged) at most every `check_every` seconds; if the
+    connection is gone, so is the lock, and `held()` says so. On SQLite, which serves one
+    process, the lock is always held.
+    """
+
+    def __init__(self, engine: Engine, lock_id: int, *, check_every: float = 5.0) -> None:
+        self.engine = engine
+        self.lock_id = lock_id
+        self.check_every = check_every
+        self._conn: Any = None
+        self._checked = 0.0
+
+    def held(self) -> bool:
+        """Whether this process holds the lock now (taking it if it is free)."""
+        if self.engine.dialect.name != "postgresql":
+            return True
+        now = time.monotonic()
+        if self._conn is not None:
+            if now - self._checked < self.check_every:
+                return True
+            try:
+                self._conn.execute(text("SELECT 1"))
+                self._checked = now
+                return True
+            except Exception:  # noqa: BLE001 - a lost connection is a lost lock
+                log.warning("lost the connection holding a lock", extra={"event": "lock_lost"})
+                self._drop()
+        try:
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        except Exception:  # noqa: BLE001 - the database is away: not held, try again later
+            return False
+        try:
+            got = conn.execute(
+                text("SELECT pg_try_advisory_lock(:id)"), {"id": self.lock_id}
+            ).scalar()
+        except Exception:  # noqa: BLE001
+            got = False
+        if not got:
+            conn.close()
+            return False
+        self._conn, self._checked = conn, now
+        return True
+
+    def release(self) -> None:
+        """Give the lock up (closing its connection frees it)."""
+        if self._conn is not None:
+            try:
+                self._conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": self.lock_id})
+            except Exception:  # noqa: BLE001 - closing the connection frees it anyway
+                pass
+            self._drop()
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        try:
+            conn.invalidate()  # never back into the pool: it may still hold the lock
+        except Exception:  # noqa: BLE001
+            pass

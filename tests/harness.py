@@ -331,6 +331,7 @@ def start_bot(
         run_migrations=False,
     )
     services.dispatcher.poll_interval = 0.05
+    services.dispatcher.standby_interval = 0.05
     wsgi = build_wsgi(services)
     server = make_server(
         "127.0.0.1", 0, wsgi, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
