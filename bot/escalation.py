@@ -6,6 +6,11 @@ next nudge is set `nudge_every` after *now*, so two processes never send the sam
 a restart after downtime sends one nudge, not a burst. When more than `storm_threshold`
 consults in one channel come due in the same sweep, one summary message replaces the
 individual thread nudges.
+
+A consult whose service key is not in this process's catalogue (start-up refuses that, but
+during a rolling change a process still on the old catalogue can create one) is skipped
+with an ERROR line and looked at again one `nudge_every` later; it never stops the other
+consults of its channel.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import hashlib
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -26,6 +31,10 @@ from storage.models import Consult
 
 log = logging.getLogger("careloop.escalation")
 
+# How long a consult of an unknown service waits before the sweep looks at it again, when
+# its urgency has no global policy to take `nudge_every` from.
+UNKNOWN_SERVICE_RETRY = timedelta(hours=1)
+
 
 @dataclass
 class SweepResult:
@@ -35,6 +44,7 @@ class SweepResult:
     escalated: list[str] = field(default_factory=list)
     reminded: list[str] = field(default_factory=list)
     storms: dict[str, int] = field(default_factory=dict)
+    unknown_service: list[str] = field(default_factory=list)
 
 
 def sweep(services: Services, *, limit: int = 500) -> SweepResult:
@@ -75,7 +85,12 @@ def _sweep_channel(
         if c.snoozed_until and c.snoozed_until > now:
             c.next_nudge_at = c.snoozed_until
             continue
-        service = catalogue.service_by_key(c.service)
+        try:
+            service = catalogue.service_by_key(c.service)
+        except KeyError:
+            _skip_unknown_service(services, c, now)
+            result.unknown_service.append(c.ref)
+            continue
         clocks = catalogue.policy(service, c.urgency)
         if clocks.hours is not None and not clocks.hours.is_open(now):
             # Clocks with working hours also nudge only in working hours: nobody is paged
@@ -124,6 +139,16 @@ def _sweep_channel(
         result.nudged.append(c.ref)
         if plan.escalated:
             result.escalated.append(c.ref)
+
+
+def _skip_unknown_service(services: Services, c: Consult, now: datetime) -> None:
+    """Leave a consult whose service the catalogue lacks for later, loudly but not hot."""
+    policy = services.catalogue.urgency.get(c.urgency)
+    c.next_nudge_at = now + (policy.nudge_every if policy else UNKNOWN_SERVICE_RETRY)
+    log.error(
+        "consult not nudged: its service is not in the catalogue; put the service back",
+        extra={"ref": c.ref, "service": c.service, "event": "sweep"},
+    )
 
 
 def _notify(

@@ -10,11 +10,14 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 from slack_sdk.errors import SlackApiError
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from bot.app import build_app, build_services, build_wsgi
-from bot.catalogue import load_catalogue
+from bot.catalogue import Catalogue, load_catalogue
 from bot.runtime import Runtime
 from bot.settings import Settings
+from storage import repo
 from storage.db import create_db_engine, migrate
 
 log = logging.getLogger("careloop.server")
@@ -27,6 +30,48 @@ def prepare_database(settings: Settings) -> None:
         migrate(engine)
     finally:
         engine.dispose()
+
+
+# How many references of each orphaned service the start-up refusal names.
+ORPHAN_SAMPLE = 5
+
+
+def check_services_in_use(
+    settings: Settings, catalogue: Catalogue, engine: Engine | None = None
+) -> None:
+    """Refuse to start (SystemExit, one line) while unfinished consults belong to a service
+    key the catalogue no longer has: the sweep could not nudge them, and nobody could act
+    on them. Runs after migration, before serving, in both modes."""
+    own = engine is None
+    engine = engine or create_db_engine(settings.database_url)
+    try:
+        with Session(engine) as s:
+            orphans = repo.unfinished_outside(
+                session=s, services=[svc.key for svc in catalogue.services], sample=ORPHAN_SAMPLE
+            )
+    finally:
+        if own:
+            engine.dispose()
+    if orphans:
+        raise SystemExit(orphan_message(str(settings.consult_config), orphans))
+
+
+def orphan_message(path: str, orphans: dict[str, tuple[int, list[str]]]) -> str:
+    """The one start-up line naming each missing service key, its count and some references
+    (references only: never patient or question text)."""
+    parts = []
+    for key, (count, refs) in orphans.items():
+        shown = ", ".join(" ".join(ref.split()) for ref in refs)
+        more = ", …" if count > len(refs) else ""
+        noun = "consult" if count == 1 else "consults"
+        parts.append(f"{key!r} ({count} unfinished {noun}: {shown}{more})")
+    keys = "service keys" if len(orphans) > 1 else "a service key"
+    return (
+        f"configuration error: {path}: unfinished consults belong to {keys} no "
+        f"longer in the catalogue: {'; '.join(parts)}. Put each service back under "
+        "[[services]] with the same key (its name, channel, on_call and the rest may "
+        "change) and keep it until those consults are closed or cancelled."
+    )
 
 
 class CareLoopServer(BaseApplication):
@@ -98,8 +143,9 @@ def serve(settings: Settings, *, port: int | None = None) -> None:
             "SLACK_SIGNING_SECRET is required for HTTP mode (or set SLACK_APP_TOKEN "
             "and use `python -m bot socket`)."
         )
-    load_catalogue(settings.consult_config)  # fail before forking, with one clear line
+    catalogue = load_catalogue(settings.consult_config)  # fail before forking, in one line
     prepare_database(settings)
+    check_services_in_use(settings, catalogue)
     bind_port = settings.port if port is None else port  # --port 0: any free port
     log.info("serving HTTP", extra={"path": f"{settings.host}:{bind_port}"})
     CareLoopServer(settings, port=bind_port, host=settings.host).run()
@@ -112,6 +158,11 @@ def socket(settings: Settings) -> None:
     if not settings.slack_app_token:
         raise SystemExit("SLACK_APP_TOKEN (xapp-…) is required for Socket Mode.")
     services = build_services(settings)
+    try:
+        check_services_in_use(settings, services.catalogue, services.engine)
+    except BaseException:
+        services.engine.dispose()
+        raise
     app = build_app(services, socket_mode=True)
     runtime = Runtime(services)
     stop = threading.Event()

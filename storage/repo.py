@@ -715,3 +715,30 @@ def purge_closed(
             )
         )
     return [c.ref for c in rows]
+
+
+# Not closed or cancelled: the sweep still watches them, or the requester may still reopen.
+UNFINISHED_STATUSES = (*OPEN_STATUSES, "answered")
+
+
+def unfinished_outside(
+    *, session: Session, services: Sequence[str], sample: int = 5
+) -> dict[str, tuple[int, list[str]]]:
+    """Unfinished consults whose service key is not in `services`, by that key: how many,
+    and the references of the oldest `sample` of them (references only, never PHI)."""
+    counts = session.execute(
+        select(Consult.service, func.count())
+        .where(Consult.status.in_(UNFINISHED_STATUSES), Consult.service.not_in(list(services)))
+        .group_by(Consult.service)
+        .order_by(Consult.service)
+    ).all()
+    found: dict[str, tuple[int, list[str]]] = {}
+    for key, count in counts:
+        refs = session.execute(
+            select(Consult.ref)
+            .where(Consult.service == key, Consult.status.in_(UNFINISHED_STATUSES))
+            .order_by(Consult.created_at, Consult.id)
+            .limit(sample)
+        ).scalars()
+        found[str(key)] = (int(count), list(refs))
+    return found

@@ -3,9 +3,14 @@ handoffs and need-info (issue 3), driven over HTTP with an injected clock."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
+import pytest
+from sqlalchemy import update
+
 from bot.ids import ActionId, BlockId, CallbackId
+from storage.models import Consult
 from tests.harness import (
     OUTSIDER,
     RAD_LEAD,
@@ -97,6 +102,37 @@ def test_at_most_one_nudge_after_downtime(bot: Bot):
     assert len([t for t in bot.thread_texts(ref) if "not been acknowledged" in t]) == 1
     bot.clock.advance(10 * MINUTE)
     assert bot.sweep().nudged == [ref]
+
+
+def test_a_consult_of_a_service_missing_from_the_catalogue_does_not_silence_its_channel(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+):
+    orphan = bot.open("cards stat MRN 1: chest pain?")
+    kept = bot.open("cards stat MRN 2: palpitations?")
+    # The service was renamed in the catalogue while `orphan` was still open.
+    with bot.services.sessions() as s, s.begin():
+        s.execute(update(Consult).where(Consult.ref == orphan).values(service="gone"))
+    bot.clock.advance(16 * MINUTE)  # both overdue, same channel
+
+    with caplog.at_level(logging.ERROR, logger="careloop.escalation"):
+        result = bot.sweep()
+    bot.settle()
+    assert result.nudged == [kept] and result.unknown_service == [orphan]
+    assert len([t for t in bot.thread_texts(kept) if "not been acknowledged" in t]) == 1
+    assert not [t for t in bot.thread_texts(orphan) if "not been acknowledged" in t]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert (errors[0].ref, errors[0].service) == (orphan, "gone")  # type: ignore[attr-defined]
+    assert "MRN" not in errors[0].getMessage() and "chest" not in errors[0].getMessage()
+    # Looked at again one nudge interval later (stat: 10m), not on every sweep.
+    skipped = bot.consult(orphan)
+    assert skipped.next_nudge_at == bot.clock.now() + timedelta(minutes=10)
+    assert skipped.nudge_count == 0
+    bot.clock.advance(1 * MINUTE)
+    assert bot.sweep().unknown_service == []
+    bot.clock.advance(10 * MINUTE)
+    again = bot.sweep()
+    assert again.nudged == [kept] and again.unknown_service == [orphan]
 
 
 def test_storm_posts_one_summary_instead_of_many_nudges(bot: Bot):

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -432,3 +433,48 @@ def test_restart_after_kill_9_sends_one_nudge_not_a_burst_and_loses_nothing(
         assert len(top_level) == 3
     finally:
         engine.dispose()
+
+
+# ---------------------------------------------------------------------------- catalogue vs data
+def _add_consult(s: Session, ref: str, service: str, status: str) -> None:
+    now = datetime.now(UTC)
+    seq = int(ref.rsplit("-", 1)[1])
+    s.add(
+        Consult(
+            ref=ref,
+            service=service,
+            seq=seq,
+            urgency="stat",
+            patient=f"MRN 9{seq}",
+            question=f"secret question {seq}?",
+            requester=REQUESTER,
+            status=status,
+            channel="COLD",
+            created_at=now - timedelta(minutes=10 - seq),
+            next_nudge_at=now if status == "open" else None,
+        )
+    )
+
+
+@pytest.mark.parametrize("command", ["serve", "socket"])
+def test_unfinished_consults_of_a_service_missing_from_the_catalogue_stop_start_up(
+    command: str, db_url: str, slack: FakeSlack, procs: Procs, catalogue: Path
+):
+    engine = engine_for(db_url)
+    try:
+        with Session(engine) as s, s.begin():
+            _add_consult(s, "OLD-1", "oldsvc", "open")
+            _add_consult(s, "OLD-2", "oldsvc", "closed")  # finished: no longer matters
+            _add_consult(s, "OLD-3", "oldsvc", "answered")  # the requester may still reopen
+            _add_consult(s, "CARD-1", "cardiology", "open")  # still in the catalogue
+    finally:
+        engine.dispose()
+    # WARNING: the refusal is the only line, not after "database schema is current".
+    env = bot_env(db_url, slack.url, catalogue, SLACK_APP_TOKEN="xapp-1-test", LOG_LEVEL="WARNING")
+    line = _one_line(procs.run(["-m", "bot", command], env))
+    assert line.startswith(f"configuration error: {catalogue}:"), line
+    assert "'oldsvc' (2 unfinished consults: OLD-1, OLD-3)" in line, line
+    assert "same key" in line and "closed" in line, line
+    assert "OLD-2" not in line and "cardiology" not in line and "CARD-1" not in line, line
+    assert "MRN" not in line and "secret" not in line, line  # references only, no PHI
+    assert not slack.calls_to("apps.connections.open")  # refused before connecting
