@@ -39,7 +39,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -68,7 +68,7 @@ from bot.clock import SystemClock
 from bot.durations import parse_duration
 from bot.outbox import Kind
 from storage.db import create_db_engine, migrate, session_factory
-from storage.models import Consult
+from storage.models import Consult, OutboxMessage
 
 if TYPE_CHECKING:
     from bot.app import Services
@@ -1188,16 +1188,55 @@ def digest_week(catalogue: Catalogue, now: datetime) -> DigestWeek:
     )
 
 
-def send_weekly_digests(services: Services) -> int:
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def last_digest_time(catalogue: Catalogue, now: datetime) -> datetime | None:
+    """The most recent scheduled digest time at or before `now` (aware, UTC), or None when
+    the digest is off.
+
+    The schedule is the catalogue's `[digest]` day, "HH:MM" time and time zone, read as the
+    scheduler's cron trigger reads them: a wall-clock time skipped by a DST change falls one
+    hour later (at the old offset), and one that happens twice is scheduled twice (the same
+    day, so the same digest week: the second run is a no-op).
+    """
+    digest = catalogue.digest
+    if not digest.enabled:
+        return None
+    tz = ZoneInfo(digest.timezone or "UTC")
+    hour, minute = (int(x) for x in digest.time.split(":"))
+    now = _aware(now)
+    today = now.astimezone(tz).date()
+    day = today - timedelta(days=(today.weekday() - _WEEKDAYS.index(digest.day)) % 7)
+
+    def scheduled(on: date) -> list[datetime]:
+        first, second = (
+            datetime.combine(on, time(hour, minute, fold=fold), tzinfo=tz).astimezone(UTC)
+            for fold in (0, 1)
+        )
+        return [first, second] if second > first else [first]  # second < first: a DST gap
+
+    due = [when for when in scheduled(day) if when <= now]
+    return due[-1] if due else scheduled(day - timedelta(days=7))[-1]
+
+
+def _digest_key(service: str, iso_week: str, lead: str) -> str:
+    return f"digest:{service}:{iso_week}:{lead}"
+
+
+def send_weekly_digests(services: Services, *, at: datetime | None = None) -> int:
     """Queue each service lead's weekly digest DM and chart; returns how many were queued.
 
-    The week's figures come with the previous week's and the list of consults overdue now
-    (references only). Dedupe keys per service, ISO week and lead make this exactly-once
-    per week even when several processes run the job.
+    `at` is the scheduled time the digest belongs to (default: now); it sets the week
+    covered and the ISO week it is named by, so a digest sent late (start-up catch-up) still
+    covers the week before its scheduled day. The week's figures come with the previous
+    week's and the list of consults overdue *now* (references only). Dedupe keys per
+    service, ISO week and lead make this exactly-once per week even when several processes
+    run the job, or a late run follows a punctual one.
     """
     catalogue = services.catalogue
     now = _aware(services.clock.now())
-    week = digest_week(catalogue, now)
+    week = digest_week(catalogue, now if at is None else at)
     since, until, iso_week = week.since, week.until, week.iso_week
     previous_since = since - timedelta(days=7)
     targets = [s for s in catalogue.services if s.leads]
@@ -1235,7 +1274,7 @@ def send_weekly_digests(services: Services) -> int:
                     user=lead,
                     now=now,
                     params=params,
-                    dedupe_key=f"digest:{s.key}:{iso_week}:{lead}",
+                    dedupe_key=_digest_key(s.key, iso_week, lead),
                 ):
                     queued += 1
                 services.outbox.add(
@@ -1248,6 +1287,26 @@ def send_weekly_digests(services: Services) -> int:
                     dedupe_key=f"digest-chart:{s.key}:{iso_week}:{lead}",
                 )
     return queued
+
+
+def digests_not_queued(services: Services, *, at: datetime) -> list[str]:
+    """Keys of the services with leads at least one of whom has no digest DM queued for the
+    digest scheduled at `at` (its ISO week). Reads dedupe keys only; sends nothing."""
+    iso_week = digest_week(services.catalogue, at).iso_week
+    expected = {
+        _digest_key(s.key, iso_week, lead): s.key
+        for s in services.catalogue.services
+        for lead in s.leads
+    }
+    if not expected:
+        return []
+    with services.sessions() as session:
+        found = set(
+            session.execute(
+                select(OutboxMessage.dedupe_key).where(OutboxMessage.dedupe_key.in_(expected))
+            ).scalars()
+        )
+    return list(dict.fromkeys(key for dk, key in expected.items() if dk not in found))
 
 
 _DIGEST_ROWS = (

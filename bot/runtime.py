@@ -3,13 +3,16 @@
 
 APScheduler holds no state here (memory job store only): everything a job needs lives in the
 consult and outbox rows, so several processes can run this side by side and a restart, even
-a kill -9, resumes exactly where it was."""
+a kill -9, resumes exactly where it was. A weekly digest whose scheduled time passed while no
+process ran is sent once at the next start if that is within `DIGEST_CATCH_UP` of it
+(`catch_up_digest`), and skipped with a log line otherwise."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -18,6 +21,9 @@ from slack_sdk.errors import SlackApiError
 from bot.app import Services
 
 log = logging.getLogger("careloop.runtime")
+
+# How late a weekly digest may still be sent at start-up when no process ran at its time.
+DIGEST_CATCH_UP = timedelta(hours=24)
 
 
 class Runtime:
@@ -69,6 +75,43 @@ def _guard(name: str, job: Callable[[], object]) -> Callable[[], None]:
     return run
 
 
+def catch_up_digest(services: Services) -> int:
+    """Start-up catch-up for the weekly digest; returns how many digest DMs it queued.
+
+    If the most recent scheduled digest time (by `services.clock`) is less than
+    `DIGEST_CATCH_UP` ago, send that digest now, for the week it belongs to: a no-op when
+    it already went out (the dedupe keys are per service, ISO week and lead), so every
+    process may run this when it starts. Older than that, it is skipped; if some of its
+    digests were never queued, one INFO line names the ISO week and services (no PHI).
+    """
+    from bot.reports import (  # noqa: PLC0415
+        digest_week,
+        digests_not_queued,
+        iso_z,
+        last_digest_time,
+        send_weekly_digests,
+    )
+
+    now = services.clock.now()
+    due = last_digest_time(services.catalogue, now)
+    if due is None:
+        return 0
+    # Usually it went out on time: look at the dedupe keys before computing any figures.
+    missing = digests_not_queued(services, at=due)
+    if not missing:
+        return 0
+    if now - due < DIGEST_CATCH_UP:
+        return send_weekly_digests(services, at=due)
+    log.info(
+        "weekly digest for %s (due %s) skipped: missed by more than %d h",
+        digest_week(services.catalogue, due).iso_week,
+        iso_z(due),
+        DIGEST_CATCH_UP // timedelta(hours=1),
+        extra={"event": "digest-catch-up", "service": ",".join(missing)},
+    )
+    return 0
+
+
 def build_scheduler(services: Services) -> BackgroundScheduler:
     """The process's jobs; coalescing means a late or missed run happens once, not N times."""
     from bot.escalation import sweep  # noqa: PLC0415
@@ -95,6 +138,12 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
             _guard("digest", lambda: send_weekly_digests(services)),
             CronTrigger(day_of_week=digest.day, hour=hour, minute=minute, timezone=digest.timezone),
             id="digest",
+        )
+        # Once, at once, in the background: the digest missed while no process ran, if any.
+        scheduler.add_job(
+            _guard("digest-catch-up", lambda: catch_up_digest(services)),
+            "date",
+            id="digest-catch-up",
         )
     if catalogue.retention is not None:
         from bot.retention import purge  # noqa: PLC0415
