@@ -272,13 +272,20 @@ def _answered(c: Consult, p: dict[str, Any], ctx: RenderContext) -> tuple[str, B
     return f"{c.ref} was answered", blocks
 
 
+def _reply_button(c: Consult) -> dict[str, Any]:
+    """The requester's Reply button: answers the consultant without finding the thread."""
+    return actions(f"req:{c.ref}", button("Reply", ActionId.REPLY, c.ref, "primary"))
+
+
 def _need_info(c: Consult, p: dict[str, Any], ctx: RenderContext) -> tuple[str, Blocks]:
     return f"{c.ref}: the consultant needs information from you", [
         section(
             f":question: {mention(p.get('by'))} needs information for *{_ref(c)}*:\n"
-            f"{quote(p.get('text'))}\nReply in the consult's thread "
-            f"({link(c.permalink, 'open it')}); the answer clock resumes when you do."
-        )
+            f"{quote(p.get('text'))}\nAnswer with *Reply* below (I post it in the consult's "
+            f"thread for you), or reply in the thread yourself ({link(c.permalink, 'open it')}); "
+            "the answer clock resumes when you do."
+        ),
+        _reply_button(c),
     ]
 
 
@@ -344,8 +351,9 @@ def _requester_reminder(c: Consult, p: dict[str, Any], ctx: RenderContext) -> tu
     return f"{c.ref}: the consultant is waiting for your reply", [
         section(
             f":bell: {mention(c.assignee)} is waiting for your reply on *{_ref(c)}*. "
-            "Reply in the consult's thread to resume it."
-        )
+            "Answer with *Reply* below or in the consult's thread to resume it."
+        ),
+        _reply_button(c),
     ]
 
 
@@ -414,6 +422,13 @@ TEMPLATES: dict[str, Callable[..., tuple[str, Blocks]]] = {
         )
     ),
     "need_info": _need_info,
+    "requester_reply_thread": _simple(
+        lambda c, p, ctx: (
+            f"{c.ref}: the requester replied",
+            f":leftwards_arrow_with_hook: {mention(p.get('by'))} replied:\n{quote(p.get('text'))}"
+            + ("\n_The answer clock is running again._" if p.get("resumed") else ""),
+        )
+    ),
     "info_given": _simple(
         lambda c, p, ctx: (
             f"{c.ref}: the requester replied",
@@ -744,6 +759,37 @@ def need_info_modal(ref: str) -> dict[str, Any]:
         "Ask",
         ref,
         [_text_input(BlockId.QUESTION, "Question for the requester", multiline=True)],
+    )
+
+
+def requester_reply_modal(
+    ref: str, question: str = "", asked_by: str | None = None
+) -> dict[str, Any]:
+    """The requester's answer to a need-info question, with the question shown above it;
+    what they write is posted in the consult's thread for them."""
+    asked = (
+        [
+            section(
+                f"{mention(asked_by) if asked_by else 'The consultant'} asked:\n{quote(question)}"
+            )
+        ]
+        if question
+        else []
+    )
+    return _ref_modal(
+        CallbackId.REPLY,
+        "Reply to the consultant",
+        "Send reply",
+        ref,
+        [
+            *asked,
+            _text_input(
+                BlockId.REPLY,
+                "Your reply",
+                multiline=True,
+                hint="Posted in the consult's thread for you.",
+            ),
+        ],
     )
 
 

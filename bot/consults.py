@@ -6,6 +6,7 @@ only database access is through `storage.repo`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -54,6 +55,16 @@ CONSULTANT_ACTIONS = (
 )
 QUESTION_MAX = 20_000
 NOTE_MAX = 3_000
+REPLY_TS_MAX = 32  # replies.ts
+
+
+def reply_ts(key: str) -> str:
+    """A form submission's exactly-once key as a reply's `ts` (the column holds 32
+    characters): kept when it fits (Slack's view ids do), else a digest of it."""
+    value = request_key(key) or ""
+    if len(value) <= REPLY_TS_MAX:
+        return value
+    return "key:" + hashlib.sha256(value.encode()).hexdigest()[: REPLY_TS_MAX - 4]
 
 
 def request_key(key: str | None) -> str | None:
@@ -758,43 +769,110 @@ class ConsultService:
                 return None
             consult = repo.get_consult(session=s, consult_id=consult.id, lock=True)
             assert consult is not None
-            now = self.clock.now()
-            by_requester = user == consult.requester
-            body = clean(text)
-            stored = repo.add_reply(
-                session=s,
-                reply=Reply(
-                    consult_id=consult.id,
-                    user=user,
-                    ts=ts,
-                    at=now,
-                    by_requester=by_requester,
-                    text=body,
-                ),
-            )
-            if not stored:
-                return consult
-            if by_requester:
-                repo.add_audit(
-                    session=s, consult_id=consult.id, actor=user, action="requester_reply", at=now
-                )
-                if consult.status == Status.WAITING.value:
-                    self._resume(s, consult, user, now)
-                return consult
-            if consult.first_reply_at is None:
-                consult.first_reply_at = now
-            repo.add_audit(session=s, consult_id=consult.id, actor=user, action="reply", at=now)
-            if consult.status in {st.value for st in OPEN_STATES} | {Status.ANSWERED.value}:
-                self.outbox.add(
-                    s,
-                    kind=Kind.DM,
-                    template="reply_relay",
-                    consult_id=consult.id,
-                    user=consult.requester,
-                    now=now,
-                    params={"by": user, "text": body, "ts": ts},
-                )
+            self._store_reply(s, consult, user=user, ts=ts, text=text, now=self.clock.now())
         return consult
+
+    def _store_reply(
+        self, s: Session, consult: Consult, *, user: str, ts: str, text: str, now: datetime
+    ) -> bool:
+        """A reply's effects (the consult row locked): stored once per `ts`, audited; the
+        requester's resumes a consult waiting on them, anyone else's is relayed to the
+        requester. False, with no effect, when that `ts` was already stored."""
+        by_requester = user == consult.requester
+        body = clean(text)
+        stored = repo.add_reply(
+            session=s,
+            reply=Reply(
+                consult_id=consult.id,
+                user=user,
+                ts=ts,
+                at=now,
+                by_requester=by_requester,
+                text=body,
+            ),
+        )
+        if not stored:
+            return False
+        if by_requester:
+            repo.add_audit(
+                session=s, consult_id=consult.id, actor=user, action="requester_reply", at=now
+            )
+            if consult.status == Status.WAITING.value:
+                self._resume(s, consult, user, now)
+            return True
+        if consult.first_reply_at is None:
+            consult.first_reply_at = now
+        repo.add_audit(session=s, consult_id=consult.id, actor=user, action="reply", at=now)
+        if consult.status in {st.value for st in OPEN_STATES} | {Status.ANSWERED.value}:
+            self.outbox.add(
+                s,
+                kind=Kind.DM,
+                template="reply_relay",
+                consult_id=consult.id,
+                user=consult.requester,
+                now=now,
+                params={"by": user, "text": body, "ts": ts},
+            )
+        return True
+
+    def check_requester_reply(self, consult: Consult, user: str) -> None:
+        """Refused unless `user` may answer through the Reply form: the requester only, as
+        only the requester's thread replies count as theirs (`record_reply`)."""
+        if user != consult.requester:
+            raise Refused(
+                f"Only the requester of {consult.ref} can reply here; "
+                "write in the consult's thread instead."
+            )
+
+    def requester_reply(self, ref: str, *, user: str, text: str, key: str) -> Outcome:
+        """The requester answers from the Reply form on their need-info message (they may
+        not see the service channel, or not want to look for the thread).
+
+        The reply is recorded exactly as the requester's reply in the thread would be
+        (stored as theirs, audited, and resuming the consult if it waits on them; a late
+        reply changes no status) and posted in the thread by the bot, where the consultant
+        asked. `key` (the form's view id) is the reply's `ts`, its exactly-once key: a
+        repeated submission records and posts nothing (`changed` False). `message` is the
+        confirmation for the requester.
+        """
+        body = clean(text)
+        if not body:
+            raise Refused("Write your reply.")
+        if len(body) > QUESTION_MAX:
+            raise Refused(f"The reply is longer than {QUESTION_MAX} characters.")
+        current = self.get(ref)
+        self.check_requester_reply(current, user)
+        ts = reply_ts(key)
+        with self.unit() as s:
+            consult = repo.get_by_ref(session=s, ref=current.ref, lock=True)
+            assert consult is not None
+            now = self.clock.now()
+            waiting = consult.status == Status.WAITING.value
+            if not self._store_reply(s, consult, user=user, ts=ts, text=body, now=now):
+                return Outcome(consult, changed=False)
+            self.outbox.add(
+                s,
+                kind=Kind.THREAD,
+                template="requester_reply_thread",
+                consult_id=consult.id,
+                now=now,
+                params={"by": user, "text": body, "resumed": waiting},
+            )
+        log.info("requester replied from the form", extra={"ref": consult.ref})
+        message = f":white_check_mark: Your reply on *{consult.ref}* is posted in its thread"
+        message += "; the answer clock is running again." if waiting else "."
+        return Outcome(consult, message=message)
+
+    def need_info_question(self, consult: Consult) -> tuple[str | None, str]:
+        """(who asked, the question) of the latest need-info message sent to the requester,
+        or (None, "") when there is none left (retention deletes delivered messages)."""
+        # The question is not a consult column: it lives in the outbox row of the DM.
+        with self.unit() as s:
+            payload = repo.latest_dm_payload(session=s, consult_id=consult.id, template="need_info")
+        if payload is None:
+            return None, ""
+        params = payload.get("params") or {}
+        return params.get("by"), str(params.get("text") or "")
 
     def _resume(self, s: Session, c: Consult, user: str, now: datetime) -> None:
         transition = next_status(c.ref, c.status, Action.INFO_GIVEN)

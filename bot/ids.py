@@ -17,6 +17,7 @@ class ActionId(StrEnum):
     NOT_HELPFUL = "consult_not_helpful"
     OPEN_MODAL = "consult_open_modal"
     SERVICE_SELECT = "consult_service_select"
+    REPLY = "consult_requester_reply"  # the requester answers a need-info question from a DM
 
 
 class CallbackId(StrEnum):
@@ -26,6 +27,7 @@ class CallbackId(StrEnum):
     NEED_INFO = "consult_need_info_modal"
     REOPEN = "consult_reopen_modal"
     FEEDBACK = "consult_feedback_modal"
+    REPLY = "consult_requester_reply_modal"
 
 
 class BlockId(StrEnum):
@@ -38,6 +40,7 @@ class BlockId(StrEnum):
     NOTE = "note"
     FOLLOW_UP = "follow_up"
     COMMENT = "comment"
+    REPLY = "reply"
     INTAKE_PREFIX = "intake__"
 
 

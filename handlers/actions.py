@@ -132,6 +132,18 @@ def _rate(helpful: bool) -> Callable[[Services, str, str, dict[str, Any]], str |
     return handler
 
 
+def reply(svc: Services, ref: str, user: str, body: dict[str, Any]) -> str | None:
+    """The requester's Reply button (need-info message and reminders): the form to answer
+    in, with the consultant's question above it."""
+    consult = svc.consults.get(ref)
+    svc.consults.check_requester_reply(consult, user)
+    asked_by, question = svc.consults.need_info_question(consult)
+    view = blocks.requester_reply_modal(ref, question, asked_by)
+    if not open_modal(svc, body.get("trigger_id"), view):
+        return ":warning: Slack did not open the form just now; try again in a moment."
+    return None
+
+
 BUTTONS: dict[str, Callable[[Services, str, str, dict[str, Any]], str | None]] = {
     ActionId.ACKNOWLEDGE: acknowledge,
     ActionId.ANSWER: _modal(_answer_view, Action.ANSWER),
@@ -142,6 +154,7 @@ BUTTONS: dict[str, Callable[[Services, str, str, dict[str, Any]], str | None]] =
     ActionId.CANCEL: cancel,
     ActionId.HELPFUL: _rate(True),
     ActionId.NOT_HELPFUL: _rate(False),
+    ActionId.REPLY: reply,
 }
 
 

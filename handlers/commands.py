@@ -137,7 +137,7 @@ def need_info(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
     )
     return (
         f":question: Asked the requester of {outcome.consult.ref}; your answer clock is paused "
-        "until they reply in the thread."
+        "until they reply (with the Reply button in their message, or in the thread)."
     )
 
 

@@ -1,4 +1,5 @@
-"""Modal submissions: the new-consult form, answer, hand off, need info, reopen, feedback.
+"""Modal submissions: the new-consult form, answer, hand off, need info, the requester's
+reply, reopen, feedback.
 
 Invalid input is shown in the modal (`response_action: errors`), never lost. A form submitted
 twice (same view id) has one effect."""
@@ -150,10 +151,19 @@ def commented(svc: Services, ref: str, user: str, value: str, view: dict[str, An
         )
 
 
+def replied(svc: Services, ref: str, user: str, value: str, view: dict[str, Any]) -> None:
+    """The requester's Reply form: recorded as their thread reply and posted in the thread;
+    they are told once (a repeated submission of the same view does nothing)."""
+    outcome = svc.consults.requester_reply(ref, user=user, text=value, key=f"view:{view.get('id')}")
+    if outcome.changed:
+        tell(svc, user=user, channel=None, text=outcome.message)
+
+
 REF_VIEWS: dict[str, tuple[str, Callable[[Services, str, str, str, dict[str, Any]], None]]] = {
     CallbackId.ANSWER: (BlockId.ANSWER, answered),
     CallbackId.HANDOFF: (BlockId.HANDOFF_TO, handed_off),
     CallbackId.NEED_INFO: (BlockId.QUESTION, asked),
     CallbackId.REOPEN: (BlockId.FOLLOW_UP, reopened),
     CallbackId.FEEDBACK: (BlockId.COMMENT, commented),
+    CallbackId.REPLY: (BlockId.REPLY, replied),
 }

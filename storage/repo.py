@@ -586,6 +586,20 @@ def add_outbox(*, session: Session, message: OutboxMessage) -> bool:
         return False
 
 
+def latest_dm_payload(*, session: Session, consult_id: int, template: str) -> dict[str, Any] | None:
+    """The payload of the newest direct message queued for a consult with `template`
+    (None if there is none, e.g. retention deleted it)."""
+    rows = session.execute(
+        select(OutboxMessage.payload)
+        .where(OutboxMessage.consult_id == consult_id, OutboxMessage.kind == "dm")
+        .order_by(OutboxMessage.id.desc())
+    ).scalars()
+    for payload in rows:
+        if (payload or {}).get("template") == template:
+            return dict(payload)
+    return None
+
+
 _INSERT_OUTBOX = insert(OutboxMessage.__table__)
 
 
