@@ -1,11 +1,13 @@
 """Serving: HTTP mode on gunicorn (threaded workers, each running its own background work)
-and Socket Mode for hospitals that cannot expose a public URL. Both stop cleanly on SIGTERM."""
+and Socket Mode for hospitals that cannot expose a public URL (with an optional health
+endpoint on HEALTH_PORT, `bot/health.py`). Both stop cleanly on SIGTERM."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -15,10 +17,11 @@ from sqlalchemy.orm import Session
 
 from bot.app import build_app, build_services, build_wsgi
 from bot.catalogue import Catalogue, load_catalogue
+from bot.health import HealthServer, start_health_server
 from bot.runtime import Runtime
 from bot.settings import Settings
 from storage import repo
-from storage.db import create_db_engine, migrate
+from storage.db import create_db_engine, migrate, ping
 
 log = logging.getLogger("careloop.server")
 
@@ -170,15 +173,50 @@ def socket(settings: Settings) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     handler = SocketModeHandler(app, settings.slack_app_token)
     handler.client.web_client.base_url = settings.slack_api_url
+    health: HealthServer | None = None
     try:
+        # Up before connecting: a probe during start-up hears "slack connection down".
+        health = _start_health(settings, services.engine, handler.client.is_connected)
         _connect(handler, settings)
         runtime.start()  # only once connected: a refused token starts no background work
-        log.info("connected in Socket Mode")
+        if handler.client.is_connected():
+            log.info("connected in Socket Mode")
+        else:  # slack_sdk logs a failed websocket handshake and retries; it does not raise
+            log.warning("Socket Mode websocket not connected yet; retrying")
         stop.wait()
     finally:
+        if health is not None:
+            health.stop()
         handler.close()
         runtime.stop()
         services.engine.dispose()
+
+
+def _start_health(
+    settings: Settings, engine: Engine, connected: Callable[[], bool]
+) -> HealthServer | None:
+    """Socket Mode's `GET /healthz` on HOST:HEALTH_PORT (None when HEALTH_PORT is unset):
+    503 while the Socket Mode connection is down or the database does not answer."""
+    if settings.health_port is None:
+        return None
+
+    def problems() -> list[str]:
+        found = []
+        if not ping(engine):
+            found.append("database unreachable")
+        if not connected():
+            found.append("slack connection down")
+        return found
+
+    try:
+        server = start_health_server(settings.host, settings.health_port, problems)
+    except OSError as exc:
+        detail = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+        raise SystemExit(
+            f"HEALTH_PORT: cannot listen on {settings.host}:{settings.health_port}: {detail}"
+        ) from None
+    log.info("health checks at /healthz", extra={"path": f"{settings.host}:{server.port}"})
+    return server
 
 
 def _connect(handler: Any, settings: Settings) -> None:

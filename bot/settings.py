@@ -25,8 +25,15 @@ class Settings(BaseSettings):
     log_format: str = Field("json", alias="LOG_FORMAT")
     slack_timeout: float = Field(10.0, alias="SLACK_TIMEOUT")
     max_body_bytes: int = Field(512 * 1024, alias="MAX_BODY_BYTES")
+    health_port: int | None = Field(None, ge=1, le=65535, alias="HEALTH_PORT")
 
-    @field_validator("web_concurrency", "slack_signing_secret", "slack_app_token", mode="before")
+    @field_validator(
+        "web_concurrency",
+        "slack_signing_secret",
+        "slack_app_token",
+        "health_port",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `.env.example` lists every variable; an empty line there means "not set".

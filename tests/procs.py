@@ -41,6 +41,7 @@ _BOT_VARS = (
     "CONSULT_CONFIG",
     "PORT",
     "HOST",
+    "HEALTH_PORT",
     "WEB_CONCURRENCY",
     "WEB_THREADS",
     "LOG_LEVEL",

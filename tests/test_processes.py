@@ -5,7 +5,13 @@ PostgreSQL with CARELOOP_TEST_DB=postgres."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import http.client
 import json
+import socket
+import struct
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,7 +24,7 @@ import pytest
 from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session
 
-from bot.devslack import FakeSlack
+from bot.devslack import FakeSlack, webapi
 from bot.devslack.requests import SlackSender
 from bot.ids import OUTBOX_EVENT_TYPE, ActionId
 from storage.db import create_db_engine
@@ -32,6 +38,7 @@ from tests.procs import (
     Procs,
     bot_env,
     drop_postgres,
+    free_port,
     fresh_postgres,
     wait_until,
     write_catalogue,
@@ -478,3 +485,233 @@ def test_unfinished_consults_of_a_service_missing_from_the_catalogue_stop_start_
     assert "OLD-2" not in line and "cardiology" not in line and "CARD-1" not in line, line
     assert "MRN" not in line and "secret" not in line, line  # references only, no PHI
     assert not slack.calls_to("apps.connections.open")  # refused before connecting
+
+
+# ---------------------------------------------------------------------------- Socket Mode health
+class SocketModeEndpoint:
+    """Slack's Socket Mode websocket, standard library only (the fake Slack has none): the
+    fake's apps.connections.open hands out its ws:// URL (fixture `socket_link`). It completes
+    the websocket handshake, or refuses it with 503 while `accepting` is False, answers pings
+    with pongs, and `drop()` closes every open connection with a close frame."""
+
+    _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    def __init__(self) -> None:
+        self.accepting = True
+        self.handshakes = 0
+        self.refused = 0
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"ws://127.0.0.1:{self._listener.getsockname()[1]}/link/?ticket=test"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def connected(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    def drop(self) -> None:
+        """Close every open websocket, as Slack does (a close frame, then the socket)."""
+        with self._lock:
+            conns, self._open = self._open, []
+        for conn in conns:
+            try:
+                conn.sendall(b"\x88\x02" + struct.pack("!H", 1001))
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.accepting = False
+        self.drop()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    request += chunk
+                if not self.accepting:
+                    self.refused += 1
+                    conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+                    return
+                headers = {}
+                for line in request.decode().split("\r\n")[1:]:
+                    name, _, value = line.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                digest = hashlib.sha1((headers["sec-websocket-key"] + self._GUID).encode()).digest()
+                with self._lock:  # counted before the bot can know it is connected
+                    self._open.append(conn)
+                    self.handshakes += 1
+                conn.sendall(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                    + base64.b64encode(digest)
+                    + b"\r\n\r\n"
+                )
+                while True:
+                    opcode, payload = self._frame(conn)
+                    if opcode == 0x9:  # ping: pong with the same payload, unmasked
+                        conn.sendall(bytes([0x8A, len(payload)]) + payload)
+                    elif opcode == 0x8:
+                        return
+            except (OSError, KeyError, ValueError):
+                return
+            finally:
+                with self._lock:
+                    if conn in self._open:
+                        self._open.remove(conn)
+
+    @staticmethod
+    def _frame(conn: socket.socket) -> tuple[int, bytes]:
+        """One client frame (clients always mask): its opcode and unmasked payload."""
+
+        def exactly(n: int) -> bytes:
+            data = b""
+            while len(data) < n:
+                chunk = conn.recv(n - len(data))
+                if not chunk:
+                    raise ConnectionError("closed")
+                data += chunk
+            return data
+
+        first, second = exactly(2)
+        length = second & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", exactly(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", exactly(8))
+        mask = exactly(4) if second & 0x80 else b"\0\0\0\0"
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(exactly(length)))
+        return first & 0x0F, payload
+
+
+@pytest.fixture
+def socket_link(slack: FakeSlack, monkeypatch: pytest.MonkeyPatch) -> Iterator[SocketModeEndpoint]:
+    """A Socket Mode websocket the fake Slack's apps.connections.open points at."""
+    endpoint = SocketModeEndpoint()
+    monkeypatch.setitem(
+        webapi._METHODS, "apps.connections.open", lambda _fake, _args: {"url": endpoint.url}
+    )
+    yield endpoint
+    endpoint.close()
+
+
+def socket_env(db_url: str, slack: FakeSlack, catalogue: Path, health_port: int) -> dict[str, str]:
+    return bot_env(
+        db_url,
+        slack.url,
+        catalogue,
+        SLACK_APP_TOKEN="xapp-1-test",
+        SLACK_SIGNING_SECRET=None,
+        HEALTH_PORT=str(health_port),
+    )
+
+
+def http_get(port: int, path: str = "/healthz", method: str = "GET") -> tuple[int | None, str]:
+    """Status and body of one request to 127.0.0.1:port, or (None, "") when nothing answers."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request(method, path, headers={"Connection": "close"})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    except OSError:
+        return None, ""
+    finally:
+        conn.close()
+
+
+def test_socket_mode_health_port_answers_ok_once_connected_404_elsewhere_and_503_when_slack_drops(
+    db_url: str, slack: FakeSlack, procs: Procs, catalogue: Path, socket_link: SocketModeEndpoint
+):
+    health = free_port()
+    bot = procs.start(["-m", "bot", "socket"], socket_env(db_url, slack, catalogue, health))
+    assert wait_until(lambda: http_get(health) == (200, "ok"), 30), bot.tail()
+    # Logged once background work has started, which may be just after the first 200.
+    assert wait_until(lambda: "connected in Socket Mode" in bot.output(), 10), bot.tail()
+    assert socket_link.connected() == 1
+    assert slack.calls_to("apps.connections.open")[0].token == "xapp-1-test"
+    assert http_get(health, "/") == (404, "not found")
+    assert http_get(health, "/slack/events", method="POST") == (404, "not found")
+    assert http_get(health, "/healthz", method="POST") == (404, "not found")
+    assert http_get(health, "/healthz", method="HEAD") == (200, "")
+    assert http_get(bot.port) == (None, "")  # PORT is not used in Socket Mode
+
+    # Slack closes the websocket and refuses new ones: down until it lets the bot back in.
+    socket_link.accepting = False
+    socket_link.drop()
+    assert wait_until(lambda: http_get(health) == (503, "slack connection down"), 15), bot.tail()
+    assert bot.running()
+
+    assert_clean_exit(bot, bot.terminate())
+    assert http_get(health) == (None, "")  # the port is closed with the rest
+    assert "health endpoint" not in bot.output()  # no request log, no errors
+
+
+def test_plain_python_m_bot_health_says_slack_connection_down_until_the_websocket_opens(
+    db_url: str, slack: FakeSlack, procs: Procs, catalogue: Path, socket_link: SocketModeEndpoint
+):
+    """slack_sdk does not raise when the websocket handshake fails: it logs and retries (every
+    10 s). The process stays up, and /healthz says why it is not ready."""
+    socket_link.accepting = False
+    health = free_port()
+    bot = procs.start(["-m", "bot"], socket_env(db_url, slack, catalogue, health))
+    assert wait_until(lambda: socket_link.refused >= 1, 30), bot.tail()
+    assert wait_until(lambda: http_get(health) == (503, "slack connection down"), 10), bot.tail()
+    assert wait_until(lambda: "websocket not connected yet" in bot.output(), 10), bot.tail()
+    assert bot.running()
+
+    socket_link.accepting = True  # the next retry gets in
+    assert wait_until(lambda: http_get(health) == (200, "ok"), 25), bot.tail()
+    assert socket_link.handshakes == 1
+    assert_clean_exit(bot, bot.terminate())
+
+
+def test_socket_mode_health_answers_503_when_the_database_goes_away(
+    empty_db_url: str,
+    slack: FakeSlack,
+    procs: Procs,
+    catalogue: Path,
+    socket_link: SocketModeEndpoint,
+):
+    if not use_postgres():
+        pytest.skip("a SQLite file cannot be taken away from an open connection")
+    health = free_port()
+    bot = procs.start(["-m", "bot", "socket"], socket_env(empty_db_url, slack, catalogue, health))
+    assert wait_until(lambda: http_get(health) == (200, "ok"), 30), bot.tail()
+    drop_postgres(empty_db_url)
+    assert wait_until(lambda: http_get(health) == (503, "database unreachable"), 15), bot.tail()
+    assert bot.running()  # reports the outage; does not crash
+
+
+def test_a_health_port_already_in_use_stops_socket_mode_with_one_line(
+    db_url: str, slack: FakeSlack, procs: Procs, catalogue: Path, socket_link: SocketModeEndpoint
+):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        env = dict(socket_env(db_url, slack, catalogue, port), LOG_LEVEL="ERROR")
+        line = _one_line(procs.run(["-m", "bot", "socket"], env))
+    assert line.startswith(f"HEALTH_PORT: cannot listen on 127.0.0.1:{port}:"), line
+    assert not slack.calls_to("apps.connections.open")  # refused before connecting
+
+
+def test_http_mode_ignores_health_port(
+    db_url: str, slack: FakeSlack, procs: Procs, catalogue: Path
+):
+    health = free_port()
+    bot = procs.serve(bot_env(db_url, slack.url, catalogue, HEALTH_PORT=str(health)))
+    bot.wait_healthy()  # /healthz on PORT, as always
+    assert http_get(health) == (None, "")
+    assert_clean_exit(bot, bot.terminate())
