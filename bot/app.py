@@ -99,7 +99,10 @@ def build_services(
         outbox=outbox,
         clock=outbox_clock or SystemClock(),
         pacer=ChannelPacer(interval=catalogue.post_interval.total_seconds()),
-        leadership=SessionLock(engine, DELIVERY_LOCK_ID),
+        # Several processes share the outbox only on PostgreSQL; SQLite serves one process.
+        leadership=(
+            SessionLock(engine, DELIVERY_LOCK_ID) if engine.dialect.name == "postgresql" else None
+        ),
     )
     return Services(
         settings=settings,

@@ -102,7 +102,7 @@ def test_a_leader_that_lost_its_connection_stands_by_and_nothing_is_sent_twice(
     posted_once(b.slack)
 
 
-def test_the_lock_is_always_held_on_sqlite(db_url: str):
+def test_on_sqlite_the_dispatcher_always_delivers(db_url: str, slack: FakeSlack):
     if use_postgres():
         pytest.skip("SQLite only")
     engine = create_db_engine(db_url)
@@ -110,3 +110,10 @@ def test_the_lock_is_always_held_on_sqlite(db_url: str):
         assert SessionLock(engine, DELIVERY_LOCK_ID).held()
     finally:
         engine.dispose()
+    bot = start_bot(db_url, slack)
+    try:
+        assert bot.services.dispatcher.leadership is None
+        ref = bot.open("cards MRN 1: q?")
+        assert bot.consult(ref).channel_ts
+    finally:
+        bot.stop()
