@@ -27,12 +27,14 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, insert, text  # noqa: E402
+from sqlalchemy import Engine, create_engine, insert, text  # noqa: E402
+from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
-from bot.catalogue import parse_catalogue  # noqa: E402
+from bot.catalogue import Catalogue, parse_catalogue  # noqa: E402
 from bot.reports import compute_report, format_duration, format_share  # noqa: E402
 from storage.db import create_db_engine, migrate, session_factory  # noqa: E402
 from storage.models import Consult  # noqa: E402
@@ -137,7 +139,7 @@ def generate(rows: int, until: datetime, seed: int = 7) -> Iterator[tuple]:
         )  # fmt: skip
 
 
-def load_postgres(engine, rows: int, until: datetime) -> float:
+def load_postgres(engine: Engine, rows: int, until: datetime) -> float:
     started = time.perf_counter()
     raw = engine.raw_connection()
     try:
@@ -158,7 +160,7 @@ def load_postgres(engine, rows: int, until: datetime) -> float:
     return time.perf_counter() - started
 
 
-def load_sqlite(engine, rows: int, until: datetime) -> float:
+def load_sqlite(engine: Engine, rows: int, until: datetime) -> float:
     started = time.perf_counter()
     table = Consult.__table__
     batch: list[dict] = []
@@ -177,14 +179,16 @@ def load_sqlite(engine, rows: int, until: datetime) -> float:
     return time.perf_counter() - started
 
 
-def time_report(sessions, catalogue, since: datetime, until: datetime) -> tuple[float, dict]:
+def time_report(
+    sessions: sessionmaker[Session], catalogue: Catalogue, since: datetime, until: datetime
+) -> tuple[float, dict[str, Any]]:
     with sessions() as session:
         started = time.perf_counter()
         report = compute_report(session, catalogue=catalogue, since=since, until=until, now=until)
         return time.perf_counter() - started, report
 
 
-def run_reports(engine, runs: int, until: datetime, explain: bool) -> None:
+def run_reports(engine: Engine, runs: int, until: datetime, explain: bool) -> None:
     catalogue = parse_catalogue(CATALOGUE, "bench.toml")
     sessions = session_factory(engine)
     since = until - timedelta(days=365)
