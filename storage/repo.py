@@ -8,7 +8,8 @@ import json
 import re
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -82,20 +83,32 @@ def sequence_name(service: str) -> str:
 
 
 def _next_from_sequence(session: Session, service: str) -> int:
-    name = sequence_name(service)
     engine = session.get_bind()
     assert isinstance(engine, Engine)
+    with _service_sequence(engine, service) as name:
+        return int(session.execute(text(f"SELECT nextval('{name}')")).scalar_one())
+
+
+@contextmanager
+def _service_sequence(engine: Engine, service: str) -> Iterator[str]:
+    """The name of the service's sequence for a statement that uses it: created first if
+    this process has not seen it yet, and forgotten again if the statement finds it missing
+    (dropped behind our back), so the next create looks again."""
+    name = sequence_name(service)
     if service not in _sequences.get(engine, ()):
         _ensure_sequence(engine, service, name)
         with _sequences_lock:
             _sequences.setdefault(engine, set()).add(service)
     try:
-        return int(session.execute(text(f"SELECT nextval('{name}')")).scalar_one())
-    except DBAPIError:
-        # E.g. the sequence was dropped behind our back: look again on the next create.
-        with _sequences_lock:
-            _sequences.get(engine, set()).discard(service)
+        yield name
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) == _UNDEFINED_TABLE:
+            with _sequences_lock:
+                _sequences.get(engine, set()).discard(service)
         raise
+
+
+_UNDEFINED_TABLE = "42P01"  # PostgreSQL's error for a missing relation (sequence, table)
 
 
 def _ensure_sequence(engine: Engine, service: str, name: str) -> None:
@@ -277,11 +290,6 @@ def _create_consult_pg(
 ) -> Created | None:
     engine = session.get_bind()
     assert isinstance(engine, Engine)
-    name = sequence_name(consult.service)
-    if consult.service not in _sequences.get(engine, ()):
-        _ensure_sequence(engine, consult.service, name)
-        with _sequences_lock:
-            _sequences.setdefault(engine, set()).add(consult.service)
     values = _consult_values(consult)
     params: dict[str, Any] = {
         "consult": json.dumps(values, default=_json_datetime),
@@ -300,18 +308,14 @@ def _create_consult_pg(
         params[f"m{i}_created_at"] = m["created_at"]
         params[f"m{i}_next_attempt_at"] = m["next_attempt_at"]
         with_others.append(((m["payload"].get("params") or {}).get("others")) == OTHERS)
-    sql = _create_statement(name, len(messages), tuple(with_others))
     # One statement in autocommit: atomic, and no BEGIN/COMMIT round trips. Straight on a
     # pooled connection: the session has nothing to track here.
-    try:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            row = conn.exec_driver_sql(sql, params).first()
-    except DBAPIError as exc:
-        if "service_counters_" in str(exc.orig) and "does not exist" in str(exc.orig):
-            # The sequence was dropped behind our back: look again on the next create.
-            with _sequences_lock:
-                _sequences.get(engine, set()).discard(consult.service)
-        raise
+    with (
+        _service_sequence(engine, consult.service) as name,
+        engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn,
+    ):
+        sql = _create_statement(name, len(messages), tuple(with_others))
+        row = conn.exec_driver_sql(sql, params).first()
     if row is None:
         return None
     new_id, seq, ref, others_json = row

@@ -122,3 +122,16 @@ def test_a_connection_reused_at_once_is_not_pinged(db_url, postgres_only, monkey
         conn.execute(text("SELECT 1"))
     assert len(pings) == 1
     engine.dispose()
+
+
+def test_a_sequence_dropped_behind_the_process_is_made_again(bot, postgres_only):
+    """The process remembers which service sequences exist; if one disappears (restored
+    backup, manual clean-up), one create fails and the next makes it again, continuing after
+    the highest stored number."""
+    first = bot.open("cards MRN 1: q?")
+    assert first == "CARD-1"
+    with bot.services.engine.begin() as conn:
+        conn.execute(text(f"DROP SEQUENCE {repo.sequence_name('cardiology')}"))
+    resp = bot.command("cards MRN 2: q?")
+    assert "not saved" in resp.text
+    assert bot.open("cards MRN 3: q?") == "CARD-2"
