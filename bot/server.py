@@ -26,11 +26,15 @@ from storage.db import create_db_engine, migrate, ping
 log = logging.getLogger("careloop.server")
 
 
-def prepare_database(settings: Settings) -> None:
-    """Bring the database to the current schema before any worker starts."""
+def prepare_database(settings: Settings, catalogue: Catalogue | None = None) -> None:
+    """Bring the database to the current schema before any worker starts; with a
+    catalogue, also refuse to start while it lacks a service key still in use
+    (`check_services_in_use`)."""
     engine = create_db_engine(settings.database_url)
     try:
         migrate(engine)
+        if catalogue is not None:
+            check_services_in_use(settings, catalogue, engine)
     finally:
         engine.dispose()
 
@@ -39,22 +43,14 @@ def prepare_database(settings: Settings) -> None:
 ORPHAN_SAMPLE = 5
 
 
-def check_services_in_use(
-    settings: Settings, catalogue: Catalogue, engine: Engine | None = None
-) -> None:
+def check_services_in_use(settings: Settings, catalogue: Catalogue, engine: Engine) -> None:
     """Refuse to start (SystemExit, one line) while unfinished consults belong to a service
     key the catalogue no longer has: the sweep could not nudge them, and nobody could act
     on them. Runs after migration, before serving, in both modes."""
-    own = engine is None
-    engine = engine or create_db_engine(settings.database_url)
-    try:
-        with Session(engine) as s:
-            orphans = repo.unfinished_outside(
-                session=s, services=[svc.key for svc in catalogue.services], sample=ORPHAN_SAMPLE
-            )
-    finally:
-        if own:
-            engine.dispose()
+    with Session(engine) as s:
+        orphans = repo.unfinished_outside(
+            session=s, services=[svc.key for svc in catalogue.services], sample=ORPHAN_SAMPLE
+        )
     if orphans:
         raise SystemExit(orphan_message(str(settings.consult_config), orphans))
 
@@ -147,8 +143,7 @@ def serve(settings: Settings, *, port: int | None = None) -> None:
             "and use `python -m bot socket`)."
         )
     catalogue = load_catalogue(settings.consult_config)  # fail before forking, in one line
-    prepare_database(settings)
-    check_services_in_use(settings, catalogue)
+    prepare_database(settings, catalogue)
     bind_port = settings.port if port is None else port  # --port 0: any free port
     log.info("serving HTTP", extra={"path": f"{settings.host}:{bind_port}"})
     CareLoopServer(settings, port=bind_port, host=settings.host).run()
