@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from bot.app import Services
 from bot.durations import parse_duration
-from bot.lifecycle import Status
+from bot.lifecycle import Action, next_status
 from bot.settings import Settings
 from storage import repo
 from storage.db import create_db_engine, migrate, session_factory
@@ -38,7 +38,8 @@ def purge_session(
     # patient data outlives the limit and nothing purged can be reopened.
     closed = []
     for consult in repo.answered_before(session=session, before=before):
-        consult.status = Status.CLOSED.value
+        transition = next_status(consult.ref, consult.status, Action.CLOSE)
+        consult.status = transition.after.value
         consult.closed_at = now
         consult.next_nudge_at = None
         consult.nudge_phase = None
@@ -50,8 +51,8 @@ def purge_session(
             action="closed",
             at=now,
             details={
-                "from": Status.ANSWERED.value,
-                "to": Status.CLOSED.value,
+                "from": transition.before.value,
+                "to": transition.after.value,
                 "reason": "retention",
             },
         )
