@@ -60,17 +60,10 @@ class Outbox:
             self._wake_on_commit(session)
         return added
 
-    def add_many(self, session: Session, messages: list[dict[str, Any]], *, now: datetime) -> None:
-        """Queue several messages (each the keywords of `add`, without `dedupe_key`) with
-        one INSERT, at once rather than at the next flush."""
-        rows = self.rows(messages, now=now)
-        repo.insert_outbox(session=session, rows=rows)
-        if rows:
-            self._wake_on_commit(session)
-
     def rows(self, messages: list[dict[str, Any]], *, now: datetime) -> list[dict[str, Any]]:
         """The outbox rows of several messages (each the keywords of `add`, without
-        `dedupe_key`), for a caller that stores them itself and then calls `wake()`."""
+        `dedupe_key`), for a caller that stores them itself (`storage.repo.create_consult`)
+        and then calls `wake()`."""
         return [
             _row(
                 m["kind"],
