@@ -83,6 +83,11 @@ class ChannelPacer:
         """0 when a post may go now (and counts it), else seconds to wait."""
         return self._use(channel, take=True)
 
+    def held(self) -> dict[str, float]:
+        """The channels that must wait now, with how long (seconds)."""
+        waits = {channel: self.wait(channel) for channel in list(self._buckets)}
+        return {channel: wait for channel, wait in waits.items() if wait > 0}
+
     def _use(self, channel: str, *, take: bool) -> float:
         if self.interval <= 0:
             return 0.0
@@ -210,10 +215,20 @@ class Dispatcher:
     def deliver_due(self) -> int:
         """Lease and deliver the messages due now; returns how many were attempted."""
         now = self.clock.now()
+        # Channels held back by pacing are left out of the query, and the rest come fairly
+        # (each destination's first message before anyone's second), so a backlog in one
+        # channel never holds back another channel's messages or anyone's DMs.
+        held = self.pacer.held()
         with self.sessions() as s:
-            rows = repo.due_outbox(session=s, now=now, limit=self.batch)
+            rows = repo.due_outbox(
+                session=s,
+                now=now,
+                limit=self.batch,
+                skip=sorted(held),
+                per_destination=max(self.pacer.burst, 1),
+            )
         handled = 0
-        self.paced_for = None
+        self.paced_for = min(held.values()) if held else None
         for message_id, kind, payload, consult_channel in rows:
             if self._stop.is_set():
                 break

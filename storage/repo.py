@@ -14,7 +14,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Engine,
+    String,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
@@ -614,28 +626,59 @@ def insert_outbox(*, session: Session, rows: Sequence[dict[str, Any]]) -> None:
         session.execute(_INSERT_OUTBOX, list(rows))
 
 
+def _destination() -> Any:
+    """Where a message goes, as SQL: the channel (or, for a DM, the user) a post will be
+    paced on. Messages that are not posts each count as their own destination."""
+    user = OutboxMessage.payload["user"].as_string()
+    channel = OutboxMessage.payload["channel"].as_string()
+    return case(
+        (OutboxMessage.kind == "dm", user),
+        (OutboxMessage.kind == "channel", func.coalesce(channel, Consult.channel)),
+        (OutboxMessage.kind.in_(("post", "thread")), Consult.channel),
+        else_="#" + cast(OutboxMessage.id, String),
+    )
+
+
 def due_outbox(
-    *, session: Session, now: datetime, limit: int
+    *,
+    session: Session,
+    now: datetime,
+    limit: int,
+    skip: Sequence[str] = (),
+    per_destination: int = 4,
 ) -> list[tuple[int, str, dict[str, Any], str | None]]:
-    """(id, kind, payload, consult channel) of the messages `due_outbox_ids` would return."""
-    ids = due_outbox_ids(session=session, now=now, limit=limit)
-    if not ids:
-        return []
+    """(id, kind, payload, consult channel) of due messages, fairly across destinations.
+
+    Each destination contributes at most `per_destination` messages, and every destination's
+    first message comes before anyone's second, so a backlog for one channel never fills
+    the batch; destinations in `skip` (held back by pacing) are left out altogether. Within
+    a consult only the first undelivered message is due (see `due_outbox_ids`).
+    """
+    dest = _destination()
+    candidates = (
+        select(
+            OutboxMessage.id.label("id"),
+            func.row_number().over(partition_by=dest, order_by=OutboxMessage.id).label("rn"),
+        )
+        .outerjoin(Consult, Consult.id == OutboxMessage.consult_id)
+        .where(*_due_conditions(now))
+    )
+    if skip:
+        candidates = candidates.where(dest.not_in(list(skip)))
+    ranked = candidates.subquery()
     stmt = (
         select(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.payload, Consult.channel)
+        .join(ranked, ranked.c.id == OutboxMessage.id)
         .outerjoin(Consult, Consult.id == OutboxMessage.consult_id)
-        .where(OutboxMessage.id.in_(ids))
-        .order_by(OutboxMessage.id)
+        .where(ranked.c.rn <= per_destination)
+        .order_by(ranked.c.rn, OutboxMessage.id)
+        .limit(limit)
     )
     return [(int(i), str(k), dict(p or {}), c) for i, k, p, c in session.execute(stmt)]
 
 
-def due_outbox_ids(*, session: Session, now: datetime, limit: int) -> list[int]:
-    """Ids of pending messages that are due and first in line for their consult.
-
-    A message waits while an older message of the same consult is still undelivered, so
-    each consult's messages reach Slack in order.
-    """
+def _due_conditions(now: datetime) -> tuple[Any, ...]:
+    """Pending (or leased past its lease), due, and first in line for its consult."""
     older = OutboxMessage.__table__.alias("older")
     blocked = (
         select(older.c.id)
@@ -646,16 +689,25 @@ def due_outbox_ids(*, session: Session, now: datetime, limit: int) -> list[int]:
         )
         .exists()
     )
+    return (
+        or_(
+            OutboxMessage.status == "pending",
+            (OutboxMessage.status == "sending") & (OutboxMessage.lease_until < now),
+        ),
+        OutboxMessage.next_attempt_at <= now,
+        or_(OutboxMessage.consult_id.is_(None), ~blocked),
+    )
+
+
+def due_outbox_ids(*, session: Session, now: datetime, limit: int) -> list[int]:
+    """Ids of pending messages that are due and first in line for their consult.
+
+    A message waits while an older message of the same consult is still undelivered, so
+    each consult's messages reach Slack in order.
+    """
     stmt = (
         select(OutboxMessage.id)
-        .where(
-            or_(
-                OutboxMessage.status == "pending",
-                (OutboxMessage.status == "sending") & (OutboxMessage.lease_until < now),
-            ),
-            OutboxMessage.next_attempt_at <= now,
-            or_(OutboxMessage.consult_id.is_(None), ~blocked),
-        )
+        .where(*_due_conditions(now))
         .order_by(OutboxMessage.id)
         .limit(limit)
     )
