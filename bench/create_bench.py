@@ -37,9 +37,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.devslack import FakeSlack  # noqa: E402
-from bot.devslack.requests import Response, SlackSender  # noqa: E402
-from bot.ids import ActionId  # noqa: E402
+from bot.dev.fakeslack import FakeSlack  # noqa: E402
+from bot.dev.fakeslack.requests import Response, SlackSender  # noqa: E402
+from bot.slack.ids import ActionId  # noqa: E402
 from tests.procs import (  # noqa: E402
     ON_CALL,
     SECRET,

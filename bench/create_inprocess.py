@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import event  # noqa: E402
 
 from bot.app import build_wsgi  # noqa: E402
-from bot.devslack import FakeSlack  # noqa: E402
-from bot.devslack.requests import sign  # noqa: E402
+from bot.dev.fakeslack import FakeSlack  # noqa: E402
+from bot.dev.fakeslack.requests import sign  # noqa: E402
 from storage.db import create_db_engine, migrate  # noqa: E402
 from tests.harness import SECRET, start_bot  # noqa: E402
 from tests.procs import fresh_postgres  # noqa: E402

@@ -1,4 +1,4 @@
-"""Benchmark `bot.reports.compute_report` on a large consult table.
+"""Benchmark `bot.reports.core.compute_report` on a large consult table.
 
 PostgreSQL (default): creates a throw-away database on 127.0.0.1:5432 (user postgres),
 migrates it, COPYs N consults (default 1,000,000) spread over a year across 4 services,
@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import Engine, create_engine, insert, text  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
-from bot.catalogue import Catalogue, parse_catalogue  # noqa: E402
-from bot.reports import compute_report, format_duration, format_share  # noqa: E402
+from bot.domain.catalogue import Catalogue, parse_catalogue  # noqa: E402
+from bot.reports.core import compute_report, format_duration, format_share  # noqa: E402
 from storage.db import create_db_engine, migrate, session_factory  # noqa: E402
 from storage.models import Consult  # noqa: E402
 
@@ -208,7 +208,7 @@ def run_reports(engine: Engine, runs: int, until: datetime, explain: bool) -> No
     if engine.dialect.name == "postgresql":
         # The same report with every percentile in one query on one connection (how it ran
         # before the services were shared out over two connections): timings and equality.
-        import bot.reports as reports_module  # noqa: PLC0415
+        import bot.reports.core as reports_module  # noqa: PLC0415
 
         saved = reports_module.PARALLEL_MIN_ROWS
         reports_module.PARALLEL_MIN_ROWS = 10**18
@@ -233,7 +233,7 @@ def run_reports(engine: Engine, runs: int, until: datetime, explain: bool) -> No
             f"consultants {len(entry['by_consultant'])}"
         )
     if explain and engine.dialect.name == "postgresql":
-        from bot.reports import PERCENTILE_FIELDS, _percentile_sql  # noqa: PLC0415
+        from bot.reports.core import PERCENTILE_FIELDS, _percentile_sql  # noqa: PLC0415
 
         keys = [k for k, _, _ in SERVICES]
         stmt = _percentile_sql(keys, since, until, PERCENTILE_FIELDS)

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from bot.catalogue import CatalogueError
+from bot.domain.catalogue import CatalogueError
 from bot.logs import setup_logging
 from bot.settings import Settings
 
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command
     try:
         if command == "demo":
-            from bot.demo import run_demo  # noqa: PLC0415
+            from bot.dev.demo import run_demo  # noqa: PLC0415
 
             return run_demo(speed=args.speed, as_json=args.json, keep=args.keep)
         settings = _settings()
@@ -75,11 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             prepare_database(settings)
             print("database schema is current")
         elif command == "report":
-            from bot.reports import report_cli  # noqa: PLC0415
+            from bot.reports.core import report_cli  # noqa: PLC0415
 
             return report_cli(settings, since=args.since, service=args.service, fmt=args.format)
         elif command == "purge":
-            from bot.retention import purge_cli  # noqa: PLC0415
+            from bot.flows.retention import purge_cli  # noqa: PLC0415
 
             return purge_cli(settings, older_than=args.older_than)
     except CatalogueError as exc:

@@ -7,25 +7,23 @@ import io
 import json
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from slack_bolt import App, BoltResponse
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
 from bot import guard
-from bot.catalogue import Catalogue, load_catalogue
-from bot.clock import Clock, SystemClock
-from bot.consults import ConsultService
-from bot.delivery import ChannelPacer, Dispatcher
-from bot.membership import ChannelMembers
-from bot.outbox import Outbox
+from bot.domain.catalogue import Catalogue, load_catalogue
+from bot.domain.clock import Clock, SystemClock
+from bot.flows.consults import ConsultService
+from bot.flows.outbox import Outbox
+from bot.services import Services
 from bot.settings import Settings
+from bot.slack.delivery import ChannelPacer, Dispatcher
+from bot.slack.membership import ChannelMembers
 from storage.db import SessionLock, create_db_engine, migrate, ping, session_factory
 
 log = logging.getLogger("careloop.app")
@@ -37,27 +35,6 @@ REQUEST_PATH_TIMEOUT = 2.0
 # The PostgreSQL advisory lock whose holder delivers the outbox (any constant shared by
 # CareLoop processes; storage.db and storage.repo use 0x0CA2E100 and 0x0CA2E101).
 DELIVERY_LOCK_ID = 0x0CA2E102
-
-
-@dataclass
-class Services:
-    """Everything a handler may use, injected into bolt's context as `careloop`."""
-
-    settings: Settings
-    catalogue: Catalogue
-    clock: Clock
-    engine: Engine
-    sessions: sessionmaker[Session]
-    outbox: Outbox
-    consults: ConsultService
-    dispatcher: Dispatcher
-    quick_client: WebClient
-    members: ChannelMembers
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    def close(self) -> None:
-        self.dispatcher.stop()
-        self.engine.dispose()
 
 
 def build_services(

@@ -18,7 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from slack_sdk.errors import SlackApiError
 
-from bot.app import Services
+from bot.services import Services
 
 log = logging.getLogger("careloop.runtime")
 
@@ -84,7 +84,7 @@ def catch_up_digest(services: Services) -> int:
     process may run this when it starts. Older than that, it is skipped; if some of its
     digests were never queued, one INFO line names the ISO week and services (no PHI).
     """
-    from bot.reports import (  # noqa: PLC0415
+    from bot.reports.core import (  # noqa: PLC0415
         digest_week,
         digests_not_queued,
         iso_z,
@@ -114,7 +114,7 @@ def catch_up_digest(services: Services) -> int:
 
 def build_scheduler(services: Services) -> BackgroundScheduler:
     """The process's jobs; coalescing means a late or missed run happens once, not N times."""
-    from bot.escalation import sweep  # noqa: PLC0415
+    from bot.flows.sweep import sweep  # noqa: PLC0415
 
     catalogue = services.catalogue
     scheduler = BackgroundScheduler(
@@ -131,7 +131,7 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
     scheduler.get_job("sweep").modify(next_run_time=services.clock.now())  # type: ignore[union-attr]
     digest = catalogue.digest
     if digest.enabled:
-        from bot.reports import send_weekly_digests  # noqa: PLC0415
+        from bot.reports.core import send_weekly_digests  # noqa: PLC0415
 
         hour, minute = (int(x) for x in digest.time.split(":"))
         scheduler.add_job(
@@ -146,7 +146,7 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
             id="digest-catch-up",
         )
     if catalogue.retention is not None:
-        from bot.retention import purge  # noqa: PLC0415
+        from bot.flows.retention import purge  # noqa: PLC0415
 
         retention = catalogue.retention
         scheduler.add_job(

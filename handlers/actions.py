@@ -10,10 +10,10 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk.errors import SlackApiError
 
-from bot import blocks
-from bot.ids import ActionId, BlockId
-from bot.lifecycle import Action, Refused
-from bot.text import normalize_ref
+from bot.domain.lifecycle import Action, Refused
+from bot.domain.text import normalize_ref
+from bot.slack.ids import ActionId, BlockId
+from bot.slack.render import blocks
 from handlers.common import Services, open_modal, services, tell
 
 log = logging.getLogger("careloop.handlers")

@@ -7,11 +7,11 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot import blocks
-from bot.blocks import RenderContext
-from bot.consults import Draft, DraftInvalid
-from bot.lifecycle import Refused
-from bot.parsing import Parsed, parse
+from bot.domain.lifecycle import Refused
+from bot.domain.parsing import Parsed, parse
+from bot.flows.consults import Draft, DraftInvalid
+from bot.slack.render import blocks
+from bot.slack.render.blocks import RenderContext
 from handlers.common import Services, open_modal, services
 
 
@@ -204,7 +204,7 @@ def on_call(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
 
 
 def stats(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str | dict[str, Any]:
-    from bot.reports import stats_for_slack  # noqa: PLC0415 - reports load lazily
+    from bot.reports.core import stats_for_slack  # noqa: PLC0415 - reports load lazily
 
     return stats_for_slack(
         svc, user=command["user_id"], service=parsed.service, days=parsed.days or 30

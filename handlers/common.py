@@ -7,8 +7,8 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.app import Services
-from bot.outbox import Kind
+from bot.domain.vocabulary import Kind
+from bot.services import Services
 
 log = logging.getLogger("careloop.handlers")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_bolt import App
 
-from bot.outbox import Kind
+from bot.domain.vocabulary import Kind
 from handlers.common import services
 
 

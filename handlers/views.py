@@ -13,9 +13,9 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
-from bot.consults import Draft, DraftInvalid
-from bot.ids import BlockId, CallbackId
-from bot.lifecycle import Refused
+from bot.domain.lifecycle import Refused
+from bot.flows.consults import Draft, DraftInvalid
+from bot.slack.ids import BlockId, CallbackId
 from handlers.common import Services, services, tell
 
 log = logging.getLogger("careloop.handlers")

@@ -14,7 +14,16 @@ The implementation lives in `bot/devslack/` because `python -m bot demo` plays i
 against the same one (one implementation, not two); the tests take it from here.
 """
 
-from bot.devslack import BOT_ID, BOT_USER_ID, TEAM_ID, Call, FakeSlack, Response, SlackSender, sign
+from bot.dev.fakeslack import (
+    BOT_ID,
+    BOT_USER_ID,
+    TEAM_ID,
+    Call,
+    FakeSlack,
+    Response,
+    SlackSender,
+    sign,
+)
 
 __all__ = [
     "BOT_ID",

@@ -17,10 +17,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from sqlalchemy import create_engine, func, select, text
 
-from bot.app import Services, build_services, build_wsgi
-from bot.catalogue import Catalogue, parse_catalogue
-from bot.clock import FakeClock
-from bot.escalation import SweepResult, sweep
+from bot.app import build_services, build_wsgi
+from bot.domain.catalogue import Catalogue, parse_catalogue
+from bot.domain.clock import FakeClock
+from bot.flows.sweep import SweepResult, sweep
+from bot.services import Services
 from bot.settings import Settings
 from storage.db import create_db_engine, migrate
 from storage.models import AuditEvent, Base, Consult, OutboxMessage

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.delivery import ChannelPacer
+from bot.slack.delivery import ChannelPacer
 from tests.fake_slack import FakeSlack
 from tests.harness import (
     CARD_CHANNEL,

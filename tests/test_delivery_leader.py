@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.app import DELIVERY_LOCK_ID
-from bot.ids import OUTBOX_EVENT_TYPE
+from bot.slack.ids import OUTBOX_EVENT_TYPE
 from storage.db import SessionLock, create_db_engine
 from tests.fake_slack import FakeSlack
 from tests.harness import Bot, start_bot, use_postgres, wait_until

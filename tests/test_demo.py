@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import demo as demo_module
-from bot.blocks import mrkdwn_to_plain, to_plain_text
-from bot.catalogue import parse_catalogue
-from bot.ids import ActionId
+from bot.dev import demo as demo_module
+from bot.domain.catalogue import parse_catalogue
+from bot.slack.ids import ActionId
+from bot.slack.render.blocks import mrkdwn_to_plain, to_plain_text
 
 ROOT = Path(__file__).resolve().parent.parent
 

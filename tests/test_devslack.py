@@ -1,4 +1,4 @@
-"""Tests for bot.devslack: the fake Slack Web API (driven by a real slack_sdk WebClient),
+"""Tests for bot.dev.fakeslack: the fake Slack Web API (driven by a real slack_sdk WebClient),
 request signing (checked by slack_sdk's SignatureVerifier) and SlackSender (against a local
 echo server and a real Bolt app)."""
 
@@ -19,8 +19,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
-from bot.devslack import FakeSlack, SlackSender, sign
-from bot.devslack.requests import static_select, users_select
+from bot.dev.fakeslack import FakeSlack, SlackSender, sign
+from bot.dev.fakeslack.requests import static_select, users_select
 
 TOKEN = "xoxb-test"
 SECRET = "s3cr3t-signing"

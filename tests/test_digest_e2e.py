@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.reports import send_weekly_digests
+from bot.reports.core import send_weekly_digests
 from tests.harness import RAD_LEAD, Bot
 
 PNG = b"\x89PNG\r\n\x1a\n"

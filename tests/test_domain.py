@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.blocks import escape, shorten
-from bot.lifecycle import Action, Refused, Role, Status, check_allowed, next_status
-from bot.parsing import parse, parse_user
-from bot.policy import Ladder, NudgeState, plan_nudge
-from bot.text import clean, normalize_ref, patient_key
+from bot.domain.lifecycle import Action, Refused, Role, Status, check_allowed, next_status
+from bot.domain.parsing import parse, parse_user
+from bot.domain.policy import Ladder, NudgeState, plan_nudge
+from bot.domain.text import clean, normalize_ref, patient_key
+from bot.slack.render.blocks import escape, shorten
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -131,7 +131,7 @@ def test_text_helpers():
 
 
 def test_channel_pacer_allows_a_short_burst_then_one_post_per_interval():
-    from bot.delivery import ChannelPacer
+    from bot.slack.delivery import ChannelPacer
 
     now = [100.0]
     pacer = ChannelPacer(interval=1.0, burst=3, monotonic=lambda: now[0])

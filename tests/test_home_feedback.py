@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.ids import ActionId, BlockId, CallbackId
+from bot.slack.ids import ActionId, BlockId, CallbackId
 from tests.harness import REQUESTER, Bot, wait_until
 
 ON_CALL = "UCARDON"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from bot.devslack.requests import SlackSender
-from bot.ids import ActionId, BlockId, CallbackId
+from bot.dev.fakeslack.requests import SlackSender
+from bot.slack.ids import ActionId, BlockId, CallbackId
 from tests.harness import (
     CARD_CHANNEL,
     OTHER_REQUESTER,

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from bot.devslack import BOT_USER_ID, FakeSlack
-from bot.ids import OUTBOX_EVENT_TYPE
-from bot.policy import Phase
+from bot.dev.fakeslack import BOT_USER_ID, FakeSlack
+from bot.domain.policy import Phase
+from bot.slack.ids import OUTBOX_EVENT_TYPE
 from storage.db import create_db_engine
 from storage.models import AuditEvent, Consult, OutboxMessage
 from tests.harness import use_postgres

@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot.consults import QUESTION_MAX
-from bot.ids import ActionId, BlockId, CallbackId
+from bot.flows.consults import QUESTION_MAX
+from bot.slack.ids import ActionId, BlockId, CallbackId
 from storage.models import Consult, Reply
 from tests.harness import OUTSIDER, REQUESTER, Bot, wait_until
 from tests.reliability.slack_rules import limit_problems, live_tokens

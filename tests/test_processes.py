@@ -24,9 +24,9 @@ import pytest
 from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session
 
-from bot.devslack import FakeSlack, webapi
-from bot.devslack.requests import SlackSender
-from bot.ids import OUTBOX_EVENT_TYPE, ActionId
+from bot.dev.fakeslack import FakeSlack, webapi
+from bot.dev.fakeslack.requests import SlackSender
+from bot.slack.ids import OUTBOX_EVENT_TYPE, ActionId
 from storage.db import create_db_engine
 from storage.models import AuditEvent, Consult, OutboxMessage
 from tests.harness import use_postgres

@@ -18,13 +18,12 @@ import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session
 
-from bot import reports
 from bot.__main__ import main
-from bot.app import Services, build_services
-from bot.blocks import RenderContext
-from bot.catalogue import Catalogue, parse_catalogue
-from bot.clock import FakeClock
-from bot.reports import (
+from bot.app import build_services
+from bot.domain.catalogue import Catalogue, parse_catalogue
+from bot.domain.clock import FakeClock
+from bot.reports import core as reports
+from bot.reports.core import (
     compute_report,
     digest_chart_png,
     parse_period,
@@ -34,7 +33,9 @@ from bot.reports import (
     stats_for_slack,
     week_at_a_glance,
 )
+from bot.services import Services
 from bot.settings import Settings
+from bot.slack.render.blocks import RenderContext
 from storage.db import create_db_engine, session_factory
 from storage.models import AuditEvent, Consult, OutboxMessage
 from tests.harness import RAD_LEAD, TEST_CATALOGUE, use_postgres
@@ -633,7 +634,7 @@ def test_week_at_a_glance(services, catalogue):
 
 
 def test_home_view_for_lead_includes_week(services, catalogue):
-    from bot.home import home_view
+    from bot.slack.render.home import home_view
 
     ctx = RenderContext(catalogue=catalogue, now=NOW)
     with services.sessions() as s:

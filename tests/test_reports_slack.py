@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from bot.reports import send_weekly_digests
+from bot.reports.core import send_weekly_digests
 from tests.harness import OUTSIDER, RAD_LEAD, REQUESTER, Bot, wait_until
 
 PATIENT = "MRN 8675309"

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.catalogue import parse_catalogue
-from bot.clock import FakeClock
-from bot.devslack import FakeSlack
+from bot.dev.fakeslack import FakeSlack
+from bot.domain.catalogue import parse_catalogue
+from bot.domain.clock import FakeClock
 from tests.harness import REQUESTER, TEST_CATALOGUE, Bot, start_bot
 
 TORONTO = ZoneInfo("America/Toronto")

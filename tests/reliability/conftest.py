@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import func, select
 
-from bot.devslack.requests import sign
+from bot.dev.fakeslack.requests import sign
 from bot.logs import setup_logging
 from storage.models import AuditEvent, Consult, OutboxMessage, ProcessedKey, Reply
 from tests.harness import SECRET, Bot

@@ -6,7 +6,7 @@ import re
 
 from sqlalchemy import select
 
-from bot.lifecycle import Status
+from bot.domain.lifecycle import Status
 from storage.models import AuditEvent, Consult, OutboxMessage, Reply
 from tests.harness import Bot
 

@@ -10,8 +10,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot.devslack.requests import sign, state_values, static_select
-from bot.ids import ActionId, BlockId, CallbackId
+from bot.dev.fakeslack.requests import sign, state_values, static_select
+from bot.slack.ids import ActionId, BlockId, CallbackId
 from tests.harness import CARD_CHANNEL, REQUESTER, SECRET, Bot
 from tests.reliability.conftest import effects, wsgi_call
 from tests.reliability.figures import Tally

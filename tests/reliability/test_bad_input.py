@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from bot.blocks import TRUNCATED
-from bot.consults import QUESTION_MAX
-from bot.devslack.requests import state_values, static_select, users_select
-from bot.ids import ActionId, BlockId, CallbackId
+from bot.dev.fakeslack.requests import state_values, static_select, users_select
+from bot.flows.consults import QUESTION_MAX
+from bot.slack.ids import ActionId, BlockId, CallbackId
+from bot.slack.render.blocks import TRUNCATED
 from tests.harness import CARD_CHANNEL, RAD_CHANNEL, RAD_ON_CALL, REQUESTER, Bot
 from tests.reliability.conftest import effects, form, interactive, wsgi_call
 from tests.reliability.figures import Tally

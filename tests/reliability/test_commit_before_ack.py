@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 
-from bot.devslack.requests import state_values, static_select
-from bot.ids import ActionId, BlockId, CallbackId
+from bot.dev.fakeslack.requests import state_values, static_select
+from bot.slack.ids import ActionId, BlockId, CallbackId
 from tests.harness import REQUESTER, Bot
 from tests.reliability.conftest import effects
 from tests.reliability.invariants import assert_consistent

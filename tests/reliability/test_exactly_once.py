@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
-from bot.devslack import FakeSlack
-from bot.devslack.requests import Response, state_values, static_select
-from bot.ids import ActionId, BlockId, CallbackId
+from bot.dev.fakeslack import FakeSlack
+from bot.dev.fakeslack.requests import Response, state_values, static_select
+from bot.slack.ids import ActionId, BlockId, CallbackId
 from storage.models import OutboxMessage, Reply
 from tests.harness import CARD_CHANNEL, REQUESTER, Bot, start_bot
 from tests.reliability.figures import Tally

@@ -1,4 +1,4 @@
-"""Point 6, property tests: `bot.parsing.parse` and every payload handler (slash command
+"""Point 6, property tests: `bot.domain.parsing.parse` and every payload handler (slash command
 text, button values, modal values, events) take arbitrary input without a crash, a 5xx or
 an inconsistent database. Requests go straight into the WSGI app, signed as Slack signs
 them, so thousands of cases run in seconds. Derandomized: every run tries the same cases."""
@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.devslack import FakeSlack
-from bot.ids import ActionId, BlockId, CallbackId
-from bot.parsing import WORDS, Parsed, parse
-from bot.text import REF_RE
+from bot.dev.fakeslack import FakeSlack
+from bot.domain.parsing import WORDS, Parsed, parse
+from bot.domain.text import REF_RE
+from bot.slack.ids import ActionId, BlockId, CallbackId
 from tests.harness import (
     CARD_CHANNEL,
     OUTSIDER,

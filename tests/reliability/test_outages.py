@@ -14,8 +14,8 @@ import pytest
 from slack_sdk import WebClient
 from sqlalchemy import select
 
-from bot.delivery import Dispatcher
-from bot.devslack import FakeSlack
+from bot.dev.fakeslack import FakeSlack
+from bot.slack.delivery import Dispatcher
 from storage import repo
 from storage.models import OutboxMessage
 from tests.harness import CARD_CHANNEL, PATH_CHANNEL, REQUESTER, TOKEN, Bot, start_bot, wait_until

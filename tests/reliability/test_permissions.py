@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.devslack.requests import users_select
-from bot.ids import ActionId, BlockId, CallbackId
+from bot.dev.fakeslack.requests import users_select
+from bot.slack.ids import ActionId, BlockId, CallbackId
 from storage.models import OutboxMessage
 from tests.harness import CARD_CHANNEL, OTHER_REQUESTER, OUTSIDER, REQUESTER, Bot
 from tests.reliability.conftest import audit_rows

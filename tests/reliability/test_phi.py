@@ -19,10 +19,10 @@ from slack_bolt.request import BoltRequest
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 
-from bot.catalogue import parse_catalogue
-from bot.devslack import FakeSlack
-from bot.devslack.requests import sign, state_values, static_select, users_select
-from bot.ids import ActionId, BlockId, CallbackId
+from bot.dev.fakeslack import FakeSlack
+from bot.dev.fakeslack.requests import sign, state_values, static_select, users_select
+from bot.domain.catalogue import parse_catalogue
+from bot.slack.ids import ActionId, BlockId, CallbackId
 from storage.models import AuditEvent, Base, Consult, OutboxMessage, Reply
 from tests.harness import (
     CARD_CHANNEL,

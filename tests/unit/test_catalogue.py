@@ -1,4 +1,4 @@
-"""bot.catalogue: loading, defaults, policy merging, and one-line errors that point at the key."""
+"""bot.domain.catalogue: loading, defaults, policy merging, and one-line errors that point at the key."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.catalogue import (
+from bot.domain.catalogue import (
     URGENCIES,
     Catalogue,
     CatalogueError,
@@ -16,7 +16,7 @@ from bot.catalogue import (
     load_catalogue,
     parse_catalogue,
 )
-from bot.hours import WorkingHours
+from bot.domain.hours import WorkingHours
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "consult.example.toml"
 

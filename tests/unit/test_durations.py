@@ -1,4 +1,4 @@
-"""bot.durations: the compact and ISO 8601 spellings, and the messages for bad input."""
+"""bot.domain.durations: the compact and ISO 8601 spellings, and the messages for bad input."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from bot.durations import format_duration, parse_duration
+from bot.domain.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""bot.hours: parsing specs, and counting working time across nights, weekends and DST."""
+"""bot.domain.hours: parsing specs, and counting working time across nights, weekends and DST."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.hours import WorkingHours, parse_timezone
+from bot.domain.hours import WorkingHours, parse_timezone
 
 LONDON = ZoneInfo("Europe/London")
 TORONTO = ZoneInfo("America/Toronto")

@@ -20,12 +20,11 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import policy as sla
-from bot.blocks import escape
-from bot.catalogue import URGENCIES, Catalogue, Service
-from bot.clock import Clock
-from bot.durations import parse_duration
-from bot.lifecycle import (
+from bot.domain import policy as sla
+from bot.domain.catalogue import Catalogue, Service
+from bot.domain.clock import Clock
+from bot.domain.durations import parse_duration
+from bot.domain.lifecycle import (
     OPEN_STATES,
     Action,
     Refused,
@@ -35,9 +34,11 @@ from bot.lifecycle import (
     check_allowed,
     next_status,
 )
-from bot.membership import ChannelMembers
-from bot.outbox import Kind, Outbox
-from bot.text import clean, normalize_ref, patient_key
+from bot.domain.text import clean, normalize_ref, patient_key
+from bot.domain.vocabulary import URGENCIES, Kind
+from bot.flows.outbox import Outbox
+from bot.slack.membership import ChannelMembers
+from bot.slack.render.blocks import escape
 from storage import repo
 from storage.models import Consult, Reply
 

@@ -56,12 +56,12 @@ from pydantic import (
     model_validator,
 )
 
-from bot.durations import format_duration, parse_duration
-from bot.hours import WorkingHours, parse_timezone
+from bot.domain.durations import format_duration, parse_duration
+from bot.domain.hours import WorkingHours, parse_timezone
+from bot.domain.vocabulary import URGENCIES
 
 __all__ = [
     "RESERVED_WORDS",
-    "URGENCIES",
     "Catalogue",
     "CatalogueError",
     "DigestSettings",
@@ -73,7 +73,6 @@ __all__ = [
     "parse_catalogue",
 ]
 
-URGENCIES = ("stat", "urgent", "routine")
 
 # Names a service cannot take: `/consult <word>` must keep meaning the command, and the
 # quick form `<service> [urgency] ...` would be confusing with a service called "stat".

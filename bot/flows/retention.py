@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from bot.app import Services
-from bot.durations import parse_duration
-from bot.lifecycle import Action, next_status
+from bot.domain.durations import parse_duration
+from bot.domain.lifecycle import Action, next_status
+from bot.services import Services
 from bot.settings import Settings
 from storage import repo
 from storage.db import create_db_engine, migrate, session_factory
@@ -88,7 +88,7 @@ def purge_cli(settings: Settings, *, older_than: str) -> int:
     except ValueError as exc:
         print(f"--older-than: {exc}", file=sys.stderr)
         return 2
-    from bot.clock import SystemClock  # noqa: PLC0415
+    from bot.domain.clock import SystemClock  # noqa: PLC0415
 
     engine = create_db_engine(settings.database_url)
     migrate(engine)

@@ -23,9 +23,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from bot import policy as sla
-from bot.app import Services
-from bot.outbox import Kind
+from bot.domain import policy as sla
+from bot.domain.vocabulary import Kind
+from bot.services import Services
 from storage import repo
 from storage.models import Consult
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot.blocks import (
+from bot.domain.lifecycle import STATUS_LABELS, Status
+from bot.slack.render.blocks import (
     URGENCY_LABELS,
     RenderContext,
     age,
@@ -17,7 +18,6 @@ from bot.blocks import (
     section,
     slack_date,
 )
-from bot.lifecycle import STATUS_LABELS, Status
 from storage import repo
 from storage.models import Consult
 
@@ -57,7 +57,7 @@ def home_view(user: str, *, session: Session, ctx: RenderContext) -> dict[str, A
     ]
     led = [s for s in ctx.catalogue.services if user in s.leads or user in ctx.catalogue.admins]
     if led:
-        from bot.reports import week_at_a_glance  # noqa: PLC0415 - only leads need reports
+        from bot.reports.core import week_at_a_glance  # noqa: PLC0415 - only leads need reports
 
         blocks += week_at_a_glance(session=session, services=led, ctx=ctx)
     blocks.append(

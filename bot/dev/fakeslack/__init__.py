@@ -2,10 +2,10 @@
 
 Two halves, used both by the test-suite and by ``python -m bot demo``:
 
-* :class:`FakeSlack` (``bot.devslack.webapi``) is a fake Slack *Web API* server.  Point the
+* :class:`FakeSlack` (``bot.dev.fakeslack.webapi``) is a fake Slack *Web API* server.  Point the
   bot's ``SLACK_API_URL`` at ``fake.url`` and every ``slack_sdk.WebClient`` call lands here,
   is recorded, changes an in-memory workspace, and can be scripted to fail.
-* :class:`SlackSender` (``bot.devslack.requests``) plays Slack *towards* the bot: it sends
+* :class:`SlackSender` (``bot.dev.fakeslack.requests``) plays Slack *towards* the bot: it sends
   signed slash commands, block actions, view submissions and events to the bot's request URL.
 
 Typical wiring::
@@ -16,8 +16,8 @@ Typical wiring::
         fake.wait_calls("views.open")
 """
 
-from bot.devslack.requests import Response, SlackSender, sign
-from bot.devslack.webapi import BOT_ID, BOT_USER_ID, TEAM_ID, Call, FakeSlack
+from bot.dev.fakeslack.requests import Response, SlackSender, sign
+from bot.dev.fakeslack.webapi import BOT_ID, BOT_USER_ID, TEAM_ID, Call, FakeSlack
 
 __all__ = [
     "BOT_ID",

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bot.catalogue import URGENCIES, Catalogue, Service
-from bot.ids import ActionId, BlockId, CallbackId
-from bot.lifecycle import OPEN_STATES, STATUS_LABELS, Status
+from bot.domain.catalogue import Catalogue, Service
+from bot.domain.lifecycle import OPEN_STATES, STATUS_LABELS, Status
+from bot.domain.vocabulary import URGENCIES
+from bot.slack.ids import ActionId, BlockId, CallbackId
 from storage.models import Consult
 
 SECTION_LIMIT = 3000
@@ -509,7 +510,7 @@ TEMPLATES: dict[str, Callable[..., tuple[str, Blocks]]] = {
 
 
 def _digest(params: dict[str, Any], ctx: RenderContext) -> tuple[str, Blocks]:
-    from bot.reports import render_digest  # noqa: PLC0415 - reports import blocks
+    from bot.reports.core import render_digest  # noqa: PLC0415 - reports import blocks
 
     return render_digest(params, ctx)
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from bot.hours import WorkingHours
+from bot.domain.hours import WorkingHours
 
 
 class ClockPolicy(Protocol):
-    """The parts of an urgency policy the clocks need (see bot.catalogue.UrgencyPolicy)."""
+    """The parts of an urgency policy the clocks need (see bot.domain.catalogue.UrgencyPolicy)."""
 
     acknowledge_within: timedelta
     answer_within: timedelta

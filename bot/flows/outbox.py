@@ -13,20 +13,6 @@ from sqlalchemy.orm import Session
 from storage import repo
 from storage.models import OutboxMessage
 
-
-class Kind:
-    """Where a message goes; the dispatcher renders it from the consult's current state."""
-
-    POST = "post"  # the consult card, into the service channel
-    UPDATE = "update"  # chat.update of the consult card
-    THREAD = "thread"  # a reply in the consult's thread
-    DM = "dm"  # a direct message to one person
-    CHANNEL = "channel"  # a top-level message in a channel (storm summary, on-call change)
-    EPHEMERAL = "ephemeral"  # visible to one person in one channel
-    HOME = "home"  # App Home for one person
-    UPLOAD = "upload"  # a file (the digest chart) into a DM
-
-
 # New messages are due at once. The dispatcher schedules retries on its own clock, which in
 # tests may differ from the (fake) clock of the consult domain that queued the message.
 IMMEDIATELY = datetime(1970, 1, 1, tzinfo=UTC)

@@ -29,11 +29,12 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.blocks import RenderContext, render_message
-from bot.catalogue import Catalogue
-from bot.clock import Clock, SystemClock
-from bot.ids import OUTBOX_EVENT_TYPE
-from bot.outbox import Kind, Outbox
+from bot.domain.catalogue import Catalogue
+from bot.domain.clock import Clock, SystemClock
+from bot.domain.vocabulary import Kind
+from bot.flows.outbox import Outbox
+from bot.slack.ids import OUTBOX_EVENT_TYPE
+from bot.slack.render.blocks import RenderContext, render_message
 from storage import repo
 from storage.db import SessionLock
 from storage.models import Consult, OutboxMessage
@@ -509,7 +510,7 @@ class Dispatcher:
     # ------------------------------------------------------------------ rendering
     def _upload_call(self, s: Session, payload: dict[str, Any], params: dict[str, Any]) -> Call:
         """The digest chart, rendered now from the database (files need a channel id)."""
-        from bot.reports import digest_chart_png  # noqa: PLC0415 - matplotlib loads lazily
+        from bot.reports.core import digest_chart_png  # noqa: PLC0415 - matplotlib loads lazily
 
         until = datetime.fromisoformat(str(params["until"]).replace("Z", "+00:00"))
         png = digest_chart_png(s, service=str(params["service"]), until=until)
@@ -544,7 +545,7 @@ class Dispatcher:
             if msg.kind == Kind.UPLOAD:
                 return consult, self._upload_call(s, payload, params)
             if msg.kind == Kind.HOME:
-                from bot.home import home_view  # noqa: PLC0415 - App Home pulls in reports
+                from bot.slack.render.home import home_view  # noqa: PLC0415 - App Home pulls in reports
 
                 view = home_view(payload["user"], session=s, ctx=ctx)
                 return consult, Call("views.publish", {"user_id": payload["user"], "view": view})

@@ -62,16 +62,16 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from bot.blocks import RenderContext, context, escape, link, section
-from bot.catalogue import URGENCIES, Catalogue, Service, load_catalogue
-from bot.clock import SystemClock
-from bot.durations import parse_duration
-from bot.outbox import Kind
+from bot.domain.catalogue import Catalogue, Service, load_catalogue
+from bot.domain.clock import SystemClock
+from bot.domain.durations import parse_duration
+from bot.domain.vocabulary import URGENCIES, Kind
+from bot.slack.render.blocks import RenderContext, context, escape, link, section
 from storage.db import create_db_engine, migrate, session_factory
 from storage.models import Consult, OutboxMessage
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.services import Services
     from bot.settings import Settings
 
 OPEN_STATUSES = ("open", "acknowledged", "waiting")
@@ -112,7 +112,7 @@ def percentile(values: Sequence[float], p: float) -> float | None:
 
 
 def parse_period(text: str) -> timedelta:
-    """A reporting period such as "7d", "30d" or "90d" (any `bot.durations` duration)."""
+    """A reporting period such as "7d", "30d" or "90d" (any `bot.domain.durations` duration)."""
     period = parse_duration(text)  # its ValueError messages are written for users
     if period > MAX_PERIOD:
         raise ValueError(f"{text.strip()!r} is too long a period; at most {MAX_PERIOD.days}d")

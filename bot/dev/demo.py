@@ -6,11 +6,11 @@ The demo
 1. writes a demo catalogue (radiology, pathology, cardiology; the example catalogue's clocks
    with one real second standing for five minutes of the day, divided further by
    ``--speed``) into a temporary directory;
-2. starts :class:`bot.devslack.FakeSlack`, the local stand-in for Slack's Web API that the
+2. starts :class:`bot.dev.fakeslack.FakeSlack`, the local stand-in for Slack's Web API that the
    tests use too, and the real bot as ``python -m bot serve`` (the production code path:
    gunicorn, the outbox dispatcher and the APScheduler sweep) on 127.0.0.1 with a fresh
    SQLite database, pointed at the stand-in;
-3. plays the day as Slack would, with signed requests (:class:`bot.devslack.SlackSender`):
+3. plays the day as Slack would, with signed requests (:class:`bot.dev.fakeslack.SlackSender`):
    a stat radiology consult acknowledged and answered; a pathology consult nobody picks up,
    nudged and escalated to the backup and the lead, then answered; a consultant who needs
    information from the requester and gets it; a shift handoff; a requester who cancels; one
@@ -55,10 +55,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.blocks import to_plain_text
-from bot.devslack import BOT_USER_ID, FakeSlack, Response, SlackSender
-from bot.devslack.requests import plain_text, static_select, users_select
-from bot.ids import ActionId, BlockId, CallbackId
+from bot.dev.fakeslack import BOT_USER_ID, FakeSlack, Response, SlackSender
+from bot.dev.fakeslack.requests import plain_text, static_select, users_select
+from bot.slack.ids import ActionId, BlockId, CallbackId
+from bot.slack.render.blocks import to_plain_text
 
 __all__ = ["DEMO_CATALOGUE", "MINUTES_PER_SECOND", "Entry", "Step", "demo_catalogue", "run_demo"]
 
@@ -341,7 +341,7 @@ class Demo:
             if not k.startswith(("SLACK_", "DATABASE_", "CONSULT_", "WEB_", "LOG_"))
             and k not in ("PORT", "HOST")
         }
-        package_root = str(Path(__file__).resolve().parent.parent)
+        package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         env.update(
             SLACK_BOT_TOKEN=TOKEN,

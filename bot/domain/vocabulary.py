@@ -1,0 +1,67 @@
+"""The words CareLoop uses, each defined once as an enum: urgencies, where a message goes
+(outbox `Kind`) and which message it is (`Template`). Values are the strings stored in the
+database and payloads, so an enum member compares equal to its stored string."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Urgency(StrEnum):
+    """How soon a consult must be acknowledged and answered (targets in the catalogue)."""
+
+    STAT = "stat"
+    URGENT = "urgent"
+    ROUTINE = "routine"
+
+
+# Most urgent first: the order of the form's options, reports and the catalogue's tables.
+URGENCIES: tuple[Urgency, ...] = (Urgency.STAT, Urgency.URGENT, Urgency.ROUTINE)
+
+
+class Kind(StrEnum):
+    """Where an outbox message goes; delivery renders it from the consult's current state."""
+
+    POST = "post"  # the consult card, into the service channel
+    UPDATE = "update"  # chat.update of the consult card
+    THREAD = "thread"  # a reply in the consult's thread
+    DM = "dm"  # a direct message to one person
+    CHANNEL = "channel"  # a top-level message in a channel (storm summary, on-call change)
+    EPHEMERAL = "ephemeral"  # visible to one person in one channel
+    HOME = "home"  # App Home for one person
+    UPLOAD = "upload"  # a file (the digest chart) into a DM
+
+
+class Template(StrEnum):
+    """Which message an outbox row renders; every member has a renderer
+    (`bot.slack.render.blocks.TEMPLATES`), checked by a test."""
+
+    CARD = "card"
+    CONFIRMATION = "confirmation"
+    ACKNOWLEDGED = "acknowledged"
+    ACKNOWLEDGED_THREAD = "acknowledged_thread"
+    REPLY_RELAY = "reply_relay"
+    ANSWER_THREAD = "answer_thread"
+    ANSWERED = "answered"
+    NEED_INFO_THREAD = "need_info_thread"
+    NEED_INFO = "need_info"
+    REQUESTER_REPLY_THREAD = "requester_reply_thread"
+    INFO_GIVEN = "info_given"
+    HANDOFF_THREAD = "handoff_thread"
+    HANDOFF_RECEIVED = "handoff_received"
+    HANDED_OFF = "handed_off"
+    CLOSED_THREAD = "closed_thread"
+    REOPENED_THREAD = "reopened_thread"
+    REOPENED = "reopened"
+    CANCELLED_THREAD = "cancelled_thread"
+    CANCELLED = "cancelled"
+    POST_FAILED = "post_failed"
+    SNOOZED_THREAD = "snoozed_thread"
+    NUDGE = "nudge"
+    ESCALATION = "escalation"
+    REQUESTER_OVERDUE = "requester_overdue"
+    REQUESTER_REMINDER = "requester_reminder"
+    STORM = "storm"
+    ON_CALL_CHANGED = "on_call_changed"
+    TEXT = "text"
+    DIGEST = "digest"

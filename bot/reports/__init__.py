@@ -1,0 +1,1 @@
+"""Reports: queries and figures, export, the Slack-facing stats and the weekly digest."""

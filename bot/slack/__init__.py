@@ -1,0 +1,1 @@
+"""Slack: delivery of the outbox (transport, leasing, pacing, retries) and rendering."""

@@ -1,0 +1,1 @@
+"""Pure Block Kit rendering from plain data: card, messages, modals, help, App Home."""
