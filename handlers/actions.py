@@ -13,7 +13,15 @@ from slack_sdk.errors import SlackApiError
 from bot.domain.lifecycle import Action, Refused
 from bot.domain.text import normalize_ref
 from bot.slack.ids import ActionId, BlockId
-from bot.slack.render import blocks
+from bot.slack.render.modals import (
+    answer_modal,
+    feedback_modal,
+    handoff_modal,
+    need_info_modal,
+    new_consult_modal,
+    reopen_modal,
+    requester_reply_modal,
+)
 from handlers.common import Services, open_modal, services, tell
 
 log = logging.getLogger("careloop.handlers")
@@ -108,7 +116,7 @@ def _modal(
 
 def _answer_view(svc: Services, ref: str) -> dict[str, Any]:
     consult = svc.consults.get(ref)
-    return blocks.answer_modal(ref, svc.consults.latest_consultant_reply(consult))
+    return answer_modal(ref, svc.consults.latest_consultant_reply(consult))
 
 
 def close(svc: Services, ref: str, user: str, body: dict[str, Any]) -> str | None:
@@ -125,7 +133,7 @@ def _rate(helpful: bool) -> Callable[[Services, str, str, dict[str, Any]], str |
     def handler(svc: Services, ref: str, user: str, body: dict[str, Any]) -> str | None:
         svc.consults.feedback(ref, actor=user, helpful=helpful, key=_key(body))
         # The tap is stored; the modal only adds an optional comment.
-        open_modal(svc, body.get("trigger_id"), blocks.feedback_modal(ref, helpful))
+        open_modal(svc, body.get("trigger_id"), feedback_modal(ref, helpful))
         return f"Thanks — your rating of {ref} was recorded."
 
     handler.__name__ = "helpful" if helpful else "not_helpful"
@@ -138,7 +146,7 @@ def reply(svc: Services, ref: str, user: str, body: dict[str, Any]) -> str | Non
     consult = svc.consults.get(ref)
     svc.consults.check_requester_reply(consult, user)
     asked_by, question = svc.consults.need_info_question(consult)
-    view = blocks.requester_reply_modal(ref, question, asked_by)
+    view = requester_reply_modal(ref, question, asked_by)
     if not open_modal(svc, body.get("trigger_id"), view):
         return ":warning: Slack did not open the form just now; try again in a moment."
     return None
@@ -147,9 +155,9 @@ def reply(svc: Services, ref: str, user: str, body: dict[str, Any]) -> str | Non
 BUTTONS: dict[str, Callable[[Services, str, str, dict[str, Any]], str | None]] = {
     ActionId.ACKNOWLEDGE: acknowledge,
     ActionId.ANSWER: _modal(_answer_view, Action.ANSWER),
-    ActionId.NEED_INFO: _modal(lambda svc, ref: blocks.need_info_modal(ref), Action.NEED_INFO),
-    ActionId.HANDOFF: _modal(lambda svc, ref: blocks.handoff_modal(ref), Action.HANDOFF),
-    ActionId.REOPEN: _modal(lambda svc, ref: blocks.reopen_modal(ref), Action.REOPEN),
+    ActionId.NEED_INFO: _modal(lambda svc, ref: need_info_modal(ref), Action.NEED_INFO),
+    ActionId.HANDOFF: _modal(lambda svc, ref: handoff_modal(ref), Action.HANDOFF),
+    ActionId.REOPEN: _modal(lambda svc, ref: reopen_modal(ref), Action.REOPEN),
     ActionId.CLOSE: close,
     ActionId.CANCEL: cancel,
     ActionId.HELPFUL: _rate(True),
@@ -174,7 +182,7 @@ def service_selected(ack: Ack, body: dict[str, Any], context: dict[str, Any]) ->
         return str(((values.get(block) or {}).get("value") or {}).get("value") or "")
 
     urgency = ((values.get(BlockId.URGENCY) or {}).get("value") or {}).get("selected_option")
-    new_view = blocks.new_consult_modal(
+    new_view = new_consult_modal(
         svc.catalogue,
         service=service,
         urgency=(urgency or {}).get("value"),

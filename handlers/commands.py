@@ -9,9 +9,18 @@ from slack_bolt import Ack, App
 
 from bot.domain.lifecycle import Refused
 from bot.domain.parsing import Parsed, parse
+from bot.domain.text import escape
 from bot.flows.consults import Draft, DraftInvalid
-from bot.slack.render import blocks
-from bot.slack.render.blocks import RenderContext
+from bot.slack.render.context import RenderContext
+from bot.slack.render.modals import new_consult_modal
+from bot.slack.render.primitives import slack_date
+from bot.slack.render.texts import (
+    consult_list,
+    help_text,
+    on_call_text,
+    opened_ack,
+    patient_list,
+)
 from handlers.common import Services, open_modal, services
 
 
@@ -53,7 +62,7 @@ def _ctx(svc: Services) -> RenderContext:
 
 
 def open_form(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
-    view = blocks.new_consult_modal(svc.catalogue, channel=command.get("channel_id", ""))
+    view = new_consult_modal(svc.catalogue, channel=command.get("channel_id", ""))
     if open_modal(svc, command.get("trigger_id"), view):
         return "Opening the consult form…"
     return (
@@ -84,7 +93,7 @@ def quick_form(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
             return f":warning: {invalid.errors['service']}\nExample: " + (
                 "`/consult rad stat MRN 12345: CT head, r/o bleed?` — see `/consult help`."
             )
-        view = blocks.new_consult_modal(
+        view = new_consult_modal(
             svc.catalogue,
             service=invalid.service,
             urgency=draft.urgency if draft.urgency in ("stat", "urgent", "routine") else None,
@@ -96,16 +105,16 @@ def quick_form(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
         if open_modal(svc, command.get("trigger_id"), view):
             return f"Some details are missing ({problems}) — I opened the form with what you typed."
         return f":warning: {problems} Example: `/consult {parsed.service} stat MRN 12345: question`"
-    return blocks.opened_ack(opened.consult, opened.duplicate, opened.others, _ctx(svc))
+    return opened_ack(opened.consult, opened.duplicate, opened.others, _ctx(svc))
 
 
 def show_help(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
-    return blocks.help_text(svc.catalogue)
+    return help_text(svc.catalogue)
 
 
 def show_list(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
     user = command.get("user_id", "")
-    return blocks.consult_list(svc.consults.for_user(user), user, _ctx(svc))
+    return consult_list(svc.consults.for_user(user), user, _ctx(svc))
 
 
 def acknowledge(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
@@ -174,12 +183,12 @@ def snooze(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
     outcome = svc.consults.snooze(
         parsed.ref, actor=command["user_id"], duration=parsed.text, key=_key(command)
     )
-    until = blocks.slack_date(outcome.consult.snoozed_until)
+    until = slack_date(outcome.consult.snoozed_until)
     return f":zzz: Reminders for {outcome.consult.ref} are snoozed until {until}."
 
 
 def patient(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
-    return blocks.patient_list(parsed.patient, svc.consults.for_patient(parsed.patient), _ctx(svc))
+    return patient_list(parsed.patient, svc.consults.for_patient(parsed.patient), _ctx(svc))
 
 
 def handoff(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
@@ -193,14 +202,14 @@ def handoff(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
 
 def on_call(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
     if parsed.user is None:
-        return blocks.on_call_text(svc.consults.on_call_table())
+        return on_call_text(svc.consults.on_call_table())
     service = svc.consults.set_on_call(
         service_key=parsed.service or "",
         actor=command["user_id"],
         user=parsed.user,
         key=_key(command),
     )
-    return f":pager: <@{parsed.user}> is now on call for {blocks.escape(service.name)}."
+    return f":pager: <@{parsed.user}> is now on call for {escape(service.name)}."
 
 
 def stats(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str | dict[str, Any]:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from bot.dev import demo as demo_module
+from bot.dev.plain import mrkdwn_to_plain, to_plain_text
 from bot.domain.catalogue import parse_catalogue
 from bot.slack.ids import ActionId
-from bot.slack.render.blocks import mrkdwn_to_plain, to_plain_text
 
 ROOT = Path(__file__).resolve().parent.parent
 

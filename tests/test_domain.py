@@ -9,8 +9,8 @@ import pytest
 from bot.domain.lifecycle import Action, Refused, Role, Status, check_allowed, next_status
 from bot.domain.parsing import parse, parse_user
 from bot.domain.policy import Ladder, NudgeState, plan_nudge
-from bot.domain.text import clean, normalize_ref, patient_key
-from bot.slack.render.blocks import escape, shorten
+from bot.domain.text import clean, escape, normalize_ref, patient_key
+from bot.slack.render.primitives import shorten
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 

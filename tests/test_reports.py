@@ -35,7 +35,7 @@ from bot.reports.core import (
 )
 from bot.services import Services
 from bot.settings import Settings
-from bot.slack.render.blocks import RenderContext
+from bot.slack.render.context import RenderContext
 from storage.db import create_db_engine, session_factory
 from storage.models import AuditEvent, Consult, OutboxMessage
 from tests.harness import RAD_LEAD, TEST_CATALOGUE, use_postgres
@@ -634,12 +634,12 @@ def test_week_at_a_glance(services, catalogue):
 
 
 def test_home_view_for_lead_includes_week(services, catalogue):
-    from bot.slack.render.home import home_view
+    from bot.flows.home import build_home_view
 
     ctx = RenderContext(catalogue=catalogue, now=NOW)
     with services.sessions() as s:
-        view = home_view(RAD_LEAD, session=s, ctx=ctx)
-        other = home_view("UREQ9", session=s, ctx=ctx)
+        view = build_home_view(RAD_LEAD, session=s, ctx=ctx)
+        other = build_home_view("UREQ9", session=s, ctx=ctx)
     assert "last 7 days" in flatten(view)
     assert "last 7 days" not in flatten(other)
     assert not any(secret in flatten(view) for secret in SECRETS)

@@ -57,8 +57,8 @@ from typing import Any, TextIO
 
 from bot.dev.fakeslack import BOT_USER_ID, FakeSlack, Response, SlackSender
 from bot.dev.fakeslack.requests import plain_text, static_select, users_select
+from bot.dev.plain import to_plain_text
 from bot.slack.ids import ActionId, BlockId, CallbackId
-from bot.slack.render.blocks import to_plain_text
 
 __all__ = ["DEMO_CATALOGUE", "MINUTES_PER_SECOND", "Entry", "Step", "demo_catalogue", "run_demo"]
 

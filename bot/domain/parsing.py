@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from bot.domain.text import clean, normalize_ref
+from bot.domain.text import clean, escape, normalize_ref
 from bot.domain.vocabulary import URGENCIES
-from bot.slack.render.blocks import escape
 
 WORDS = (
     "help",

@@ -1,4 +1,5 @@
-"""Cleaning of user text before it is stored, and the patient key used to match consults."""
+"""Cleaning of user text before it is stored, escaping it for Slack mrkdwn, and the patient
+key used to match consults."""
 
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ def clean(text: str | None, *, max_length: int | None = None) -> str:
     if max_length is not None:
         value = value[:max_length]
     return value
+
+
+def escape(text: str | None) -> str:
+    """Escape user text for mrkdwn: `&`, `<` and `>` lose their control meaning."""
+    if not text:
+        return ""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def patient_key(patient: str) -> str:

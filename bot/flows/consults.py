@@ -34,11 +34,10 @@ from bot.domain.lifecycle import (
     check_allowed,
     next_status,
 )
-from bot.domain.text import clean, normalize_ref, patient_key
+from bot.domain.text import clean, escape, normalize_ref, patient_key
 from bot.domain.vocabulary import URGENCIES, Kind
 from bot.flows.outbox import Outbox
 from bot.slack.membership import ChannelMembers
-from bot.slack.render.blocks import escape
 from storage import repo
 from storage.models import Consult, Reply
 

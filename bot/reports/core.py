@@ -65,8 +65,10 @@ from sqlalchemy.orm import Session
 from bot.domain.catalogue import Catalogue, Service, load_catalogue
 from bot.domain.clock import SystemClock
 from bot.domain.durations import parse_duration
+from bot.domain.text import escape
 from bot.domain.vocabulary import URGENCIES, Kind
-from bot.slack.render.blocks import RenderContext, context, escape, link, section
+from bot.slack.render.context import RenderContext
+from bot.slack.render.primitives import context, link, section
 from storage.db import create_db_engine, migrate, session_factory
 from storage.models import Consult, OutboxMessage
 

@@ -32,9 +32,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.domain.catalogue import Catalogue
 from bot.domain.clock import Clock, SystemClock
 from bot.domain.vocabulary import Kind
+from bot.flows.home import build_home_view
 from bot.flows.outbox import Outbox
 from bot.slack.ids import OUTBOX_EVENT_TYPE
-from bot.slack.render.blocks import RenderContext, render_message
+from bot.slack.render.context import RenderContext
+from bot.slack.render.messages import render_message
 from storage import repo
 from storage.db import SessionLock
 from storage.models import Consult, OutboxMessage
@@ -545,9 +547,7 @@ class Dispatcher:
             if msg.kind == Kind.UPLOAD:
                 return consult, self._upload_call(s, payload, params)
             if msg.kind == Kind.HOME:
-                from bot.slack.render.home import home_view  # noqa: PLC0415 - App Home pulls in reports
-
-                view = home_view(payload["user"], session=s, ctx=ctx)
+                view = build_home_view(payload["user"], session=s, ctx=ctx)
                 return consult, Call("views.publish", {"user_id": payload["user"], "view": view})
             if template == "confirmation" and consult is not None:
                 if not consult.channel_ts:

@@ -1,66 +1,61 @@
-"""App Home rendering: 'waiting on me', 'my requests', and for leads their services' week at
-a glance. References, services, urgency, status and age only: never patient details."""
+"""App Home rendering from plain data: 'waiting on me', 'my requests', and for leads their
+services' week at a glance (blocks built by the reports). References, services, urgency,
+status and age only: never patient details."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.orm import Session
-
-from bot.domain.lifecycle import STATUS_LABELS, Status
-from bot.slack.render.blocks import (
-    URGENCY_LABELS,
-    RenderContext,
+from bot.domain.lifecycle import Status
+from bot.domain.text import escape
+from bot.slack.render.context import RenderContext
+from bot.slack.render.primitives import (
+    Blocks,
     age,
     context,
-    escape,
-    link,
+    ref_link,
     section,
     slack_date,
+    status_word,
+    urgency_label,
 )
-from storage import repo
 from storage.models import Consult
 
 MAX_ROWS = 15
 
 
 def _row(c: Consult, ctx: RenderContext) -> str:
-    due = c.acknowledge_due_at if c.status == Status.OPEN.value else c.answer_due_at
+    due = c.acknowledge_due_at if c.status == Status.OPEN else c.answer_due_at
     overdue = " :warning: overdue" if due and due < ctx.now else ""
     return (
-        f"• {link(c.permalink, c.ref)} — {escape(ctx.service_name(c.service))}, "
-        f"{URGENCY_LABELS.get(c.urgency, c.urgency)}, {STATUS_LABELS[Status(c.status)].lower()}, "
+        f"• {ref_link(c)} — {escape(ctx.service_name(c.service))}, "
+        f"{urgency_label(c.urgency)}, {status_word(c.status)}, "
         f"{age(c.created_at, ctx.now)} old, due {slack_date(due)}{overdue}"
     )
 
 
-def _list(title: str, rows: list[Consult], ctx: RenderContext) -> list[dict[str, Any]]:
+def _list(title: str, rows: Sequence[Consult], ctx: RenderContext) -> Blocks:
     body = "\n".join(_row(c, ctx) for c in rows[:MAX_ROWS]) or "Nothing right now."
     if len(rows) > MAX_ROWS:
         body += f"\n…and {len(rows) - MAX_ROWS} more (`/consult list`)."
     return [section(f"*{title}*"), section(body)]
 
 
-def home_view(user: str, *, session: Session, ctx: RenderContext) -> dict[str, Any]:
-    """The Home tab for one person."""
-    overrides = repo.on_call_overrides(session=session)
-    on_call_for = [s.key for s in ctx.catalogue.services if overrides.get(s.key, s.on_call) == user]
-    consults = repo.open_for_user(session=session, user=user)
-    waiting = [c for c in consults if c.assignee == user and c.status != "answered"]
-    for key in on_call_for:
-        waiting += [c for c in repo.unassigned_open(session=session, service=key)]
-    mine = [c for c in consults if c.requester == user]
-    blocks: list[dict[str, Any]] = [
+def home_view(
+    *,
+    waiting: Sequence[Consult],
+    mine: Sequence[Consult],
+    glance: Blocks,
+    ctx: RenderContext,
+) -> dict[str, Any]:
+    """The Home tab for one person: what waits on them, what they asked, and (for leads)
+    the week at a glance (empty for everyone else)."""
+    blocks: Blocks = [
         section(":hospital: *CareLoop* — consults that always come back."),
         *_list("Waiting on me", waiting, ctx),
         *_list("My requests", mine, ctx),
+        *glance,
+        context("Use `/consult` to open a consult and `/consult help` for every command."),
     ]
-    led = [s for s in ctx.catalogue.services if user in s.leads or user in ctx.catalogue.admins]
-    if led:
-        from bot.reports.core import week_at_a_glance  # noqa: PLC0415 - only leads need reports
-
-        blocks += week_at_a_glance(session=session, services=led, ctx=ctx)
-    blocks.append(
-        context("Use `/consult` to open a consult and `/consult help` for every command.")
-    )
     return {"type": "home", "blocks": blocks[:100]}

@@ -1,0 +1,29 @@
+"""App Home for one person: gathers what waits on them (their open consults, and the
+unassigned ones of the services they are on call for), what they asked, and for leads their
+services' week at a glance, then renders the Home tab."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot.domain.lifecycle import Status
+from bot.reports.core import week_at_a_glance
+from bot.slack.render.context import RenderContext
+from bot.slack.render.home import home_view
+from storage import repo
+
+
+def build_home_view(user: str, *, session: Session, ctx: RenderContext) -> dict[str, Any]:
+    """The Home tab view for `user`, from the database as it is now."""
+    overrides = repo.on_call_overrides(session=session)
+    on_call_for = [s.key for s in ctx.catalogue.services if overrides.get(s.key, s.on_call) == user]
+    consults = repo.open_for_user(session=session, user=user)
+    waiting = [c for c in consults if c.assignee == user and c.status != Status.ANSWERED]
+    for key in on_call_for:
+        waiting += repo.unassigned_open(session=session, service=key)
+    mine = [c for c in consults if c.requester == user]
+    led = [s for s in ctx.catalogue.services if user in s.leads or user in ctx.catalogue.admins]
+    glance = week_at_a_glance(session=session, services=led, ctx=ctx) if led else []
+    return home_view(waiting=waiting, mine=mine, glance=glance, ctx=ctx)

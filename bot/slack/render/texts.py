@@ -1,0 +1,117 @@
+"""The ephemeral answers to `/consult` sub-commands, as mrkdwn text: help, my consults, a
+patient's consults, who is on call, and the quick form's receipt; and the one-line summary
+of a patient's other open consults (also in the requester's confirmation)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.domain.catalogue import Catalogue, Service
+from bot.domain.text import escape
+from bot.slack.render.context import RenderContext
+from bot.slack.render.primitives import (
+    age,
+    mention,
+    ref_link,
+    status_word,
+    urgency_label,
+    user_text,
+)
+from storage.models import Consult
+
+
+def other_consult_lines(others: Sequence[Consult], ctx: RenderContext) -> str:
+    """One bullet per other open consult of the same patient: reference, service, status."""
+    return "\n".join(
+        f"• {ref_link(o)} — {escape(ctx.service_name(o.service))}, {status_word(o.status)}"
+        for o in others
+    )
+
+
+def _consult_lines(items: Sequence[Consult], ctx: RenderContext) -> str:
+    return (
+        "\n".join(
+            f"• {ref_link(c)} — {escape(ctx.service_name(c.service))}, "
+            f"{urgency_label(c.urgency)}, "
+            f"{status_word(c.status)}, {age(c.created_at, ctx.now)} old"
+            for c in items
+        )
+        or "• none"
+    )
+
+
+def consult_list(consults: Sequence[Consult], user: str, ctx: RenderContext) -> str:
+    """`/consult list`: my consults as requester and as assignee, with status and age."""
+    mine = [c for c in consults if c.requester == user]
+    owned = [c for c in consults if c.assignee == user and c.requester != user]
+    return (
+        f"*Requested by you*\n{_consult_lines(mine, ctx)}\n"
+        f"*Assigned to you*\n{_consult_lines(owned, ctx)}"
+    )
+
+
+def patient_list(patient: str, consults: Sequence[Consult], ctx: RenderContext) -> str:
+    """`/consult patient`: a patient's open consults across services."""
+    if not consults:
+        return f"No open consults for patient {user_text(patient, 200)}."
+    rows = "\n".join(
+        f"• {ref_link(c)} — {escape(ctx.service_name(c.service))}, "
+        f"{urgency_label(c.urgency)}, {status_word(c.status)}, "
+        f"requested by {mention(c.requester)}, assigned to {mention(c.assignee)}"
+        for c in consults
+    )
+    return f"*Open consults for patient {user_text(patient, 200)}*\n{rows}"
+
+
+def on_call_text(rows: Sequence[tuple[Service, str]]) -> str:
+    """`/consult oncall`: who is on call for every service."""
+    lines = "\n".join(
+        f"• *{escape(svc.name)}* (`{svc.key}`): {mention(user)}"
+        + (f", backup {mention(svc.backup)}" if svc.backup else "")
+        for svc, user in rows
+    )
+    return f"*On call now*\n{lines}"
+
+
+def opened_ack(c: Consult, duplicate: bool, others: Sequence[Consult], ctx: RenderContext) -> str:
+    """The immediate ephemeral answer to a quick-form `/consult`."""
+    name = escape(ctx.service_name(c.service))
+    if duplicate:
+        return f"This request was already received as *{c.ref}* ({name}); nothing new was created."
+    text = (
+        f":inbox_tray: *{c.ref}* received for *{name}* "
+        f"({urgency_label(c.urgency)}). I'm posting it to <#{c.channel}> and "
+        "will send you a link when it is there."
+    )
+    if others:
+        text += "\nThis patient has other open consults:\n" + other_consult_lines(others, ctx)
+    return text
+
+
+def help_text(catalogue: Catalogue) -> str:
+    """`/consult help`: every form, with an example."""
+    services = ", ".join(
+        f"`{s.key}`" + (f" ({', '.join(s.aliases)})" if s.aliases else "")
+        for s in catalogue.services
+    )
+    return "\n".join(
+        [
+            "*CareLoop — consult requests that always come back*",
+            "`/consult` — open the form",
+            "`/consult <service> [stat|urgent|routine] <patient>: <question>` — quick form, "
+            "e.g. `/consult rad stat MRN 12345: CT head, r/o bleed?`",
+            "`/consult list` — your open consults, as requester and as assignee",
+            "`/consult ack RAD-42` — acknowledge (take ownership)",
+            "`/consult answer RAD-42 <text>` — answer",
+            "`/consult needinfo RAD-42 <question>` — ask the requester; pauses your clock",
+            "`/consult handoff @user [note]` — hand all your open consults to someone (shift change)",
+            "`/consult close RAD-42` · `/consult reopen RAD-42 <follow-up>` · "
+            "`/consult cancel RAD-42 [reason]` — for requesters",
+            "`/consult patient <patient>` — a patient's open consults across services",
+            "`/consult oncall` — who is on call; `/consult oncall <service> @user` — change it",
+            "`/consult snooze RAD-42 30m` — hold a consult's reminders (at most 24h)",
+            "`/consult stats [service] [7d|30d|90d]` — response times (service leads)",
+            "`/consult help` — this message",
+            f"Services: {services}",
+        ]
+    )
