@@ -510,7 +510,7 @@ TEMPLATES: dict[str, Callable[..., tuple[str, Blocks]]] = {
 
 
 def _digest(params: dict[str, Any], ctx: RenderContext) -> tuple[str, Blocks]:
-    from bot.reports.core import render_digest  # noqa: PLC0415 - reports import blocks
+    from bot.slack.render.digest import render_digest  # noqa: PLC0415 - it imports blocks
 
     return render_digest(params, ctx)
 

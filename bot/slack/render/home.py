@@ -57,7 +57,7 @@ def home_view(user: str, *, session: Session, ctx: RenderContext) -> dict[str, A
     ]
     led = [s for s in ctx.catalogue.services if user in s.leads or user in ctx.catalogue.admins]
     if led:
-        from bot.reports.core import week_at_a_glance  # noqa: PLC0415 - only leads need reports
+        from bot.reports.glance import week_at_a_glance  # noqa: PLC0415 - only leads need reports
 
         blocks += week_at_a_glance(session=session, services=led, ctx=ctx)
     blocks.append(
