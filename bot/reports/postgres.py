@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Double, and_, case, cast, func, literal_column, or_, select, text, tuple_
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -133,7 +133,11 @@ def _read_percentiles(result: Iterable[Any], fields: Sequence[str], out: Percent
 
 
 def _run_percentiles(
-    runner: Session | Any, keys: Sequence[str], since: datetime, until: datetime, out: Percentiles
+    runner: Session | Connection,
+    keys: Sequence[str],
+    since: datetime,
+    until: datetime,
+    out: Percentiles,
 ) -> None:
     """One percentile query for `keys` on a session or connection, read into `out`."""
     stmt = percentile_sql(keys, since, until, PERCENTILE_FIELDS)
