@@ -1,4 +1,4 @@
-"""Benchmark `bot.reports.core.compute_report` on a large consult table.
+"""Benchmark `bot.reports.compute.compute_report` on a large consult table.
 
 PostgreSQL (default): creates a throw-away database on 127.0.0.1:5432 (user postgres),
 migrates it, COPYs N consults (default 1,000,000) spread over a year across 4 services,
@@ -35,7 +35,8 @@ from sqlalchemy import Engine, create_engine, insert, text  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from bot.domain.catalogue import Catalogue, parse_catalogue  # noqa: E402
-from bot.reports.core import compute_report, format_duration, format_share  # noqa: E402
+from bot.reports.compute import compute_report  # noqa: E402
+from bot.slack.render.figures import format_elapsed, format_share  # noqa: E402
 from storage.db import create_db_engine, migrate, session_factory  # noqa: E402
 from storage.models import Consult  # noqa: E402
 
@@ -185,7 +186,7 @@ def time_report(
     with sessions() as session:
         started = time.perf_counter()
         report = compute_report(session, catalogue=catalogue, since=since, until=until, now=until)
-        return time.perf_counter() - started, report
+        return time.perf_counter() - started, report.as_dict()
 
 
 def run_reports(engine: Engine, runs: int, until: datetime, explain: bool) -> None:
@@ -208,7 +209,7 @@ def run_reports(engine: Engine, runs: int, until: datetime, explain: bool) -> No
     if engine.dialect.name == "postgresql":
         # The same report with every percentile in one query on one connection (how it ran
         # before the services were shared out over two connections): timings and equality.
-        import bot.reports.core as reports_module  # noqa: PLC0415
+        import bot.reports.postgres as reports_module  # noqa: PLC0415
 
         saved = reports_module.PARALLEL_MIN_ROWS
         reports_module.PARALLEL_MIN_ROWS = 10**18
@@ -226,17 +227,17 @@ def run_reports(engine: Engine, runs: int, until: datetime, explain: bool) -> No
         print(
             f"  {entry['service']:<11} consults {entry['consults']:>7}  "
             f"open {entry['open_now']:>4} (overdue {entry['open_overdue']:>4})  "
-            f"ack median {format_duration(entry['time_to_acknowledge']['median']):>7}  "
-            f"answer median {format_duration(entry['time_to_answer']['median']):>7} "
-            f"p90 {format_duration(entry['time_to_answer']['p90']):>7}  "
+            f"ack median {format_elapsed(entry['time_to_acknowledge']['median']):>7}  "
+            f"answer median {format_elapsed(entry['time_to_answer']['median']):>7} "
+            f"p90 {format_elapsed(entry['time_to_answer']['p90']):>7}  "
             f"in SLA {format_share(entry['within_sla']):>4}  "
             f"consultants {len(entry['by_consultant'])}"
         )
     if explain and engine.dialect.name == "postgresql":
-        from bot.reports.core import PERCENTILE_FIELDS, _percentile_sql  # noqa: PLC0415
+        from bot.reports.postgres import PERCENTILE_FIELDS, percentile_sql  # noqa: PLC0415
 
         keys = [k for k, _, _ in SERVICES]
-        stmt = _percentile_sql(keys, since, until, PERCENTILE_FIELDS)
+        stmt = percentile_sql(keys, since, until, PERCENTILE_FIELDS)
         compiled = stmt.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
         with engine.connect() as conn:
             plan = conn.exec_driver_sql(

@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             prepare_database(settings)
             print("database schema is current")
         elif command == "report":
-            from bot.reports.core import report_cli  # noqa: PLC0415
+            from bot.reports.cli import report_cli  # noqa: PLC0415
 
             return report_cli(settings, since=args.since, service=args.service, fmt=args.format)
         elif command == "purge":

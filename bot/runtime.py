@@ -84,24 +84,30 @@ def catch_up_digest(services: Services) -> int:
     process may run this when it starts. Older than that, it is skipped; if some of its
     digests were never queued, one INFO line names the ISO week and services (no PHI).
     """
-    from bot.reports.core import (  # noqa: PLC0415
+    from bot.reports.digest import (  # noqa: PLC0415
         digest_week,
         digests_not_queued,
-        iso_z,
         last_digest_time,
         send_weekly_digests,
     )
+    from bot.reports.model import iso_z  # noqa: PLC0415
 
     now = services.clock.now()
     due = last_digest_time(services.catalogue, now)
     if due is None:
         return 0
     # Usually it went out on time: look at the dedupe keys before computing any figures.
-    missing = digests_not_queued(services, at=due)
+    missing = digests_not_queued(catalogue=services.catalogue, sessions=services.sessions, at=due)
     if not missing:
         return 0
     if now - due < DIGEST_CATCH_UP:
-        return send_weekly_digests(services, at=due)
+        return send_weekly_digests(
+            catalogue=services.catalogue,
+            sessions=services.sessions,
+            clock=services.clock,
+            outbox=services.outbox,
+            at=due,
+        )
     log.info(
         "weekly digest for %s (due %s) skipped: missed by more than %d h",
         digest_week(services.catalogue, due).iso_week,
@@ -131,11 +137,19 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
     scheduler.get_job("sweep").modify(next_run_time=services.clock.now())  # type: ignore[union-attr]
     digest = catalogue.digest
     if digest.enabled:
-        from bot.reports.core import send_weekly_digests  # noqa: PLC0415
+        from bot.reports.digest import send_weekly_digests  # noqa: PLC0415
 
         hour, minute = (int(x) for x in digest.time.split(":"))
         scheduler.add_job(
-            _guard("digest", lambda: send_weekly_digests(services)),
+            _guard(
+                "digest",
+                lambda: send_weekly_digests(
+                    catalogue=services.catalogue,
+                    sessions=services.sessions,
+                    clock=services.clock,
+                    outbox=services.outbox,
+                ),
+            ),
             CronTrigger(day_of_week=digest.day, hour=hour, minute=minute, timezone=digest.timezone),
             id="digest",
         )

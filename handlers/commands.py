@@ -213,10 +213,16 @@ def on_call(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
 
 
 def stats(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str | dict[str, Any]:
-    from bot.reports.core import stats_for_slack  # noqa: PLC0415 - reports load lazily
+    from bot.reports.stats import stats_for_slack  # noqa: PLC0415 - reports load lazily
 
     return stats_for_slack(
-        svc, user=command["user_id"], service=parsed.service, days=parsed.days or 30
+        catalogue=svc.catalogue,
+        sessions=svc.sessions,
+        clock=svc.clock,
+        audit_refusal=svc.consults.audit_refusal,
+        user=command["user_id"],
+        service=parsed.service,
+        days=parsed.days or 30,
     )
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from bot.dev.fakeslack import FakeSlack
 from bot.domain.catalogue import Catalogue, parse_catalogue
 from bot.domain.clock import FakeClock
-from bot.reports.core import last_digest_time
+from bot.reports.digest import last_digest_time
 from bot.runtime import DIGEST_CATCH_UP, build_scheduler, catch_up_digest
 from storage.models import OutboxMessage
 from tests.harness import RAD_LEAD, TEST_CATALOGUE, Bot, start_bot
@@ -206,7 +206,7 @@ def test_started_3h_after_the_digest_time_sends_it_once_for_its_week(
     def no_report(*args: object, **kwargs: object) -> None:
         raise AssertionError("computed a report for a digest already sent")
 
-    monkeypatch.setattr("bot.reports.core.compute_report", no_report)
+    monkeypatch.setattr("bot.reports.digest.compute_report", no_report)
     assert catch_up_digest(first.services) == 0
     second = start(db_url, slack, bots, DUE + timedelta(hours=5))
     assert catch_up_digest(second.services) == 0
@@ -299,7 +299,7 @@ def test_the_scheduler_runs_the_catch_up_once_at_start_and_logs_failures(
     def broken(*args: object, **kwargs: object) -> int:
         raise RuntimeError("database gone")
 
-    monkeypatch.setattr("bot.reports.core.digests_not_queued", broken)
+    monkeypatch.setattr("bot.reports.digest.digests_not_queued", broken)
     with caplog.at_level(logging.ERROR, logger="careloop.runtime"):
         job.func()  # logged, never raised
     failed = [r for r in caplog.records if r.name == "careloop.runtime"]

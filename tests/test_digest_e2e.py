@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.reports.core import send_weekly_digests
+from bot.reports.digest import send_weekly_digests
 from tests.harness import RAD_LEAD, Bot
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -15,7 +15,13 @@ def test_weekly_digest_reaches_each_lead_with_a_chart_and_no_patient_details(bot
     ref = bot.open("cards stat MRN-SECRET-4711: chest pain?")
     bot.command(f"answer {ref} Start heparin.", user="UCARDON")
     bot.clock.advance(timedelta(days=7))
-    assert send_weekly_digests(bot.services) == 3  # one lead per service
+    queued = send_weekly_digests(
+        catalogue=bot.services.catalogue,
+        sessions=bot.services.sessions,
+        clock=bot.services.clock,
+        outbox=bot.services.outbox,
+    )
+    assert queued == 3  # one lead per service
     bot.settle(timeout=30)
     for lead in ("UCARDLEAD", "UPATHLEAD", RAD_LEAD):
         texts = bot.dm_texts(lead)

@@ -4,7 +4,9 @@ digest and its chart, and that no patient reference ever leaks into any of them.
 
 from __future__ import annotations
 
+import ast
 import csv
+import inspect
 import io
 import json
 import random
@@ -22,20 +24,22 @@ from bot.__main__ import main
 from bot.app import build_services
 from bot.domain.catalogue import Catalogue, parse_catalogue
 from bot.domain.clock import FakeClock
-from bot.reports import core as reports
-from bot.reports.core import (
-    compute_report,
-    digest_chart_png,
-    parse_period,
-    percentile,
-    render_digest,
-    send_weekly_digests,
-    stats_for_slack,
-    week_at_a_glance,
-)
+from bot.reports import postgres, queries
+from bot.reports.chart import digest_chart_png
+from bot.reports.cli import parse_period
+from bot.reports.compute import compute_report
+from bot.reports.digest import digest_week, send_weekly_digests
+from bot.reports.glance import week_at_a_glance
+from bot.reports.model import COUNT_FIELDS, Counts, Figures, Group
+from bot.reports.percentiles import epoch_seconds, percentile
+from bot.reports.stats import stats_for_slack
 from bot.services import Services
 from bot.settings import Settings
+from bot.slack.render import digest as render_digest_module
+from bot.slack.render import figures as render_figures
 from bot.slack.render.context import RenderContext
+from bot.slack.render.digest import render_digest
+from bot.slack.render.figures import format_elapsed, format_share, stats_reply
 from storage.db import create_db_engine, session_factory
 from storage.models import AuditEvent, Consult, OutboxMessage
 from tests.harness import RAD_LEAD, TEST_CATALOGUE, use_postgres
@@ -178,7 +182,7 @@ def report_for(sessions: Any, catalogue: Catalogue, **kw: Any) -> dict[str, Any]
     kw.setdefault("until", UNTIL)
     kw.setdefault("now", NOW)
     with sessions() as s:
-        return compute_report(s, catalogue=catalogue, **kw)
+        return compute_report(s, catalogue=catalogue, **kw).as_dict()
 
 
 def by_service(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -387,9 +391,9 @@ def test_fractional_times_identical_on_both_paths(sessions, catalogue):
             )
     args = (["radiology", "pathology"], T0, UNTIL, NOW)
     with sessions() as s:
-        in_python = reports._period_groups_python(s, *args)
+        in_python = queries.period_groups_python(s, *args)
         if use_postgres():
-            assert reports._period_groups_sql(s, *args) == in_python
+            assert postgres.period_groups_sql(s, *args) == in_python
         # A plain reference computed from ORM objects, for one group.
         rows = (
             s.execute(
@@ -405,9 +409,9 @@ def test_fractional_times_identical_on_both_paths(sessions, catalogue):
         )
     group = in_python[("radiology", "u", "stat")]
     assert group.consults == len(rows) > 10
-    answer = [reports._seconds(c.answered_at, c.created_at, c.waiting_seconds) for c in rows
+    answer = [epoch_seconds(c.answered_at, c.created_at, c.waiting_seconds) for c in rows
               if c.answered_at]  # fmt: skip
-    ack = [reports._seconds(c.acknowledged_at, c.created_at) for c in rows]
+    ack = [epoch_seconds(c.acknowledged_at, c.created_at) for c in rows]
     assert group.ttans == (percentile(answer, 0.5), percentile(answer, 0.9))
     assert group.tta == (percentile(ack, 0.5), percentile(ack, 0.9))
     assert group.sla_ok == sum(
@@ -426,7 +430,7 @@ def test_seconds_match_postgresql_date_part(sessions, postgres_only):
                 text("SELECT date_part('epoch', CAST(:a AS timestamptz) - :b) - :w"),
                 {"a": a, "b": b, "w": w},
             ).scalar_one()
-            assert reports._seconds(a, b, w) == db
+            assert epoch_seconds(a, b, w) == db
 
 
 def test_report_reads_no_patient_columns(seeded, catalogue, db_url):
@@ -436,7 +440,7 @@ def test_report_reads_no_patient_columns(seeded, catalogue, db_url):
     event.listen(engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
     with session_factory(engine)() as s:
         compute_report(s, catalogue=catalogue, since=T0, until=UNTIL, now=NOW)
-        reports._overdue_refs(s, ["radiology"], NOW)
+        queries.overdue_refs(s, ["radiology"], NOW)
         digest_chart_png(s, service="radiology", until=UNTIL)
     engine.dispose()
     assert len(seen) >= 4
@@ -574,12 +578,30 @@ def services(seeded, db_url, catalogue) -> Iterator[Services]:
     svc.engine.dispose()
 
 
+def for_stats(svc: Services) -> dict[str, Any]:
+    return {
+        "catalogue": svc.catalogue,
+        "sessions": svc.sessions,
+        "clock": svc.clock,
+        "audit_refusal": svc.consults.audit_refusal,
+    }
+
+
+def for_digests(svc: Services) -> dict[str, Any]:
+    return {
+        "catalogue": svc.catalogue,
+        "sessions": svc.sessions,
+        "clock": svc.clock,
+        "outbox": svc.outbox,
+    }
+
+
 def flatten(value: Any) -> str:
     return json.dumps(value)
 
 
 def test_stats_for_lead(services):
-    reply = stats_for_slack(services, user=RAD_LEAD, service=None, days=30)
+    reply = stats_for_slack(**for_stats(services), user=RAD_LEAD, service=None, days=30)
     assert isinstance(reply, dict)
     assert "Radiology" in reply["text"]
     assert "Pathology" not in flatten(reply)  # leads see only what they lead
@@ -595,12 +617,12 @@ def test_stats_for_lead(services):
 
 
 def test_stats_refused_for_others(services):
-    reply = stats_for_slack(services, user="UNOBODY", service="radiology", days=7)
+    reply = stats_for_slack(**for_stats(services), user="UNOBODY", service="radiology", days=7)
     assert isinstance(reply, str)
     assert "Only the leads" in reply and "consults" not in reply
-    reply = stats_for_slack(services, user="UPATHLEAD", service="rad", days=7)
+    reply = stats_for_slack(**for_stats(services), user="UPATHLEAD", service="rad", days=7)
     assert isinstance(reply, str) and "Only the leads" in reply
-    reply = stats_for_slack(services, user="UNOBODY", service=None, days=7)
+    reply = stats_for_slack(**for_stats(services), user="UNOBODY", service=None, days=7)
     assert isinstance(reply, str) and "don't lead" in reply
     with services.sessions() as s:
         refusals = s.execute(
@@ -610,11 +632,11 @@ def test_stats_refused_for_others(services):
 
 
 def test_stats_for_admin_and_unknown_service(services):
-    reply = stats_for_slack(services, user="UADMIN", service=None, days=90)
+    reply = stats_for_slack(**for_stats(services), user="UADMIN", service=None, days=90)
     assert isinstance(reply, dict)
     body = flatten(reply)
     assert "Radiology" in body and "Pathology" in body and "Cardiology" in body
-    reply = stats_for_slack(services, user="UADMIN", service="derm", days=90)
+    reply = stats_for_slack(**for_stats(services), user="UADMIN", service="derm", days=90)
     assert isinstance(reply, str) and "radiology" in reply
 
 
@@ -664,9 +686,9 @@ def test_digest_chart_is_a_png(services):
 
 def test_weekly_digest_queued_once_per_week(services):
     services.clock.set(T0 + timedelta(days=7, hours=8))  # Saturday 8:00 after the period
-    assert send_weekly_digests(services) == 3  # one lead per service
+    assert send_weekly_digests(**for_digests(services)) == 3  # one lead per service
     services.clock.advance(timedelta(hours=2))
-    assert send_weekly_digests(services) == 0  # same ISO week: nothing new
+    assert send_weekly_digests(**for_digests(services)) == 0  # same ISO week: nothing new
     with services.sessions() as s:
         rows = s.execute(select(OutboxMessage).order_by(OutboxMessage.id)).scalars().all()
     dms = [r for r in rows if r.kind == "dm"]
@@ -687,12 +709,12 @@ def test_weekly_digest_queued_once_per_week(services):
     assert not any(s in flatten([r.payload for r in rows]) for s in SECRETS)
 
     services.clock.advance(timedelta(days=7))  # next week: new digests
-    assert send_weekly_digests(services) == 3
+    assert send_weekly_digests(**for_digests(services)) == 3
 
 
 def test_digest_week_in_the_digest_time_zone():
     berlin = parse_catalogue(TEST_CATALOGUE + '\n[digest]\ntimezone = "Europe/Berlin"\n', "t")
-    week = reports.digest_week(berlin, datetime(2026, 11, 2, 7, 0, tzinfo=UTC))  # Mon 08:00
+    week = digest_week(berlin, datetime(2026, 11, 2, 7, 0, tzinfo=UTC))  # Mon 08:00
     assert week.since == datetime(2026, 10, 25, 23, 0, tzinfo=UTC)
     assert week.until == datetime(2026, 11, 1, 23, 0, tzinfo=UTC)
     assert (week.first_day, week.last_day, week.iso_week) == (
@@ -704,7 +726,7 @@ def test_digest_week_in_the_digest_time_zone():
 
 def test_render_digest(services, catalogue):
     services.clock.set(T0 + timedelta(days=7, hours=8))
-    send_weekly_digests(services)
+    send_weekly_digests(**for_digests(services))
     with services.sessions() as s:
         params = s.execute(
             select(OutboxMessage.payload).where(OutboxMessage.dedupe_key.like("digest:radiology%"))
@@ -724,16 +746,79 @@ def test_split_percentile_queries_give_the_same_report(
 ):
     """Large periods run the percentiles as two concurrent queries: same figures."""
     single = report_for(seeded, catalogue)
-    monkeypatch.setattr(reports, "PARALLEL_MIN_ROWS", 1)
+    monkeypatch.setattr(postgres, "PARALLEL_MIN_ROWS", 1)
     calls = []
-    elsewhere = reports._percentiles_elsewhere
+    elsewhere = postgres._percentiles_elsewhere
 
     def spy(*args, **kwargs):
         calls.append(1)
         return elsewhere(*args, **kwargs)
 
-    monkeypatch.setattr(reports, "_percentiles_elsewhere", spy)
+    monkeypatch.setattr(postgres, "_percentiles_elsewhere", spy)
     split = report_for(seeded, catalogue)
     assert calls, "the split path did not run"
     assert split == single
     assert by_service(split)["radiology"]["consults"] > 0
+
+
+# ------------------------------------------------------------------------ typed report
+def test_count_columns_follow_the_counts_fields():
+    """The SQL aggregates are read into `Counts` by name, in the dataclass's own order."""
+    assert tuple(postgres._count_columns(NOW)) == COUNT_FIELDS
+
+
+def test_counts_add_up_field_by_field():
+    a = Counts(**{f: i for i, f in enumerate(COUNT_FIELDS)})
+    a.add(Counts(**{f: 100 for f in COUNT_FIELDS}))
+    assert [getattr(a, f) for f in COUNT_FIELDS] == [100 + i for i in range(len(COUNT_FIELDS))]
+
+
+def test_empty_group_as_json():
+    figures = Figures.of(Group(), open_now=2, open_overdue=1).as_dict()
+    assert set(figures) == FIGURE_KEYS
+    assert list(figures)[:7] == [
+        "consults", "acknowledged", "answered", "closed", "cancelled", "open_now", "open_overdue"
+    ]  # fmt: skip
+    assert figures["time_to_answer"] == {"median": None, "p90": None}
+    assert figures["waiting_on_requester"] == {
+        "total": 0,
+        "median": None,
+        "p90": None,
+        "consults": 0,
+    }
+    assert figures["feedback"] == {"count": 0, "helpful": 0, "helpful_share": None}
+    assert (figures["open_now"], figures["open_overdue"], figures["within_sla"]) == (2, 1, None)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [(None, "—"), (0, "0s"), (44.6, "45s"), (720, "12m"), (7500, "2h 05m"),
+     (3 * 86400 + 4 * 3600 + 59, "3d 4h"), (-90, "-1m")],
+)  # fmt: skip
+def test_format_elapsed(seconds, expected):
+    assert format_elapsed(seconds) == expected
+
+
+def test_format_share():
+    assert (format_share(None), format_share(0.834), format_share(1.0)) == ("—", "83%", "100%")
+
+
+def test_stats_reply_stops_before_fifty_blocks_and_says_so():
+    entry = Figures.of(Group(consults=1), 0, 0).as_dict()
+    entry["by_urgency"] = {"stat": entry.copy()}
+    entry["by_consultant"] = {"UA": entry.copy()}
+    reply = stats_reply([(f"Service {i}", entry) for i in range(20)], days=7)
+    assert len(reply["blocks"]) <= 50
+    note = reply["blocks"][-1]["elements"][0]["text"]
+    assert "Showing 16 of 20 services" in note
+    assert reply["text"].endswith("Service 15")
+
+
+def test_renderers_do_not_import_reports():
+    """Render stays pure: the figures and digest renderers import no report (query) code."""
+    for module in (render_figures, render_digest_module):
+        tree = ast.parse(inspect.getsource(module))
+        names = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)] + [
+            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+        ]
+        assert not [n for n in names if n.startswith(("bot.reports", "storage", "sqlalchemy"))]

@@ -34,7 +34,7 @@ class Kind(StrEnum):
 
 class Template(StrEnum):
     """Which message an outbox row renders; every member has a renderer
-    (`bot.slack.render.blocks.TEMPLATES`), checked by a test."""
+    (`bot.slack.render.messages.TEMPLATES`), checked by a test."""
 
     CARD = "card"
     CONFIRMATION = "confirmation"

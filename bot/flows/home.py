@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bot.domain.lifecycle import Status
-from bot.reports.core import week_at_a_glance
+from bot.reports.glance import week_at_a_glance
 from bot.slack.render.context import RenderContext
 from bot.slack.render.home import home_view
 from storage import repo

@@ -512,7 +512,7 @@ class Dispatcher:
     # ------------------------------------------------------------------ rendering
     def _upload_call(self, s: Session, payload: dict[str, Any], params: dict[str, Any]) -> Call:
         """The digest chart, rendered now from the database (files need a channel id)."""
-        from bot.reports.core import digest_chart_png  # noqa: PLC0415 - matplotlib loads lazily
+        from bot.reports.chart import digest_chart_png  # noqa: PLC0415 - matplotlib loads lazily
 
         until = datetime.fromisoformat(str(params["until"]).replace("Z", "+00:00"))
         png = digest_chart_png(s, service=str(params["service"]), until=until)

@@ -15,6 +15,7 @@ from bot.domain.vocabulary import Template
 from bot.slack.ids import ActionId
 from bot.slack.render.card import consult_card
 from bot.slack.render.context import RenderContext
+from bot.slack.render.digest import render_digest
 from bot.slack.render.primitives import (
     Blocks,
     actions,
@@ -321,8 +322,6 @@ def _text(c: Consult | None, p: Params, ctx: RenderContext) -> Rendered:
 
 
 def _digest(c: Consult | None, p: Params, ctx: RenderContext) -> Rendered:
-    from bot.reports.core import render_digest  # noqa: PLC0415 - reports import render
-
     return render_digest(p, ctx)
 
 

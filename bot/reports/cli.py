@@ -1,0 +1,79 @@
+"""`python -m bot report [--since 30d] [--service KEY] [--format json|csv|table]`: the
+report for consults created over a recent period, printed for the quality office."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+
+from bot.domain.catalogue import Catalogue, load_catalogue
+from bot.domain.clock import SystemClock
+from bot.domain.durations import parse_duration
+from bot.reports.compute import compute_report
+from bot.reports.export import report_csv, report_json, report_table
+from bot.reports.model import Report
+from bot.settings import Settings
+from storage.db import create_db_engine, migrate, session_factory
+
+MAX_PERIOD = timedelta(days=100 * 366)
+FORMATS = {"json": report_json, "csv": report_csv, "table": report_table}
+
+
+def parse_period(text: str) -> timedelta:
+    """A reporting period such as "7d", "30d" or "90d" (any `bot.domain.durations` duration)."""
+    period = parse_duration(text)  # its ValueError messages are written for users
+    if period > MAX_PERIOD:
+        raise ValueError(f"{text.strip()!r} is too long a period; at most {MAX_PERIOD.days}d")
+    return period
+
+
+def _service_keys(catalogue: Catalogue, service: str | None) -> list[str] | None:
+    """The one service asked for (None: all); ValueError names the valid keys."""
+    if service is None:
+        return None
+    found = catalogue.service(service)
+    if found is None:
+        valid = ", ".join(s.key for s in catalogue.services)
+        raise ValueError(f"unknown service {service!r}; valid keys: {valid}")
+    return [found.key]
+
+
+def _report(
+    settings: Settings, catalogue: Catalogue, period: timedelta, keys: list[str] | None
+) -> Report:
+    """The report up to now, from the configured database (migrated first)."""
+    now = SystemClock().now().replace(microsecond=0)
+    engine = create_db_engine(settings.database_url)
+    try:
+        migrate(engine)
+        with session_factory(engine)() as session:
+            return compute_report(
+                session, catalogue=catalogue, since=now - period, until=now, now=now,
+                services=keys,
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+
+
+def report_cli(settings: Settings, *, since: str, service: str | None, fmt: str) -> int:
+    """`python -m bot report [--since 30d] [--service KEY] [--format json|csv|table]`.
+
+    Prints the report for consults created in the last `since`, to now; returns the exit
+    code (2 for a bad period or an unknown service, with the reason on stderr).
+    """
+    try:
+        period = parse_period(since)
+    except ValueError as exc:
+        print(f"--since: {exc}", file=sys.stderr)
+        return 2
+    if fmt not in FORMATS:
+        print(f"--format: {fmt!r} is not one of json, csv, table", file=sys.stderr)
+        return 2
+    catalogue = load_catalogue(settings.consult_config)
+    try:
+        keys = _service_keys(catalogue, service)
+    except ValueError as exc:
+        print(f"--service: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(FORMATS[fmt](_report(settings, catalogue, period, keys)))
+    return 0

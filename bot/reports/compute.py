@@ -1,0 +1,111 @@
+"""Response-time reports for department leads and the quality office: `compute_report`.
+
+Figures per service, and within each service per urgency and per consultant, over a period
+``[since, until)`` of consult *creation* time:
+
+* counts: consults, acknowledged, answered, closed, cancelled, escalated, handed off, reopened;
+  ``open_now`` / ``open_overdue`` describe the service *now* (every open consult, whatever
+  its creation date);
+* times in seconds from creation (median and 90th percentile): to acknowledge, to the first
+  response, and to the answer. Time to answer is the consultant's time: need-info waiting
+  (``waiting_seconds``) is subtracted and reported apart as ``waiting_on_requester``;
+* SLA shares (answered / acknowledged within the due time) and answer feedback.
+
+Percentiles interpolate linearly between ranks exactly like PostgreSQL's
+``percentile_cont``. On PostgreSQL everything is aggregated in the database
+(`bot.reports.postgres`); on SQLite the needed columns are fetched and aggregated in Python
+(`bot.reports.queries`). Both paths give bit-identical numbers. The period filter uses
+``ix_consults_service_created``.
+
+Nothing here reads or prints patient references, questions or answers: outputs carry
+service keys, urgencies, Slack user ids and consult references only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from bot.domain.catalogue import Catalogue, Service
+from bot.domain.vocabulary import URGENCIES
+from bot.reports.model import Figures, Group, GroupKey, Report, ServiceReport, as_utc
+from bot.reports.postgres import period_groups_sql
+from bot.reports.queries import open_groups, period_groups_python
+
+OpenCounts = dict[GroupKey, tuple[int, int]]
+
+
+def resolve_services(catalogue: Catalogue, services: Iterable[str] | None) -> list[Service]:
+    """The catalogue's services named by `services` (keys or aliases, each once, in the
+    order given), or all of them for None; an unknown name raises ValueError."""
+    if services is None:
+        return list(catalogue.services)
+    chosen: list[Service] = []
+    for name in services:
+        found = catalogue.service(name)
+        if found is None:
+            valid = ", ".join(s.key for s in catalogue.services)
+            raise ValueError(f"unknown service {name!r}; valid services: {valid}")
+        if found not in chosen:
+            chosen.append(found)
+    return chosen
+
+
+def compute_report(
+    session: Session,
+    *,
+    catalogue: Catalogue,
+    since: datetime,
+    until: datetime,
+    now: datetime,
+    services: list[str] | None = None,
+) -> Report:
+    """Figures for consults created in ``[since, until)``, per service (catalogue order).
+
+    Every catalogue service is listed, with zeros when it had no consults, unless
+    `services` (keys or aliases) narrows the list; an unknown name raises ValueError.
+    ``open_now``/``open_overdue`` count the consults open at `now`, whatever their age.
+    `Report.as_dict()` is the JSON shape (see the module docstring).
+    """
+    since, until, now = as_utc(since), as_utc(until), as_utc(now)
+    if since > until:
+        raise ValueError("since must not be after until")
+    keys = [s.key for s in resolve_services(catalogue, services)]
+    if not keys:
+        return Report(since=since, until=until, services=[])
+    if session.get_bind().dialect.name == "postgresql":
+        groups = period_groups_sql(session, keys, since, until, now)
+    else:
+        groups = period_groups_python(session, keys, since, until, now)
+    open_now = open_groups(session, keys, now)
+    return Report(
+        since=since, until=until, services=[_service(key, groups, open_now) for key in keys]
+    )
+
+
+def _service(key: str, groups: dict[GroupKey, Group], open_now: OpenCounts) -> ServiceReport:
+    """One service's figures, per urgency and per consultant, from the rolled-up groups."""
+
+    def figures(group: GroupKey) -> Figures:
+        return Figures.of(groups.get(group, Group()), *open_now.get(group, (0, 0)))
+
+    users = sorted(
+        {k[2] for k in groups if k[0] == key and k[1] == "c"}
+        | {k[2] for k in open_now if k[0] == key and k[1] == "c"}
+    )
+    return ServiceReport(
+        service=key,
+        figures=figures((key, "", "")),
+        by_urgency={u: figures((key, "u", u)) for u in _urgencies(key, groups, open_now)},
+        by_consultant={user: figures((key, "c", user)) for user in users},
+    )
+
+
+def _urgencies(key: str, groups: dict[GroupKey, Group], open_now: OpenCounts) -> list[str]:
+    """The catalogue's urgencies in order, then any other found in the data."""
+    extra = sorted(
+        {k[2] for k in (*groups, *open_now) if k[0] == key and k[1] == "u"} - set(URGENCIES)
+    )
+    return [*URGENCIES, *extra]
