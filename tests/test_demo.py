@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.dev import demo as demo_module
-from bot.domain.catalogue import parse_catalogue
+from bot.domain.catalogue_load import parse_catalogue
 from bot.slack.ids import ActionId
 from bot.slack.render.blocks import mrkdwn_to_plain, to_plain_text
 

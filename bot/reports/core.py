@@ -62,7 +62,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from bot.domain.catalogue import Catalogue, Service, load_catalogue
+from bot.domain.catalogue import Catalogue, Service
+from bot.domain.catalogue_load import load_catalogue
 from bot.domain.clock import SystemClock
 from bot.domain.durations import parse_duration
 from bot.domain.vocabulary import URGENCIES, Kind
