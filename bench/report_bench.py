@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import Engine, create_engine, insert, text  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
-from bot.domain.catalogue import Catalogue, parse_catalogue  # noqa: E402
+from bot.domain.catalogue import Catalogue  # noqa: E402
+from bot.domain.catalogue_load import parse_catalogue  # noqa: E402
 from bot.reports.compute import compute_report  # noqa: E402
 from bot.slack.render.figures import format_elapsed, format_share  # noqa: E402
 from storage.db import create_db_engine, migrate, session_factory  # noqa: E402

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from bot.domain.catalogue import CatalogueError
+from bot.domain.catalogue_load import CatalogueError
 from bot.logs import setup_logging
 from bot.settings import Settings
 

@@ -16,7 +16,8 @@ from slack_sdk import WebClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import guard
-from bot.domain.catalogue import Catalogue, load_catalogue
+from bot.domain.catalogue import Catalogue
+from bot.domain.catalogue_load import load_catalogue
 from bot.domain.clock import Clock, SystemClock
 from bot.flows.consults import ConsultService
 from bot.flows.outbox import Outbox
@@ -24,6 +25,8 @@ from bot.services import Services
 from bot.settings import Settings
 from bot.slack.delivery import ChannelPacer, Dispatcher
 from bot.slack.membership import ChannelMembers
+from handlers import register_all
+from handlers.middleware import request_key
 from storage.db import SessionLock, create_db_engine, migrate, ping, session_factory
 
 log = logging.getLogger("careloop.app")
@@ -130,8 +133,7 @@ def build_app(services: Services, *, socket_mode: bool = False) -> App:
         context["careloop"] = services
         return next()
 
-    from handlers import register_all  # noqa: PLC0415 - handlers import bot modules
-
+    app.middleware(request_key)
     register_all(app)
 
     @app.error

@@ -16,7 +16,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from bot.app import build_app, build_services, build_wsgi
-from bot.domain.catalogue import Catalogue, load_catalogue
+from bot.domain.catalogue import Catalogue
+from bot.domain.catalogue_load import load_catalogue
 from bot.health import HealthServer, start_health_server
 from bot.runtime import Runtime
 from bot.settings import Settings

@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.domain.lifecycle import Action, Refused
 from bot.domain.text import normalize_ref
+from bot.services import Services
 from bot.slack.ids import ActionId, BlockId
 from bot.slack.render.modals import (
     answer_modal,
@@ -22,7 +23,8 @@ from bot.slack.render.modals import (
     reopen_modal,
     requester_reply_modal,
 )
-from handlers.common import Services, open_modal, services, tell
+from handlers.common import open_modal, retired, services, tell
+from handlers.middleware import audited, refusal_notice, request_key_of
 
 log = logging.getLogger("careloop.handlers")
 
@@ -40,13 +42,13 @@ def unknown_button(ack: Ack, body: dict[str, Any], context: dict[str, Any]) -> N
     """A button this version does not know (a retired one on an old message, or a forged
     id): the person is told what to do instead of Slack's bare failure mark."""
     ack()
-    svc = services(context)
     user, channel = _who_where(body)
-    log.warning("unknown action id", extra={"event": "unknown_action"})
-    tell(
-        svc,
+    retired(
+        services(context),
         user=user,
         channel=channel,
+        what="unknown action id",
+        event="unknown_action",
         text=":warning: That button is no longer in use. Use the buttons on the consult's "
         "latest message, or `/consult list` to find your consults.",
     )
@@ -61,15 +63,10 @@ def _who_where(body: dict[str, Any]) -> tuple[str, str | None]:
     return user, channel
 
 
-def _key(body: dict[str, Any]) -> str:
-    """One key per click: a replayed request carries the same trigger id and action_ts."""
-    action = (body.get("actions") or [{}])[0]
-    return f"act:{action.get('action_id')}:{body.get('trigger_id') or action.get('action_ts')}"
+Button = Callable[[Services, str, str, dict[str, Any], str | None], str | None]
 
 
-def _button(
-    handler: Callable[[Services, str, str, dict[str, Any]], str | None],
-) -> Callable[..., None]:
+def _button(handler: Button) -> Callable[..., None]:
     def listener(ack: Ack, body: dict[str, Any], context: dict[str, Any]) -> None:
         ack()
         svc = services(context)
@@ -81,13 +78,16 @@ def _button(
                 svc, user=user, channel=channel, text=":warning: That button is not for a consult."
             )
             return
-        try:
-            notice = handler(svc, ref, user, body)
-        except Refused as refusal:
-            svc.consults.audit_refusal(
-                user=user, action=str(action.get("action_id")), reason=str(refusal), ref=ref
-            )
-            notice = f":no_entry: {refusal}"
+        key = request_key_of(context)
+        notice = audited(
+            svc,
+            lambda: handler(svc, ref, user, body, key),
+            user=user,
+            action=str(action.get("action_id")),
+            ref=ref,
+        )
+        if isinstance(notice, Refused):
+            notice = refusal_notice(notice)
         if notice:
             tell(svc, user=user, channel=channel, text=notice)
 
@@ -95,15 +95,18 @@ def _button(
     return listener
 
 
-def acknowledge(svc: Services, ref: str, user: str, body: dict[str, Any]) -> str | None:
-    svc.consults.acknowledge(ref, actor=user, key=_key(body))
+def acknowledge(
+    svc: Services, ref: str, user: str, body: dict[str, Any], key: str | None
+) -> str | None:
+    """Acknowledge: take the consult (the card and the requester show it)."""
+    svc.consults.acknowledge(ref, actor=user, key=key)
     return None
 
 
-def _modal(
-    builder: Callable[[Services, str], dict[str, Any]], action: Action
-) -> Callable[[Services, str, str, dict[str, Any]], str | None]:
-    def handler(svc: Services, ref: str, user: str, body: dict[str, Any]) -> str | None:
+def _modal(builder: Callable[[Services, str], dict[str, Any]], action: Action) -> Button:
+    def handler(
+        svc: Services, ref: str, user: str, body: dict[str, Any], key: str | None
+    ) -> str | None:
         consult = svc.consults.get(ref)
         svc.consults.check(consult, user, action)
         if not open_modal(svc, body.get("trigger_id"), builder(svc, ref)):
@@ -119,19 +122,23 @@ def _answer_view(svc: Services, ref: str) -> dict[str, Any]:
     return answer_modal(ref, svc.consults.latest_consultant_reply(consult))
 
 
-def close(svc: Services, ref: str, user: str, body: dict[str, Any]) -> str | None:
-    outcome = svc.consults.close(ref, actor=user, key=_key(body))
+def close(svc: Services, ref: str, user: str, body: dict[str, Any], key: str | None) -> str | None:
+    """Close: the requester is done with the answer."""
+    outcome = svc.consults.close(ref, actor=user, key=key)
     return None if not outcome.changed else f":lock: {ref} is closed. Thank you."
 
 
-def cancel(svc: Services, ref: str, user: str, body: dict[str, Any]) -> str | None:
-    outcome = svc.consults.cancel(ref, actor=user, key=_key(body))
+def cancel(svc: Services, ref: str, user: str, body: dict[str, Any], key: str | None) -> str | None:
+    """Cancel: the requester withdraws the consult."""
+    outcome = svc.consults.cancel(ref, actor=user, key=key)
     return None if not outcome.changed else f":no_entry_sign: {ref} is cancelled."
 
 
-def _rate(helpful: bool) -> Callable[[Services, str, str, dict[str, Any]], str | None]:
-    def handler(svc: Services, ref: str, user: str, body: dict[str, Any]) -> str | None:
-        svc.consults.feedback(ref, actor=user, helpful=helpful, key=_key(body))
+def _rate(helpful: bool) -> Button:
+    def handler(
+        svc: Services, ref: str, user: str, body: dict[str, Any], key: str | None
+    ) -> str | None:
+        svc.consults.feedback(ref, actor=user, helpful=helpful, key=key)
         # The tap is stored; the modal only adds an optional comment.
         open_modal(svc, body.get("trigger_id"), feedback_modal(ref, helpful))
         return f"Thanks — your rating of {ref} was recorded."
@@ -140,7 +147,7 @@ def _rate(helpful: bool) -> Callable[[Services, str, str, dict[str, Any]], str |
     return handler
 
 
-def reply(svc: Services, ref: str, user: str, body: dict[str, Any]) -> str | None:
+def reply(svc: Services, ref: str, user: str, body: dict[str, Any], key: str | None) -> str | None:
     """The requester's Reply button (need-info message and reminders): the form to answer
     in, with the consultant's question above it."""
     consult = svc.consults.get(ref)
@@ -152,7 +159,7 @@ def reply(svc: Services, ref: str, user: str, body: dict[str, Any]) -> str | Non
     return None
 
 
-BUTTONS: dict[str, Callable[[Services, str, str, dict[str, Any]], str | None]] = {
+BUTTONS: dict[str, Button] = {
     ActionId.ACKNOWLEDGE: acknowledge,
     ActionId.ANSWER: _modal(_answer_view, Action.ANSWER),
     ActionId.NEED_INFO: _modal(lambda svc, ref: need_info_modal(ref), Action.NEED_INFO),

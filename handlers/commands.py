@@ -1,27 +1,28 @@
-"""`/consult`: the form, the quick form and every sub-command. Answers are ephemeral."""
+"""`/consult`: the form, the quick form and every sub-command. Answers are ephemeral.
+
+The sub-commands come from `bot.domain.commands`; `HANDLERS` answers each of its verbs."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import Ack, App
 
+from bot.domain.commands import QUICK_EXAMPLE, QUICK_USAGE, Verb
 from bot.domain.lifecycle import Refused
 from bot.domain.parsing import Parsed, parse
 from bot.domain.text import escape
+from bot.domain.vocabulary import URGENCIES, Urgency
 from bot.flows.consults import Draft, DraftInvalid
+from bot.reports.stats import stats_for_slack
 from bot.slack.render.context import RenderContext
 from bot.slack.render.modals import new_consult_modal
 from bot.slack.render.primitives import slack_date
-from bot.slack.render.texts import (
-    consult_list,
-    help_text,
-    on_call_text,
-    opened_ack,
-    patient_list,
-)
+from bot.slack.render.texts import consult_list, help_text, on_call_text, opened_ack, patient_list
 from handlers.common import Services, open_modal, services
+from handlers.middleware import audited, refusal_notice, request_key_of
 
 
 def register(app: App) -> None:
@@ -29,217 +30,220 @@ def register(app: App) -> None:
     app.command("/consult")(handle_consult)
 
 
+@dataclass(frozen=True)
+class Slash:
+    """One /consult as its sub-command needs it; `key` is the exactly-once key."""
+
+    svc: Services
+    parsed: Parsed
+    user: str
+    channel: str
+    trigger_id: str | None
+    key: str | None
+
+
 def handle_consult(ack: Ack, command: dict[str, Any], context: dict[str, Any]) -> None:
     """Dispatch /consult to the sub-command; every path acks with something to read."""
     svc = services(context)
-    user = command.get("user_id", "")
     parsed = parse(command.get("text", ""))
     if parsed.error:
         ack(text=f":warning: {parsed.error}")
         return
-    handler = VERBS.get(parsed.verb, quick_form)
-    try:
-        reply = handler(svc, parsed, command)
-    except Refused as refusal:
-        svc.consults.audit_refusal(
-            user=user, action=parsed.verb, reason=str(refusal), ref=parsed.ref
-        )
-        reply = f":no_entry: {refusal}"
+    slash = Slash(
+        svc=svc,
+        parsed=parsed,
+        user=command.get("user_id", ""),
+        channel=command.get("channel_id", ""),
+        trigger_id=command.get("trigger_id"),
+        key=request_key_of(context),
+    )
+    result = audited(
+        svc,
+        lambda: HANDLERS[parsed.verb](slash),
+        user=slash.user,
+        action=parsed.verb.value,
+        ref=parsed.ref,
+    )
+    reply = refusal_notice(result) if isinstance(result, Refused) else result
     if isinstance(reply, dict):
         ack(text=reply.get("text", ""), blocks=reply.get("blocks"))
     else:
         ack(text=reply)
 
 
-def _key(command: dict[str, Any]) -> str | None:
-    """Exactly-once key of a command: a replay carries the same trigger id."""
-    trigger = command.get("trigger_id")
-    return f"cmd:{trigger}" if trigger else None
-
-
 def _ctx(svc: Services) -> RenderContext:
     return RenderContext(catalogue=svc.catalogue, now=svc.clock.now(), load=svc.consults.by_ids)
 
 
-def open_form(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
-    view = new_consult_modal(svc.catalogue, channel=command.get("channel_id", ""))
-    if open_modal(svc, command.get("trigger_id"), view):
+def open_form(cmd: Slash) -> str:
+    """`/consult` alone: the consult form."""
+    view = new_consult_modal(cmd.svc.catalogue, channel=cmd.channel)
+    if open_modal(cmd.svc, cmd.trigger_id, view):
         return "Opening the consult form…"
     return (
         ":warning: Slack did not open the form just now. Try again, or use the quick form: "
-        "`/consult <service> [stat|urgent|routine] <patient>: <question>`"
+        f"`{QUICK_USAGE}`"
     )
 
 
-def quick_form(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
+def quick_form(cmd: Slash) -> str:
     """Create the consult at once; open the form pre-filled when something is missing."""
+    svc, parsed = cmd.svc, cmd.parsed
     draft = Draft(
         service=parsed.service or "",
         urgency=parsed.urgency,
         patient=parsed.patient,
         question=parsed.question,
     )
-    user = command.get("user_id", "")
     try:
-        opened = svc.consults.open(
-            draft,
-            requester=user,
-            origin_key=f"cmd:{command.get('trigger_id') or ''}"
-            if command.get("trigger_id")
-            else None,
-        )
+        opened = svc.consults.open(draft, requester=cmd.user, origin_key=cmd.key)
     except DraftInvalid as invalid:
         if invalid.service is None:
             return f":warning: {invalid.errors['service']}\nExample: " + (
-                "`/consult rad stat MRN 12345: CT head, r/o bleed?` — see `/consult help`."
+                f"`{QUICK_EXAMPLE}` — see `/consult help`."
             )
         view = new_consult_modal(
             svc.catalogue,
             service=invalid.service,
-            urgency=draft.urgency if draft.urgency in ("stat", "urgent", "routine") else None,
+            urgency=draft.urgency if draft.urgency in URGENCIES else None,
             patient=draft.patient,
             question=draft.question,
-            channel=command.get("channel_id", ""),
+            channel=cmd.channel,
         )
         problems = " ".join(invalid.errors.values())
-        if open_modal(svc, command.get("trigger_id"), view):
+        if open_modal(svc, cmd.trigger_id, view):
             return f"Some details are missing ({problems}) — I opened the form with what you typed."
-        return f":warning: {problems} Example: `/consult {parsed.service} stat MRN 12345: question`"
+        example = f"/consult {parsed.service} {Urgency.STAT} MRN 12345: question"
+        return f":warning: {problems} Example: `{example}`"
     return opened_ack(opened.consult, opened.duplicate, opened.others, _ctx(svc))
 
 
-def show_help(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
-    return help_text(svc.catalogue)
+def show_help(cmd: Slash) -> str:
+    """`/consult help`."""
+    return help_text(cmd.svc.catalogue)
 
 
-def show_list(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
-    user = command.get("user_id", "")
-    return consult_list(svc.consults.for_user(user), user, _ctx(svc))
+def show_list(cmd: Slash) -> str:
+    """`/consult list`: the person's open consults."""
+    return consult_list(cmd.svc.consults.for_user(cmd.user), cmd.user, _ctx(cmd.svc))
 
 
-def acknowledge(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
-    assert parsed.ref
-    outcome = svc.consults.acknowledge(parsed.ref, actor=command["user_id"], key=_key(command))
+@dataclass(frozen=True)
+class RefVerb:
+    """A sub-command on one consult: the consult flow it calls (a `ConsultService` method),
+    the keyword the typed text goes under (None: it takes no text), and the reply."""
+
+    flow: str
+    text_as: str | None
+    reply: Callable[[Any], str]
+
+
+def _acknowledged(outcome: Any) -> str:
     if not outcome.changed:
         return f"You already own {outcome.consult.ref}."
     return f":eyes: You acknowledged {outcome.consult.ref}; the requester has been told."
 
 
-def answer(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
-    assert parsed.ref
-    outcome = svc.consults.answer(
-        parsed.ref,
-        actor=command["user_id"],
-        text=parsed.text,
-        key=_key(command),
-    )
-    return f":white_check_mark: {outcome.consult.ref} answered; the requester has been sent it."
+REF_VERBS: dict[Verb, RefVerb] = {
+    Verb.ACK: RefVerb("acknowledge", None, _acknowledged),
+    Verb.ANSWER: RefVerb(
+        "answer",
+        "text",
+        lambda o: f":white_check_mark: {o.consult.ref} answered; the requester has been sent it.",
+    ),
+    Verb.NEED_INFO: RefVerb(
+        "need_info",
+        "question",
+        lambda o: (
+            f":question: Asked the requester of {o.consult.ref}; your answer clock is paused "
+            "until they reply (with the Reply button in their message, or in the thread)."
+        ),
+    ),
+    Verb.CLOSE: RefVerb(
+        "close",
+        None,
+        lambda o: f":lock: {o.consult.ref} is closed. Thank you for closing the loop.",
+    ),
+    Verb.REOPEN: RefVerb(
+        "reopen",
+        "text",
+        lambda o: f":leftwards_arrow_with_hook: {o.consult.ref} is reopened with your follow-up.",
+    ),
+    Verb.CANCEL: RefVerb(
+        "cancel",
+        "reason",
+        lambda o: f":no_entry_sign: {o.consult.ref} is cancelled; its nudges have stopped.",
+    ),
+    Verb.SNOOZE: RefVerb(
+        "snooze",
+        "duration",
+        lambda o: (
+            f":zzz: Reminders for {o.consult.ref} are snoozed until "
+            f"{slack_date(o.consult.snoozed_until)}."
+        ),
+    ),
+}
 
 
-def need_info(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
-    assert parsed.ref
-    outcome = svc.consults.need_info(
-        parsed.ref,
-        actor=command["user_id"],
-        question=parsed.text,
-        key=_key(command),
-    )
-    return (
-        f":question: Asked the requester of {outcome.consult.ref}; your answer clock is paused "
-        "until they reply (with the Reply button in their message, or in the thread)."
-    )
+def on_consult(cmd: Slash) -> str:
+    """A sub-command on one consult (`REF_VERBS`): call its flow, say what happened."""
+    assert cmd.parsed.ref
+    verb = REF_VERBS[cmd.parsed.verb]
+    text = {verb.text_as: cmd.parsed.text} if verb.text_as else {}
+    flow = getattr(cmd.svc.consults, verb.flow)
+    return verb.reply(flow(cmd.parsed.ref, actor=cmd.user, key=cmd.key, **text))
 
 
-def close(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
-    assert parsed.ref
-    outcome = svc.consults.close(parsed.ref, actor=command["user_id"], key=_key(command))
-    return f":lock: {outcome.consult.ref} is closed. Thank you for closing the loop."
+def patient(cmd: Slash) -> str:
+    """`/consult patient <patient>`: a patient's open consults."""
+    found = cmd.svc.consults.for_patient(cmd.parsed.patient)
+    return patient_list(cmd.parsed.patient, found, _ctx(cmd.svc))
 
 
-def reopen(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
-    assert parsed.ref
-    outcome = svc.consults.reopen(
-        parsed.ref,
-        actor=command["user_id"],
-        text=parsed.text,
-        key=_key(command),
-    )
-    return f":leftwards_arrow_with_hook: {outcome.consult.ref} is reopened with your follow-up."
-
-
-def cancel(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
-    assert parsed.ref
-    outcome = svc.consults.cancel(
-        parsed.ref,
-        actor=command["user_id"],
-        reason=parsed.text,
-        key=_key(command),
-    )
-    return f":no_entry_sign: {outcome.consult.ref} is cancelled; its nudges have stopped."
-
-
-def snooze(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
-    assert parsed.ref
-    outcome = svc.consults.snooze(
-        parsed.ref, actor=command["user_id"], duration=parsed.text, key=_key(command)
-    )
-    until = slack_date(outcome.consult.snoozed_until)
-    return f":zzz: Reminders for {outcome.consult.ref} are snoozed until {until}."
-
-
-def patient(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
-    return patient_list(parsed.patient, svc.consults.for_patient(parsed.patient), _ctx(svc))
-
-
-def handoff(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
+def handoff(cmd: Slash) -> str:
+    """`/consult handoff @colleague [note]`: hand over every open consult assigned to me."""
+    parsed = cmd.parsed
     assert parsed.user
-    outcomes = svc.consults.handoff_all(actor=command["user_id"], to=parsed.user, note=parsed.text)
+    outcomes = cmd.svc.consults.handoff_all(actor=cmd.user, to=parsed.user, note=parsed.text)
     if not outcomes:
         return "You have no open consults assigned to you, so there is nothing to hand off."
     refs = ", ".join(o.consult.ref for o in outcomes)
     return f":arrows_counterclockwise: Handed off to <@{parsed.user}>: {refs}. They have the list."
 
 
-def on_call(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str:
+def on_call(cmd: Slash) -> str:
+    """`/consult oncall`: who is on call; with a service and a person, change it."""
+    svc, parsed = cmd.svc, cmd.parsed
     if parsed.user is None:
         return on_call_text(svc.consults.on_call_table())
     service = svc.consults.set_on_call(
-        service_key=parsed.service or "",
-        actor=command["user_id"],
-        user=parsed.user,
-        key=_key(command),
+        service_key=parsed.service or "", actor=cmd.user, user=parsed.user, key=cmd.key
     )
     return f":pager: <@{parsed.user}> is now on call for {escape(service.name)}."
 
 
-def stats(svc: Services, parsed: Parsed, command: dict[str, Any]) -> str | dict[str, Any]:
-    from bot.reports.stats import stats_for_slack  # noqa: PLC0415 - reports load lazily
-
+def stats(cmd: Slash) -> str | dict[str, Any]:
+    """`/consult stats [service] [period]`: response times (service leads)."""
+    svc = cmd.svc
     return stats_for_slack(
         catalogue=svc.catalogue,
         sessions=svc.sessions,
         clock=svc.clock,
         audit_refusal=svc.consults.audit_refusal,
-        user=command["user_id"],
-        service=parsed.service,
-        days=parsed.days or 30,
+        user=cmd.user,
+        service=cmd.parsed.service,
+        days=cmd.parsed.days or 30,
     )
 
 
-VERBS: dict[str, Callable[[Services, Parsed, dict[str, Any]], str | dict[str, Any]]] = {
-    "form": open_form,
-    "quick": quick_form,
-    "help": show_help,
-    "list": show_list,
-    "ack": acknowledge,
-    "answer": answer,
-    "needinfo": need_info,
-    "close": close,
-    "reopen": reopen,
-    "cancel": cancel,
-    "patient": patient,
-    "handoff": handoff,
-    "oncall": on_call,
-    "stats": stats,
-    "snooze": snooze,
+HANDLERS: dict[Verb, Callable[[Slash], str | dict[str, Any]]] = {
+    Verb.FORM: open_form,
+    Verb.QUICK: quick_form,
+    Verb.HELP: show_help,
+    Verb.LIST: show_list,
+    **dict.fromkeys(REF_VERBS, on_consult),
+    Verb.PATIENT: patient,
+    Verb.HANDOFF: handoff,
+    Verb.ON_CALL: on_call,
+    Verb.STATS: stats,
 }

@@ -1,4 +1,5 @@
-"""Helpers shared by the listeners: the injected services, and telling a person something."""
+"""Helpers shared by the listeners: the injected services, opening a modal, and telling a
+person about a button or form this version no longer knows."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.domain.vocabulary import Kind
+from bot.flows import notices
 from bot.services import Services
 
 log = logging.getLogger("careloop.handlers")
@@ -19,27 +20,17 @@ def services(context: dict[str, Any]) -> Services:
 
 
 def tell(svc: Services, *, user: str, channel: str | None, text: str) -> None:
-    """An ephemeral notice for one person (queued, so it survives a Slack hiccup)."""
-    with svc.consults.unit() as s:
-        if channel:
-            svc.outbox.add(
-                s,
-                kind=Kind.EPHEMERAL,
-                template="text",
-                user=user,
-                channel=channel,
-                now=svc.clock.now(),
-                params={"text": text},
-            )
-        else:
-            svc.outbox.add(
-                s,
-                kind=Kind.DM,
-                template="text",
-                user=user,
-                now=svc.clock.now(),
-                params={"text": text},
-            )
+    """An ephemeral notice for one person (a DM without a channel), queued."""
+    notices.tell(svc.sessions, svc.outbox, svc.clock, user=user, channel=channel, text=text)
+
+
+def retired(
+    svc: Services, *, user: str, channel: str | None, what: str, event: str, text: str
+) -> None:
+    """Something this version does not know (a retired button or form, or a forged id):
+    logged, and the person is told what to do instead of seeing Slack's bare failure."""
+    log.warning(what, extra={"event": event})
+    tell(svc, user=user, channel=channel, text=text)
 
 
 def open_modal(svc: Services, trigger_id: str | None, view: dict[str, Any]) -> bool:

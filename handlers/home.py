@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_bolt import App
 
-from bot.domain.vocabulary import Kind
+from bot.flows import notices
 from handlers.common import services
 
 
@@ -24,5 +24,4 @@ def home_opened(event: dict[str, Any], context: dict[str, Any]) -> None:
     if not user:
         return
     svc = services(context)
-    with svc.consults.unit() as s:
-        svc.outbox.add(s, kind=Kind.HOME, template="home", user=str(user), now=svc.clock.now())
+    notices.refresh_home(svc.sessions, svc.outbox, svc.clock, user=str(user))

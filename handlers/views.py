@@ -6,7 +6,6 @@ twice (same view id) has one effect."""
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable
 from typing import Any
@@ -15,10 +14,10 @@ from slack_bolt import Ack, App
 
 from bot.domain.lifecycle import Refused
 from bot.flows.consults import Draft, DraftInvalid
+from bot.services import Services
 from bot.slack.ids import BlockId, CallbackId
-from handlers.common import Services, services, tell
-
-log = logging.getLogger("careloop.handlers")
+from handlers.common import retired, services, tell
+from handlers.middleware import audited, request_key_of
 
 
 def register(app: App) -> None:
@@ -33,13 +32,12 @@ def unknown_form(ack: Ack, body: dict[str, Any], context: dict[str, Any]) -> Non
     """A form this version does not know (opened before an upgrade that retired it): it
     closes, and the person is told nothing was saved and what to do."""
     ack()
-    svc = services(context)
-    user = (body.get("user") or {}).get("id", "")
-    log.warning("unknown form", extra={"event": "unknown_view"})
-    tell(
-        svc,
-        user=user,
+    retired(
+        services(context),
+        user=(body.get("user") or {}).get("id", ""),
         channel=None,
+        what="unknown form",
+        event="unknown_view",
         text=":warning: That form is no longer in use, so nothing was saved. Use `/consult` "
         "or the buttons on the consult's latest message to start again.",
     )
@@ -85,7 +83,7 @@ def new_consult(
     )
     user = (body.get("user") or {}).get("id", "")
     try:
-        svc.consults.open(draft, requester=user, origin_key=f"view:{view.get('id')}")
+        svc.consults.open(draft, requester=user, origin_key=request_key_of(context))
     except DraftInvalid as invalid:
         present = {b.get("block_id") for b in view.get("blocks") or []}
         errors = {}
@@ -99,9 +97,10 @@ def new_consult(
     ack()
 
 
-def _ref_view(
-    block_id: str, handler: Callable[[Services, str, str, str, dict[str, Any]], None]
-) -> Callable[..., None]:
+Submission = Callable[[Services, str, str, str, dict[str, Any], str | None], None]
+
+
+def _ref_view(block_id: str, handler: Submission) -> Callable[..., None]:
     def listener(
         ack: Ack, body: dict[str, Any], view: dict[str, Any], context: dict[str, Any]
     ) -> None:
@@ -110,13 +109,16 @@ def _ref_view(
         ref = str(view.get("private_metadata") or "").split("|")[0]
         values = _values(view)
         value = _selected(values, block_id) or _text(values, block_id)
-        try:
-            handler(svc, ref, user, value, view)
-        except Refused as refusal:
-            svc.consults.audit_refusal(
-                user=user, action=str(view.get("callback_id")), reason=str(refusal), ref=ref or None
-            )
-            ack(response_action="errors", errors={block_id: str(refusal)[:1900]})
+        key = request_key_of(context)
+        refused = audited(
+            svc,
+            lambda: handler(svc, ref, user, value, view, key),
+            user=user,
+            action=str(view.get("callback_id")),
+            ref=ref or None,
+        )
+        if isinstance(refused, Refused):
+            ack(response_action="errors", errors={block_id: str(refused)[:1900]})
             return
         ack()
 
@@ -124,46 +126,52 @@ def _ref_view(
     return listener
 
 
-def answered(svc: Services, ref: str, user: str, value: str, view: dict[str, Any]) -> None:
-    svc.consults.answer(ref, actor=user, text=value, key=f"view:{view.get('id')}")
+def _to_flow(name: str, flow: str, text_as: str) -> Submission:
+    """A form whose value goes to one consult flow (a `ConsultService` method) as `text_as`."""
+
+    def handler(
+        svc: Services, ref: str, user: str, value: str, view: dict[str, Any], key: str | None
+    ) -> None:
+        getattr(svc.consults, flow)(ref, actor=user, key=key, **{text_as: value})
+
+    handler.__name__ = name
+    return handler
 
 
-def handed_off(svc: Services, ref: str, user: str, value: str, view: dict[str, Any]) -> None:
+def handed_off(
+    svc: Services, ref: str, user: str, value: str, view: dict[str, Any], key: str | None
+) -> None:
+    """The hand-off form: who takes over, and a note."""
     if not value:
         raise Refused("Choose who takes over.")
     note = _text(_values(view), BlockId.NOTE)
-    svc.consults.handoff(ref, actor=user, to=value, note=note, key=f"view:{view.get('id')}")
+    svc.consults.handoff(ref, actor=user, to=value, note=note, key=key)
 
 
-def asked(svc: Services, ref: str, user: str, value: str, view: dict[str, Any]) -> None:
-    svc.consults.need_info(ref, actor=user, question=value, key=f"view:{view.get('id')}")
-
-
-def reopened(svc: Services, ref: str, user: str, value: str, view: dict[str, Any]) -> None:
-    svc.consults.reopen(ref, actor=user, text=value, key=f"view:{view.get('id')}")
-
-
-def commented(svc: Services, ref: str, user: str, value: str, view: dict[str, Any]) -> None:
+def commented(
+    svc: Services, ref: str, user: str, value: str, view: dict[str, Any], key: str | None
+) -> None:
+    """The feedback form's optional comment (the rating was stored at the tap)."""
     helpful = str(view.get("private_metadata") or "").endswith("|1")
     if value.strip():
-        svc.consults.feedback(
-            ref, actor=user, helpful=helpful, comment=value, key=f"view:{view.get('id')}"
-        )
+        svc.consults.feedback(ref, actor=user, helpful=helpful, comment=value, key=key)
 
 
-def replied(svc: Services, ref: str, user: str, value: str, view: dict[str, Any]) -> None:
+def replied(
+    svc: Services, ref: str, user: str, value: str, view: dict[str, Any], key: str | None
+) -> None:
     """The requester's Reply form: recorded as their thread reply and posted in the thread;
     they are told once (a repeated submission of the same view does nothing)."""
-    outcome = svc.consults.requester_reply(ref, user=user, text=value, key=f"view:{view.get('id')}")
+    outcome = svc.consults.requester_reply(ref, user=user, text=value, key=key)
     if outcome.changed:
         tell(svc, user=user, channel=None, text=outcome.message)
 
 
-REF_VIEWS: dict[str, tuple[str, Callable[[Services, str, str, str, dict[str, Any]], None]]] = {
-    CallbackId.ANSWER: (BlockId.ANSWER, answered),
+REF_VIEWS: dict[str, tuple[str, Submission]] = {
+    CallbackId.ANSWER: (BlockId.ANSWER, _to_flow("answered", "answer", "text")),
     CallbackId.HANDOFF: (BlockId.HANDOFF_TO, handed_off),
-    CallbackId.NEED_INFO: (BlockId.QUESTION, asked),
-    CallbackId.REOPEN: (BlockId.FOLLOW_UP, reopened),
+    CallbackId.NEED_INFO: (BlockId.QUESTION, _to_flow("asked", "need_info", "question")),
+    CallbackId.REOPEN: (BlockId.FOLLOW_UP, _to_flow("reopened", "reopen", "text")),
     CallbackId.FEEDBACK: (BlockId.COMMENT, commented),
     CallbackId.REPLY: (BlockId.REPLY, replied),
 }

@@ -18,7 +18,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from sqlalchemy import create_engine, func, select, text
 
 from bot.app import build_services, build_wsgi
-from bot.domain.catalogue import Catalogue, parse_catalogue
+from bot.domain.catalogue import Catalogue
+from bot.domain.catalogue_load import parse_catalogue
 from bot.domain.clock import FakeClock
 from bot.flows.sweep import SweepResult, sweep
 from bot.services import Services

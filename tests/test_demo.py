@@ -14,7 +14,7 @@ import pytest
 
 from bot.dev import demo as demo_module
 from bot.dev.plain import mrkdwn_to_plain, to_plain_text
-from bot.domain.catalogue import parse_catalogue
+from bot.domain.catalogue_load import parse_catalogue
 from bot.slack.ids import ActionId
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,7 +17,8 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 
 from bot.dev.fakeslack import FakeSlack
-from bot.domain.catalogue import Catalogue, parse_catalogue
+from bot.domain.catalogue import Catalogue
+from bot.domain.catalogue_load import parse_catalogue
 from bot.domain.clock import FakeClock
 from bot.reports.digest import last_digest_time
 from bot.runtime import DIGEST_CATCH_UP, build_scheduler, catch_up_digest

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from bot.__main__ import main
 from bot.app import build_services
-from bot.domain.catalogue import Catalogue, parse_catalogue
+from bot.domain.catalogue import Catalogue
+from bot.domain.catalogue_load import parse_catalogue
 from bot.domain.clock import FakeClock
 from bot.reports import postgres, queries
 from bot.reports.chart import digest_chart_png

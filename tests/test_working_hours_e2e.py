@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.dev.fakeslack import FakeSlack
-from bot.domain.catalogue import parse_catalogue
+from bot.domain.catalogue_load import parse_catalogue
 from bot.domain.clock import FakeClock
 from tests.harness import REQUESTER, TEST_CATALOGUE, Bot, start_bot
 

@@ -8,7 +8,7 @@ operator can fix the file without reading a traceback.
 Rules worth knowing when writing a catalogue:
 
 * Unknown keys are refused everywhere (typos such as ``anwser_within`` are caught).
-* Durations are strings understood by `bot.durations.parse_duration` ("15m", "1h30m",
+* Durations are strings understood by `bot.domain.durations.parse_duration` ("15m", "1h30m",
   "PT15M") or a whole number of seconds; all must be longer than zero.
 * ``[urgency.<name>]`` exists for stat, urgent and routine only. A missing urgency takes
   the built-in defaults below, and a partial table takes its missing keys from them:
@@ -21,7 +21,7 @@ Rules worth knowing when writing a catalogue:
   routine   4h           24h       2h     2               none
   ========  ===========  ========  =====  ==============  =====
 
-  "none" means the clock runs around the clock; set ``hours`` (grammar in `bot.hours`)
+  "none" means the clock runs around the clock; set ``hours`` (grammar in `bot.domain.hours`)
   and ``timezone`` to count working time only. Stat clocks always run: ``hours`` on stat
   is an error.
 * A service may override any urgency key under ``[services.urgency.<name>]``. An
@@ -34,281 +34,45 @@ Rules worth knowing when writing a catalogue:
 
 from __future__ import annotations
 
-import difflib
-import os
 import re
-import tomllib
-import types
 from collections.abc import Mapping
 from datetime import time as dtime
 from datetime import timedelta
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
     StrictInt,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from bot.domain.durations import format_duration, parse_duration
-from bot.domain.hours import WorkingHours, parse_timezone
-from bot.domain.vocabulary import URGENCIES
-
-__all__ = [
-    "RESERVED_WORDS",
-    "Catalogue",
-    "CatalogueError",
-    "DigestSettings",
-    "IntakeField",
-    "Service",
-    "UrgencyOverride",
-    "UrgencyPolicy",
-    "load_catalogue",
-    "parse_catalogue",
-]
-
-
-# Names a service cannot take: `/consult <word>` must keep meaning the command, and the
-# quick form `<service> [urgency] ...` would be confusing with a service called "stat".
-RESERVED_WORDS = frozenset(
-    {
-        "help", "list", "ack", "answer", "close", "reopen", "cancel", "patient", "oncall",
-        "handoff", "needinfo", "stats", "snooze", *URGENCIES,
-    }
-)  # fmt: skip
+from bot.domain.catalogue_schema import (
+    AtKey,
+    ChannelId,
+    Duration,
+    NonEmpty,
+    TimeZoneName,
+    UrgencyOverride,
+    UrgencyPolicy,
+    UserId,
+    check_clocks,
+    check_urgency_table,
+    default_urgency,
+    merge_override,
+    pattern,
+)
+from bot.domain.commands import RESERVED_WORDS
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_CHANNEL_RE = re.compile(r"[CG][A-Z0-9]+")
-_USER_RE = re.compile(r"[UW][A-Z0-9]+")
 _SERVICE_KEY_RE = re.compile(r"[a-z][a-z0-9_-]*")
 _FIELD_KEY_RE = re.compile(r"[a-z][a-z0-9_]*")
 _PREFIX_RE = re.compile(r"[A-Z]{1,6}")
 _ALIAS_RE = re.compile(r"[a-z0-9][a-z0-9_-]*", re.IGNORECASE)
 _HHMM_RE = re.compile(r"(\d{1,2}):(\d{2})")
-_STAT_HOURS = "stat clocks always run; remove hours"
-_ALWAYS = "always"
-
-
-class CatalogueError(Exception):
-    """A catalogue problem; ``str()`` is one line: ``<file>: <key path>: <problem>``.
-
-    `problems` lists every (key, problem) pydantic found; the message shows the first.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        key: str | None,
-        problem: str,
-        problems: list[tuple[str | None, str]] | None = None,
-    ) -> None:
-        self.path = os.fspath(path)
-        self.key = key.replace("\n", "\\n") if key else key
-        # Keep the message on one line whatever the source (tomllib, pydantic, regex errors).
-        self.problem = " ".join(str(problem).split())
-        self.problems = problems or [(key, self.problem)]
-        super().__init__(self.path, key, self.problem)
-
-    def __str__(self) -> str:
-        parts = [self.path, self.key, self.problem] if self.key else [self.path, self.problem]
-        return ": ".join(parts)
-
-
-class _At(ValueError):
-    """A validation problem located below the field or model that detected it."""
-
-    def __init__(self, where: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.where = where
-
-
-# ---------------------------------------------------------------------- field types
-def _to_duration(value: object) -> object:
-    # bool is an int subclass; `true` is never a sensible number of seconds.
-    if isinstance(value, bool):
-        raise ValueError("must be a duration such as '15m' or a number of seconds")
-    if isinstance(value, int):
-        if value <= 0:
-            raise ValueError(f"{value} seconds is not a duration; it must be longer than zero")
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        return parse_duration(value)
-    if isinstance(value, timedelta):
-        if value <= timedelta(0):
-            raise ValueError("a duration must be longer than zero")
-        return value
-    raise ValueError("must be a duration such as '15m' or a number of seconds")
-
-
-def _pattern(regex: re.Pattern[str], what: str) -> BeforeValidator:
-    def check(value: object) -> object:
-        if isinstance(value, str) and not regex.fullmatch(value):
-            raise ValueError(f"{value!r} is not {what}")
-        return value  # non-strings fall through to pydantic's own type error
-
-    return BeforeValidator(check)
-
-
-def _timezone_name(value: object) -> object:
-    if isinstance(value, str):
-        parse_timezone(value)
-        return value.strip()
-    return value
-
-
-Duration = Annotated[timedelta, BeforeValidator(_to_duration)]
-ChannelId = Annotated[str, _pattern(_CHANNEL_RE, "a Slack channel id (like C0123ABC)")]
-UserId = Annotated[str, _pattern(_USER_RE, "a Slack user id (like U0123ABC)")]
-TimeZoneName = Annotated[str, BeforeValidator(_timezone_name)]
-NonEmpty = Annotated[str, Field(min_length=1)]
-
-
-# ---------------------------------------------------------------------- urgency
-class UrgencyPolicy(BaseModel):
-    """The clocks for one urgency: when to acknowledge and answer, how to nudge.
-
-    `hours` None means the clock always runs; otherwise only working time counts.
-    `timezone` is the zone `hours` is read in (it matters only with hours).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
-    acknowledge_within: Duration
-    answer_within: Duration
-    nudge_every: Duration
-    escalate_after: Annotated[StrictInt, Field(ge=1)]
-    hours: WorkingHours | None = None
-    timezone: TimeZoneName = "UTC"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _read_hours(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping):
-            return data
-        data = dict(data)
-        hours, zone = data.get("hours"), data.get("timezone")
-        if isinstance(hours, WorkingHours):
-            if zone is None:
-                data["timezone"] = hours.timezone
-            elif zone != hours.timezone:
-                raise _At(("timezone",), f"does not match the hours' zone {hours.timezone!r}")
-        elif isinstance(hours, str):
-            zone_name = zone if isinstance(zone, str) else "UTC"
-            try:
-                parse_timezone(zone_name)
-            except ValueError as exc:
-                raise _At(("timezone",), str(exc)) from None
-            try:
-                data["hours"] = _read_working_hours(hours, zone_name)
-            except ValueError as exc:
-                raise _At(("hours",), str(exc)) from None
-        return data
-
-
-class UrgencyOverride(BaseModel):
-    """A service's changes to one global urgency policy; unset keys keep the global value."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    acknowledge_within: Duration | None = None
-    answer_within: Duration | None = None
-    nudge_every: Duration | None = None
-    escalate_after: Annotated[StrictInt, Field(ge=1)] | None = None
-    hours: str | None = None
-    timezone: TimeZoneName | None = None
-
-    @field_validator("hours")
-    @classmethod
-    def _check_hours(cls, value: str | None) -> str | None:
-        if value is not None:
-            _read_working_hours(value, "UTC")  # syntax only; the zone is known at merge
-        return value
-
-
-def _read_working_hours(spec: str, zone: str) -> WorkingHours | None:
-    if spec.strip().lower() == _ALWAYS:
-        return None
-    return WorkingHours.parse(spec, zone)
-
-
-def _merge(base: UrgencyPolicy, override: UrgencyOverride) -> UrgencyPolicy:
-    given = override.model_fields_set
-    update: dict[str, Any] = {
-        name: getattr(override, name)
-        for name in ("acknowledge_within", "answer_within", "nudge_every", "escalate_after")
-        if name in given and getattr(override, name) is not None
-    }
-    if "hours" in given or "timezone" in given:
-        zone = override.timezone or base.timezone
-        spec = override.hours if override.hours is not None else base.hours
-        if isinstance(spec, WorkingHours):
-            spec = str(spec)  # same weekly pattern, read in the service's zone
-        update["hours"] = None if spec is None else _read_working_hours(spec, zone)
-        update["timezone"] = zone
-    return base.model_copy(update=update) if update else base
-
-
-def _check_clocks(policy: UrgencyPolicy) -> None:
-    if policy.acknowledge_within > policy.answer_within:
-        # An answer implies an acknowledgement, so this is always a typo (1m for 1h...).
-        # Reported on the whole table: either key may be the one that is wrong.
-        raise _At(
-            (),
-            f"acknowledge_within ({format_duration(policy.acknowledge_within)}) is longer than "
-            f"answer_within ({format_duration(policy.answer_within)})",
-        )
-
-
-_DEFAULT_POLICIES: dict[str, dict[str, Any]] = {
-    "stat": {
-        "acknowledge_within": timedelta(minutes=15),
-        "answer_within": timedelta(hours=1),
-        "nudge_every": timedelta(minutes=10),
-        "escalate_after": 2,
-    },
-    "urgent": {
-        "acknowledge_within": timedelta(hours=1),
-        "answer_within": timedelta(hours=4),
-        "nudge_every": timedelta(minutes=30),
-        "escalate_after": 2,
-    },
-    "routine": {
-        "acknowledge_within": timedelta(hours=4),
-        "answer_within": timedelta(hours=24),
-        "nudge_every": timedelta(hours=2),
-        "escalate_after": 2,
-    },
-}
-
-
-def _default_urgency() -> dict[str, UrgencyPolicy]:
-    return {name: UrgencyPolicy(**values) for name, values in _DEFAULT_POLICIES.items()}
-
-
-def _check_urgency_table(value: object, *, fill_defaults: bool) -> object:
-    if value is None:
-        value = {}
-    if not isinstance(value, Mapping):
-        return value  # pydantic reports "must be a table"
-    for name, table in value.items():
-        if name not in URGENCIES:
-            raise _At((name,), f"unknown urgency; use {', '.join(URGENCIES)}")
-        if name == "stat" and isinstance(table, Mapping) and "hours" in table:
-            raise _At((name, "hours"), _STAT_HOURS)
-    if not fill_defaults:
-        return value
-    merged: dict[str, Any] = {}
-    for name in URGENCIES:
-        table = value.get(name, {})
-        # A partial table keeps the defaults for the keys it leaves out.
-        merged[name] = {**_DEFAULT_POLICIES[name], **table} if isinstance(table, Mapping) else table
-    return merged
 
 
 # ---------------------------------------------------------------------- services
@@ -317,7 +81,7 @@ class IntakeField(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    key: Annotated[str, _pattern(_FIELD_KEY_RE, "a field key (lower-case letters, digits, _)")]
+    key: Annotated[str, pattern(_FIELD_KEY_RE, "a field key (lower-case letters, digits, _)")]
     label: NonEmpty
     required: StrictBool = False
     hint: str | None = None
@@ -331,11 +95,11 @@ class Service(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     key: Annotated[
-        str, _pattern(_SERVICE_KEY_RE, "a service key (lower-case letters, digits, - or _)")
+        str, pattern(_SERVICE_KEY_RE, "a service key (lower-case letters, digits, - or _)")
     ]
     name: NonEmpty
-    prefix: Annotated[str, _pattern(_PREFIX_RE, "a prefix (1 to 6 capital letters, e.g. RAD)")]
-    aliases: list[Annotated[str, _pattern(_ALIAS_RE, "an alias (one word: letters, digits)")]] = []
+    prefix: Annotated[str, pattern(_PREFIX_RE, "a prefix (1 to 6 capital letters, e.g. RAD)")]
+    aliases: list[Annotated[str, pattern(_ALIAS_RE, "an alias (one word: letters, digits)")]] = []
     channel: ChannelId
     on_call: UserId
     backup: UserId | None = None
@@ -368,14 +132,14 @@ class Service(BaseModel):
     @field_validator("urgency", mode="before")
     @classmethod
     def _known_urgencies(cls, value: object) -> object:
-        return _check_urgency_table(value, fill_defaults=False)
+        return check_urgency_table(value, fill_defaults=False)
 
     @model_validator(mode="after")
     def _unique_intake(self) -> Service:
         seen: set[str] = set()
         for index, field in enumerate(self.intake):
             if field.key in seen:
-                raise _At(("intake", index, "key"), f"duplicate intake key {field.key!r}")
+                raise AtKey(("intake", index, "key"), f"duplicate intake key {field.key!r}")
             seen.add(field.key)
         return self
 
@@ -435,7 +199,7 @@ class Catalogue(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sweep_interval: Duration = timedelta(minutes=1)
-    urgency: dict[str, UrgencyPolicy] = Field(default_factory=_default_urgency)
+    urgency: dict[str, UrgencyPolicy] = Field(default_factory=default_urgency)
     services: Annotated[list[Service], Field(min_length=1)]
     admins: list[UserId] = []
     storm_threshold: Annotated[StrictInt, Field(ge=1)] = 5
@@ -446,7 +210,7 @@ class Catalogue(BaseModel):
     @field_validator("urgency", mode="before")
     @classmethod
     def _fill_urgency(cls, value: object) -> object:
-        return _check_urgency_table(value, fill_defaults=True)
+        return check_urgency_table(value, fill_defaults=True)
 
     @field_validator("retention")
     @classmethod
@@ -460,16 +224,16 @@ class Catalogue(BaseModel):
     def _cross_checks(self) -> Catalogue:
         for name, policy in self.urgency.items():
             try:
-                _check_clocks(policy)
-            except _At as exc:
-                raise _At(("urgency", name, *exc.where), str(exc)) from None
+                check_clocks(policy)
+            except AtKey as exc:
+                raise AtKey(("urgency", name, *exc.where), str(exc)) from None
         owners: dict[str, tuple[int, str]] = {}  # lower-case name -> (index, service key)
         for index, service in enumerate(self.services):
             where: tuple[str | int, ...] = ("services", index)
             for loc, name in _service_names(service):
                 lowered = name.lower()
                 if lowered in RESERVED_WORDS:
-                    raise _At((*where, *loc), f"{name!r} is a reserved /consult word")
+                    raise AtKey((*where, *loc), f"{name!r} is a reserved /consult word")
                 owner = owners.setdefault(lowered, (index, service.key))
                 if owner[0] != index:
                     problem = (
@@ -477,12 +241,12 @@ class Catalogue(BaseModel):
                         if name == owner[1] and loc == ("key",)
                         else f"{name!r} is already used by service {owner[1]!r}"
                     )
-                    raise _At((*where, *loc), problem)
+                    raise AtKey((*where, *loc), problem)
             for urgency, override in service.urgency.items():
                 try:
-                    _check_clocks(_merge(self.urgency[urgency], override))
-                except _At as exc:
-                    raise _At((*where, "urgency", urgency, *exc.where), str(exc)) from None
+                    check_clocks(merge_override(self.urgency[urgency], override))
+                except AtKey as exc:
+                    raise AtKey((*where, "urgency", urgency, *exc.where), str(exc)) from None
         return self
 
     # ------------------------------------------------------------------ lookups
@@ -517,7 +281,7 @@ class Catalogue(BaseModel):
             raise KeyError(urgency)
         override = found.urgency.get(name)
         base = self.urgency[name]
-        return base if override is None else _merge(base, override)
+        return base if override is None else merge_override(base, override)
 
     def all_aliases(self) -> dict[str, str]:
         """Every lower-case name `service()` accepts (keys, aliases, prefixes) → service key."""
@@ -529,148 +293,3 @@ def _service_names(service: Service) -> list[tuple[tuple[str | int, ...], str]]:
     names += [(("aliases", i), alias) for i, alias in enumerate(service.aliases)]
     names.append((("prefix",), service.prefix))
     return names
-
-
-# ---------------------------------------------------------------------- loading
-def load_catalogue(path: str | os.PathLike[str]) -> Catalogue:
-    """Read and validate the catalogue file at `path`; any problem → CatalogueError."""
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except FileNotFoundError:
-        raise CatalogueError(path, None, "file not found") from None
-    except OSError as exc:
-        raise CatalogueError(path, None, f"cannot read: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CatalogueError(path, None, f"not UTF-8 text (byte {exc.start})") from None
-    return parse_catalogue(text, os.fspath(path))
-
-
-def parse_catalogue(text: str, source: str = "<string>") -> Catalogue:
-    """Validate catalogue TOML given as a string; `source` names it in errors."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        key, problem = _toml_location(str(exc), text)
-        raise CatalogueError(source, key, problem) from None
-    try:
-        return Catalogue.model_validate(data)
-    except ValidationError as exc:
-        problems = [_describe(error) for error in exc.errors(include_url=False)]
-        key, problem = problems[0]
-        raise CatalogueError(source, key, problem, problems) from None
-
-
-_TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
-_TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
-
-
-def _toml_location(message: str, text: str) -> tuple[str | None, str]:
-    """tomllib's "Invalid value (at line 2, column 5)" → ("line 2", "Invalid value …")."""
-    match = _TOML_AT.search(message)
-    if match:
-        return f"line {match[1]}", f"{message[: match.start()]} (column {match[2]})"
-    match = _TOML_END.search(message)
-    if match:
-        return (
-            f"line {max(text.count(chr(10)) + 1, 1)}",
-            f"{message[: match.start()]} at end of file",
-        )
-    return None, message
-
-
-def _describe(error: Mapping[str, Any]) -> tuple[str | None, str]:
-    loc = tuple(error.get("loc") or ())
-    ctx = error.get("ctx") or {}
-    kind = error.get("type", "")
-    cause = ctx.get("error")
-    if isinstance(cause, _At):
-        loc = loc + cause.where
-    key = _key_path(loc) or None
-    if kind == "too_short" and loc == ("services",):
-        return key, "at least one [[services]] table is required"
-    if kind == "missing":
-        return key, "field required"
-    if kind == "extra_forbidden":
-        return key, _unknown_key(loc)
-    if kind in ("value_error", "assertion_error") and cause is not None:
-        return key, str(cause)
-    try:
-        problem = _MESSAGES.get(kind, "").format(**ctx)
-    except (KeyError, IndexError):
-        problem = ""
-    return key, problem or _lower_first(str(error.get("msg", "")))
-
-
-_MESSAGES = {
-    "string_type": "must be a string",
-    "int_type": "must be a whole number",
-    "int_parsing": "must be a whole number",
-    "bool_type": "must be true or false",
-    "list_type": 'must be a list, e.g. ["a", "b"]',
-    "dict_type": "must be a table",
-    "model_type": "must be a table",
-    "model_attributes_type": "must be a table",
-    "greater_than_equal": "must be at least {ge}",
-    "less_than_equal": "must be at most {le}",
-    "too_short": "must not be empty",
-    "string_too_short": "must not be empty",
-}
-
-
-def _lower_first(text: str) -> str:
-    return text[:1].lower() + text[1:]
-
-
-def _key_path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _unknown_key(loc: tuple[Any, ...]) -> str:
-    model = _model_at(loc[:-1])
-    if model is None or not loc:
-        return "unknown key"
-    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
-    return f"unknown key; did you mean {close[0]!r}?" if close else "unknown key"
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The model class validating the table at `loc`, to suggest the key a typo meant."""
-    current: Any = Catalogue
-    for part in loc:
-        current = _unwrap(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(part) if isinstance(part, str) else None
-            if field is None:
-                return None
-            current = field.annotation
-        elif get_origin(current) is list and isinstance(part, int):
-            current = get_args(current)[0]
-        elif get_origin(current) is dict:
-            current = get_args(current)[1]
-        else:
-            return None
-    current = _unwrap(current)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _unwrap(tp: Any) -> Any:
-    while True:
-        origin = get_origin(tp)
-        if origin is Annotated:
-            tp = get_args(tp)[0]
-        elif origin in (Union, types.UnionType):
-            options = [a for a in get_args(tp) if a is not type(None)]
-            if len(options) != 1:
-                return tp
-            tp = options[0]
-        else:
-            return tp

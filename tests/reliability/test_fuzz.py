@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.dev.fakeslack import FakeSlack
-from bot.domain.parsing import WORDS, Parsed, parse
+from bot.domain.commands import WORDS
+from bot.domain.parsing import Parsed, parse
 from bot.domain.text import REF_RE
 from bot.slack.ids import ActionId, BlockId, CallbackId
 from tests.harness import (

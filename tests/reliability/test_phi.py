@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from bot.dev.fakeslack import FakeSlack
 from bot.dev.fakeslack.requests import sign, state_values, static_select, users_select
-from bot.domain.catalogue import parse_catalogue
+from bot.domain.catalogue_load import parse_catalogue
 from bot.slack.ids import ActionId, BlockId, CallbackId
 from storage.models import AuditEvent, Base, Consult, OutboxMessage, Reply
 from tests.harness import (

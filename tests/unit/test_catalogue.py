@@ -7,16 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.domain.catalogue import (
-    URGENCIES,
-    Catalogue,
-    CatalogueError,
-    Service,
-    UrgencyPolicy,
-    load_catalogue,
-    parse_catalogue,
-)
+from bot.domain.catalogue import Catalogue, Service
+from bot.domain.catalogue_load import CatalogueError, load_catalogue, parse_catalogue
+from bot.domain.catalogue_schema import UrgencyPolicy
 from bot.domain.hours import WorkingHours
+from bot.domain.vocabulary import URGENCIES
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "consult.example.toml"
 

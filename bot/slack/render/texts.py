@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.domain.catalogue import Catalogue, Service
+from bot.domain.commands import help_lines
 from bot.domain.text import escape
 from bot.slack.render.context import RenderContext
 from bot.slack.render.primitives import (
@@ -97,21 +98,7 @@ def help_text(catalogue: Catalogue) -> str:
     return "\n".join(
         [
             "*CareLoop — consult requests that always come back*",
-            "`/consult` — open the form",
-            "`/consult <service> [stat|urgent|routine] <patient>: <question>` — quick form, "
-            "e.g. `/consult rad stat MRN 12345: CT head, r/o bleed?`",
-            "`/consult list` — your open consults, as requester and as assignee",
-            "`/consult ack RAD-42` — acknowledge (take ownership)",
-            "`/consult answer RAD-42 <text>` — answer",
-            "`/consult needinfo RAD-42 <question>` — ask the requester; pauses your clock",
-            "`/consult handoff @user [note]` — hand all your open consults to someone (shift change)",
-            "`/consult close RAD-42` · `/consult reopen RAD-42 <follow-up>` · "
-            "`/consult cancel RAD-42 [reason]` — for requesters",
-            "`/consult patient <patient>` — a patient's open consults across services",
-            "`/consult oncall` — who is on call; `/consult oncall <service> @user` — change it",
-            "`/consult snooze RAD-42 30m` — hold a consult's reminders (at most 24h)",
-            "`/consult stats [service] [7d|30d|90d]` — response times (service leads)",
-            "`/consult help` — this message",
+            *help_lines(),
             f"Services: {services}",
         ]
     )

@@ -1,0 +1,44 @@
+"""Notices for one person, each queued through the outbox in its own transaction (so it
+survives a Slack hiccup): a line of text, and a fresh App Home."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.domain.clock import Clock
+from bot.domain.vocabulary import Kind, Template
+from bot.flows.outbox import Outbox
+from storage.db import unit_of_work
+
+# App Home is rendered from the person's consults at delivery; it has no message template.
+HOME_TEMPLATE = "home"
+
+
+def tell(
+    sessions: sessionmaker[Session],
+    outbox: Outbox,
+    clock: Clock,
+    *,
+    user: str,
+    channel: str | None,
+    text: str,
+) -> None:
+    """Queue `text` for `user`: ephemeral in `channel`, or a direct message without one."""
+    with unit_of_work(sessions) as session:
+        outbox.add(
+            session,
+            kind=Kind.EPHEMERAL if channel else Kind.DM,
+            template=Template.TEXT,
+            user=user,
+            channel=channel or None,
+            now=clock.now(),
+            params={"text": text},
+        )
+
+
+def refresh_home(
+    sessions: sessionmaker[Session], outbox: Outbox, clock: Clock, *, user: str
+) -> None:
+    """Queue a fresh App Home for `user`."""
+    with unit_of_work(sessions) as session:
+        outbox.add(session, kind=Kind.HOME, template=HOME_TEMPLATE, user=user, now=clock.now())
