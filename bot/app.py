@@ -13,17 +13,21 @@ from slack_bolt import App, BoltResponse
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot import guard
 from bot.domain.catalogue import Catalogue
 from bot.domain.catalogue_load import load_catalogue
 from bot.domain.clock import Clock, SystemClock
+from bot.flows.compose import Composer
 from bot.flows.consults import ConsultService
 from bot.flows.outbox import Outbox
 from bot.services import Services
 from bot.settings import Settings
-from bot.slack.delivery import ChannelPacer, Dispatcher
+from bot.slack.delivery.dispatcher import Dispatcher
+from bot.slack.delivery.pacing import ChannelPacer
 from bot.slack.membership import ChannelMembers
 from handlers import register_all
 from handlers.middleware import request_key
@@ -66,23 +70,8 @@ def build_services(
     consults = ConsultService(
         catalogue=catalogue, sessions=sessions, clock=clock, outbox=outbox, members=members
     )
-    delivery_client = WebClient(
-        token=settings.slack_bot_token,
-        base_url=settings.slack_api_url,
-        timeout=int(max(settings.slack_timeout, 1)),
-        retry_handlers=[],  # the dispatcher schedules its own retries; never sleep on a thread
-    )
-    dispatcher = Dispatcher(
-        sessions=sessions,
-        client=delivery_client,
-        catalogue=catalogue,
-        outbox=outbox,
-        clock=outbox_clock or SystemClock(),
-        pacer=ChannelPacer(interval=catalogue.post_interval.total_seconds()),
-        # Several processes share the outbox only on PostgreSQL; SQLite serves one process.
-        leadership=(
-            SessionLock(engine, DELIVERY_LOCK_ID) if engine.dialect.name == "postgresql" else None
-        ),
+    dispatcher = _build_dispatcher(
+        settings, engine, sessions, catalogue, outbox, outbox_clock or SystemClock()
     )
     return Services(
         settings=settings,
@@ -95,6 +84,38 @@ def build_services(
         dispatcher=dispatcher,
         quick_client=quick_client,
         members=members,
+    )
+
+
+def _build_dispatcher(
+    settings: Settings,
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    catalogue: Catalogue,
+    outbox: Outbox,
+    clock: Clock,
+) -> Dispatcher:
+    """The outbox dispatcher on its own Slack client, with flows composing its messages
+    and hearing what became of them."""
+    delivery_client = WebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_url,
+        timeout=int(max(settings.slack_timeout, 1)),
+        retry_handlers=[],  # the dispatcher schedules its own retries; never sleep on a thread
+    )
+    composer = Composer(sessions=sessions, catalogue=catalogue, clock=clock, outbox=outbox)
+    return Dispatcher(
+        sessions=sessions,
+        client=delivery_client,
+        compose=composer.compose,
+        on_result=composer.record,
+        wakeup=outbox.wakeup,
+        clock=clock,
+        pacer=ChannelPacer(interval=catalogue.post_interval.total_seconds()),
+        # Several processes share the outbox only on PostgreSQL; SQLite serves one process.
+        leadership=(
+            SessionLock(engine, DELIVERY_LOCK_ID) if engine.dialect.name == "postgresql" else None
+        ),
     )
 
 

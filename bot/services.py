@@ -16,7 +16,7 @@ from bot.domain.clock import Clock
 from bot.flows.consults import ConsultService
 from bot.flows.outbox import Outbox
 from bot.settings import Settings
-from bot.slack.delivery import Dispatcher
+from bot.slack.delivery.dispatcher import Dispatcher
 from bot.slack.membership import ChannelMembers
 
 

@@ -4,11 +4,12 @@ each destination's first message before anyone's second."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from bot.slack.delivery import ChannelPacer
+from bot.slack.delivery.pacing import ChannelPacer
 from tests.fake_slack import FakeSlack
 from tests.harness import (
     CARD_CHANNEL,
@@ -17,6 +18,7 @@ from tests.harness import (
     REQUESTER,
     Bot,
     start_bot,
+    wait_until,
 )
 
 BURST = 4
@@ -78,3 +80,28 @@ def test_due_work_alternates_between_destinations(frozen_bot: Bot):
     channels = [channel for _, _, _, channel in rows]
     assert channels == [CARD_CHANNEL, PATH_CHANNEL, CARD_CHANNEL]
     assert [channel for _, _, _, channel in skipped] == [PATH_CHANNEL]
+
+
+def test_a_new_message_is_not_held_behind_paced_work_for_a_poll_interval(
+    db_url: str, slack: FakeSlack
+):
+    """While only paced work is left the dispatcher waits for its pace, but a message
+    committed meanwhile for another channel wakes it at once."""
+    bot = start_bot(db_url, slack, dispatcher=False)
+    dispatcher = bot.services.dispatcher
+    dispatcher.pacer = ChannelPacer(interval=60.0, burst=1, monotonic=lambda: 1000.0)
+    dispatcher.poll_interval = 30.0
+    try:
+        for i in range(2):
+            bot.command(f"cards routine MRN {i}: echo please?", user=REQUESTER)
+        dispatcher.start()
+        assert wait_until(lambda: len(_cards_in(bot, CARD_CHANNEL)) == 1)
+        # The second cardiology card waits a minute for its pace; the loop is waiting.
+        assert wait_until(lambda: dispatcher.paced_for is not None)
+        started = time.monotonic()
+        bot.command("path stat S-1: frozen section margins?", user=OTHER_REQUESTER)
+        assert wait_until(lambda: len(_cards_in(bot, PATH_CHANNEL)) == 1, timeout=10)
+        assert time.monotonic() - started < 10
+        assert len(_cards_in(bot, CARD_CHANNEL)) == 1
+    finally:
+        bot.stop()

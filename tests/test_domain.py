@@ -131,7 +131,7 @@ def test_text_helpers():
 
 
 def test_channel_pacer_allows_a_short_burst_then_one_post_per_interval():
-    from bot.slack.delivery import ChannelPacer
+    from bot.slack.delivery.pacing import ChannelPacer
 
     now = [100.0]
     pacer = ChannelPacer(interval=1.0, burst=3, monotonic=lambda: now[0])

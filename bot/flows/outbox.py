@@ -1,5 +1,5 @@
 """The outbox: every Slack message the bot intends to send is stored first, in the same
-transaction as the change that caused it, then delivered by `bot.delivery.Dispatcher`."""
+transaction as the change that caused it, then delivered by `bot.slack.delivery.dispatcher.Dispatcher`."""
 
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import sys
 from datetime import timedelta
 
-from bot.domain.catalogue import Catalogue, load_catalogue
+from bot.domain.catalogue import Catalogue
+from bot.domain.catalogue_load import load_catalogue
 from bot.domain.clock import SystemClock
 from bot.domain.durations import parse_duration
 from bot.reports.compute import compute_report

@@ -15,7 +15,8 @@ from slack_sdk import WebClient
 from sqlalchemy import select
 
 from bot.dev.fakeslack import FakeSlack
-from bot.slack.delivery import Dispatcher
+from bot.slack.delivery.dispatcher import Dispatcher
+from bot.slack.delivery.transport import send
 from storage import repo
 from storage.models import OutboxMessage
 from tests.harness import CARD_CHANNEL, PATH_CHANNEL, REQUESTER, TOKEN, Bot, start_bot, wait_until
@@ -225,11 +226,13 @@ def idle_bot(db_url: str, slack: FakeSlack) -> Iterator[Bot]:
 
 def crashed_dispatcher(bot: Bot) -> Dispatcher:
     """A second dispatcher that will die holding a lease (a short one, to expire soon)."""
+    running = bot.services.dispatcher
     return Dispatcher(
         sessions=bot.services.sessions,
         client=WebClient(token=TOKEN, base_url=bot.slack.url, retry_handlers=[]),
-        catalogue=bot.services.catalogue,
-        outbox=bot.services.outbox,
+        compose=running.compose,
+        on_result=running.on_result,
+        wakeup=bot.services.outbox.wakeup,
         lease=timedelta(seconds=1),
     )
 
@@ -257,9 +260,9 @@ def post_then_die(bot: Bot, kind: str) -> int:
     message_id = next_due_of_kind(bot, kind)
     msg = crashed._lease(message_id)
     assert msg is not None
-    _, call = crashed._prepare(msg)
+    call = crashed._prepare(msg)
     assert call is not None
-    crashed._call(call)  # Slack has it now; the process is killed here
+    send(crashed.client, call)  # Slack has it now; the process is killed here
     return message_id
 
 

@@ -1,0 +1,161 @@
+"""What an outbox message says, decided when it is delivered: `Composer.compose` turns a
+message into the Slack call to make, rendered from the consult's current state (so an
+update that waited in the outbox never shows a stale card), and `Composer.record` keeps
+the consult in step with what became of its card. Delivery gets both injected by the
+assembly; neither talks to Slack itself (links are asked for through delivery)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.domain.catalogue import Catalogue
+from bot.domain.clock import Clock
+from bot.domain.vocabulary import Kind, Template
+from bot.flows.home import build_home_view
+from bot.flows.outbox import Outbox
+from bot.reports.chart import digest_chart_png
+from bot.slack.delivery.dispatcher import LinkLookup, Outcome
+from bot.slack.delivery.transport import Call
+from bot.slack.render.context import RenderContext
+from bot.slack.render.messages import render_message
+from storage import repo
+from storage.models import Consult, OutboxMessage
+
+
+class Composer:
+    """Composes outbox messages for delivery and records delivered consult cards."""
+
+    def __init__(
+        self, *, sessions: sessionmaker[Session], catalogue: Catalogue, clock: Clock, outbox: Outbox
+    ) -> None:
+        self.sessions = sessions
+        self.catalogue = catalogue
+        self.clock = clock
+        self.outbox = outbox
+
+    def compose(self, msg: OutboxMessage, permalink: LinkLookup) -> Call | None:
+        """The Slack call for `msg` (None: nothing to send); `permalink` asks Slack for the
+        link of a message, for a confirmation whose card has none yet."""
+        payload = msg.payload or {}
+        template = payload.get("template", Template.TEXT)
+        params = dict(payload.get("params") or {})
+        if template == Template.CONFIRMATION and msg.consult_id:
+            self._ensure_permalink(msg.consult_id, permalink)
+        with self.sessions() as s:
+            consult = _consult_of(s, msg, params)
+            ctx = self._context(s)
+            if msg.kind == Kind.UPLOAD:
+                return _upload_call(s, payload, params)
+            if msg.kind == Kind.HOME:
+                view = build_home_view(payload["user"], session=s, ctx=ctx)
+                return Call("views.publish", {"user_id": payload["user"], "view": view})
+            if template == Template.CONFIRMATION and consult is not None:
+                if not consult.channel_ts:
+                    # The card never reached the channel (the requester got "could not be
+                    # posted" instead): do not tell them it is there.
+                    return None
+            text, blocks = render_message(template, consult, params, ctx)
+            if s.in_transaction():
+                s.commit()
+        return _addressed(msg, consult, {"text": text, "blocks": blocks})
+
+    def record(self, session: Session, msg: OutboxMessage, outcome: Outcome) -> None:
+        """In delivery's transaction: a consult card that was sent gives the consult its
+        message ts and link; one Slack refused is reported to the requester by DM."""
+        if msg.kind != Kind.POST:
+            return
+        consult = _consult_of(session, msg, dict((msg.payload or {}).get("params") or {}))
+        if consult is None:
+            return
+        if outcome.status == "sent" and outcome.ts:
+            consult.channel_ts = outcome.ts
+            consult.permalink = outcome.permalink
+        elif outcome.status == "failed":
+            self.outbox.add(
+                session,
+                kind=Kind.DM,
+                template=Template.POST_FAILED,
+                user=consult.requester,
+                consult_id=None,
+                now=self.clock.now(),
+                params={"error": outcome.error, "consult": consult.id},
+            )
+
+    def _context(self, s: Session) -> RenderContext:
+        def load(ids: list[int]) -> list[Consult]:
+            found = [repo.get_consult(session=s, consult_id=int(i)) for i in ids]
+            return [c for c in found if c is not None]
+
+        return RenderContext(catalogue=self.catalogue, now=self.clock.now(), load=load)
+
+    def _ensure_permalink(self, consult_id: int, permalink: LinkLookup) -> None:
+        """Fetch the card's link if chat.getPermalink failed when it was posted: the
+        confirmation exists to give the requester that link. No transaction is held while
+        Slack is asked."""
+        with self.sessions() as s:
+            consult = repo.get_consult(session=s, consult_id=consult_id)
+            if consult is None or not consult.channel_ts or consult.permalink:
+                return
+            channel, ts = consult.channel, consult.channel_ts
+        link = permalink(channel, ts)
+        if link:
+            with self.sessions() as s, s.begin():
+                row = repo.get_consult(session=s, consult_id=consult_id)
+                if row is not None and not row.permalink:
+                    row.permalink = link
+
+
+def _consult_of(s: Session, msg: OutboxMessage, params: dict[str, Any]) -> Consult | None:
+    """The consult a message is about: its own, or the one its params name."""
+    consult = repo.get_consult(session=s, consult_id=msg.consult_id) if msg.consult_id else None
+    if consult is None and params.get("consult"):
+        consult = repo.get_consult(session=s, consult_id=int(params["consult"]))
+    return consult
+
+
+def _upload_call(s: Session, payload: dict[str, Any], params: dict[str, Any]) -> Call:
+    """The digest chart, rendered now from the database (files need a channel id)."""
+    until = datetime.fromisoformat(str(params["until"]).replace("Z", "+00:00"))
+    png = digest_chart_png(s, service=str(params["service"]), until=until)
+    return Call(
+        "files.upload_v2",
+        {
+            "user": payload["user"],
+            "content": png,
+            "filename": f"{params['service']}-time-to-answer.png",
+            "title": f"{params['service']}: daily median time to answer, 8 weeks",
+        },
+    )
+
+
+def _addressed(msg: OutboxMessage, consult: Consult | None, base: dict[str, Any]) -> Call | None:
+    """The call delivering rendered text and blocks where the message's kind says (None:
+    the consult's card, which it attaches to, is not in the channel)."""
+    payload = msg.payload or {}
+    post = {"unfurl_links": False}
+    if msg.kind == Kind.POST:
+        assert consult is not None
+        return Call("chat.postMessage", base | {"channel": consult.channel} | post)
+    if msg.kind in (Kind.UPDATE, Kind.THREAD):
+        if consult is None or not consult.channel_ts:
+            return None
+        if msg.kind == Kind.UPDATE:
+            return Call(
+                "chat.update", base | {"channel": consult.channel, "ts": consult.channel_ts}
+            )
+        thread = {"channel": consult.channel, "thread_ts": consult.channel_ts}
+        return Call("chat.postMessage", base | thread | post)
+    if msg.kind == Kind.DM:
+        return Call("chat.postMessage", base | {"channel": payload["user"]} | post)
+    if msg.kind == Kind.CHANNEL:
+        channel = payload.get("channel") or (consult.channel if consult else "")
+        return Call("chat.postMessage", base | {"channel": channel} | post)
+    if msg.kind == Kind.EPHEMERAL:
+        return Call(
+            "chat.postEphemeral",
+            base | {"channel": payload.get("channel"), "user": payload["user"]},
+        )
+    raise ValueError(f"unknown outbox kind {msg.kind!r}")
