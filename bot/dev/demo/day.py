@@ -22,6 +22,7 @@ from bot.dev.demo.records import StepFailed
 from bot.dev.demo.screens import initial_value
 from bot.dev.demo.stage import Stage
 from bot.dev.fakeslack.requests import plain_text
+from bot.domain.vocabulary import Urgency
 from bot.slack.ids import ActionId, BlockId, CallbackId
 
 Json = dict[str, Any]
@@ -321,7 +322,7 @@ class Demo(Stage):
         assert view is not None
         self.pause(2)
         typed = {
-            BlockId.URGENCY: "urgent",
+            BlockId.URGENCY: Urgency.URGENT,
             BlockId.PATIENT: "MRN 67890",
             BlockId.QUESTION: "CT pulmonary angiogram: pleuritic pain, D-dimer 2.1. PE?",
         }
