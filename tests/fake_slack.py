@@ -10,28 +10,8 @@
 * `SlackSender`: sends slash commands, block actions, view submissions and events to the
   bot's request URL, signed exactly as Slack signs them (`sign`).
 
-The implementation lives in `bot/devslack/` because `python -m bot demo` plays its day
+The implementation lives in `bot/dev/fakeslack/` because `python -m bot demo` plays its day
 against the same one (one implementation, not two); the tests take it from here.
 """
 
-from bot.dev.fakeslack import (
-    BOT_ID,
-    BOT_USER_ID,
-    TEAM_ID,
-    Call,
-    FakeSlack,
-    Response,
-    SlackSender,
-    sign,
-)
-
-__all__ = [
-    "BOT_ID",
-    "BOT_USER_ID",
-    "TEAM_ID",
-    "Call",
-    "FakeSlack",
-    "Response",
-    "SlackSender",
-    "sign",
-]
+from bot.dev.fakeslack import *  # noqa: F403 - the package's __all__, re-exported

@@ -8,11 +8,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from bot.dev import demo as demo_module
+from bot.dev.demo import run_demo
+from bot.dev.demo.cast import CAST, NOVAK, PEOPLE
+from bot.dev.demo.catalogue import demo_catalogue
+from bot.dev.demo.day import Demo
 from bot.dev.plain import mrkdwn_to_plain, to_plain_text
 from bot.domain.catalogue_load import parse_catalogue
 from bot.slack.ids import ActionId
@@ -99,13 +103,13 @@ def test_demo_json_and_keep_leave_a_database_to_report_on(tmp_path: Path):
 def test_a_missing_effect_fails_naming_the_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ):
-    def play(self: demo_module.Demo) -> None:
+    def play(self: Demo) -> None:
         with self.scene(1):
             self.expect("card RAD-9 posted in #radiology", lambda: False, timeout=0.2)
 
-    monkeypatch.setattr(demo_module.Demo, "play", play)
-    monkeypatch.setattr(demo_module.tempfile, "tempdir", str(tmp_path))
-    assert demo_module.run_demo(speed=2, as_json=False, keep=False) == 1
+    monkeypatch.setattr(Demo, "play", play)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert run_demo(speed=2, as_json=False, keep=False) == 1
     captured = capsys.readouterr()
     assert "demo failed at step 'card RAD-9 posted in #radiology'" in captured.err
     assert "failed: card RAD-9 posted in #radiology." in captured.out
@@ -113,13 +117,13 @@ def test_a_missing_effect_fails_naming_the_step(
 
 
 def test_speed_is_checked():
-    assert demo_module.run_demo(speed=0, as_json=False, keep=False) == 2
-    assert demo_module.run_demo(speed=1000, as_json=False, keep=False) == 2
+    assert run_demo(speed=0, as_json=False, keep=False) == 2
+    assert run_demo(speed=1000, as_json=False, keep=False) == 2
 
 
 @pytest.mark.parametrize("speed", [0.5, 1, 2, 5])
 def test_demo_catalogue_is_valid_at_any_speed(speed: float):
-    catalogue = parse_catalogue(demo_module.demo_catalogue(speed), "demo.toml")
+    catalogue = parse_catalogue(demo_catalogue(speed), "demo.toml")
     assert {s.key for s in catalogue.services} == {"radiology", "pathology", "cardiology"}
     radiology = catalogue.service("rad")
     assert radiology is not None and radiology.backup and radiology.leads
@@ -190,3 +194,9 @@ def test_blocks_render_with_buttons_fields_and_inputs():
         ]
     )
     assert to_plain_text("*RAD-1* was <https://x|answered>", None) == "RAD-1 was answered"
+
+
+def test_the_roster_gives_every_person_an_id_a_name_and_a_role():
+    assert len(CAST) == len(PEOPLE) == 13
+    assert all(p.id.startswith("U") and p.name.startswith("Dr ") and p.role for p in CAST)
+    assert NOVAK.role == "radiology, night shift" and PEOPLE["UCARDOBI"].name == "Dr Obi"

@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session
 
-from bot.dev.fakeslack import FakeSlack, webapi
+from bot.dev.fakeslack import FakeSlack, dispatch
 from bot.dev.fakeslack.requests import SlackSender
 from bot.slack.ids import OUTBOX_EVENT_TYPE, ActionId
 from storage.db import create_db_engine
@@ -603,7 +603,7 @@ def socket_link(slack: FakeSlack, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
     """A Socket Mode websocket the fake Slack's apps.connections.open points at."""
     endpoint = SocketModeEndpoint()
     monkeypatch.setitem(
-        webapi._METHODS, "apps.connections.open", lambda _fake, _args: {"url": endpoint.url}
+        dispatch.METHODS, "apps.connections.open", lambda _fake, _args: {"url": endpoint.url}
     )
     yield endpoint
     endpoint.close()

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from bot.dev.fakeslack.webapi import Call
+from bot.dev.fakeslack.calls import Call
 
 MESSAGE_METHODS = ("chat.postMessage", "chat.update", "chat.postEphemeral")
 VIEW_METHODS = ("views.open", "views.update", "views.push", "views.publish")

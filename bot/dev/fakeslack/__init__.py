@@ -16,8 +16,10 @@ Typical wiring::
         fake.wait_calls("views.open")
 """
 
+from bot.dev.fakeslack.calls import Call
 from bot.dev.fakeslack.requests import Response, SlackSender, sign
-from bot.dev.fakeslack.webapi import BOT_ID, BOT_USER_ID, TEAM_ID, Call, FakeSlack
+from bot.dev.fakeslack.webapi import FakeSlack
+from bot.dev.fakeslack.workspace import BOT_ID, BOT_USER_ID, TEAM_ID
 
 __all__ = [
     "BOT_ID",

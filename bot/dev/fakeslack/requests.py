@@ -24,7 +24,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from http.client import HTTPConnection, HTTPSConnection
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -70,42 +70,49 @@ class Response:
 # --------------------------------------------------------------------- view state helpers
 def plain_text(value: str | None) -> Json:
     """State of a ``plain_text_input`` (None = left empty)."""
-    return {"type": "plain_text_input", "value": value}
+    return _chosen("plain_text_input", "value", value)
 
 
 def static_select(value: str | None, text: str | None = None) -> Json:
     """State of a ``static_select`` (None = nothing chosen)."""
     if value is None:
-        return {"type": "static_select", "selected_option": None}
+        return _chosen("static_select", "selected_option", None)
     option = {"text": {"type": "plain_text", "text": text or value, "emoji": True}, "value": value}
-    return {"type": "static_select", "selected_option": option}
+    return _chosen("static_select", "selected_option", option)
 
 
 def multi_static_select(values: list[str]) -> Json:
     """State of a ``multi_static_select``."""
-    options = [{"text": {"type": "plain_text", "text": v}, "value": v} for v in values]
-    return {"type": "multi_static_select", "selected_options": options}
+    return _options("multi_static_select", "plain_text", values)
 
 
 def users_select(user: str | None) -> Json:
     """State of a ``users_select``."""
-    return {"type": "users_select", "selected_user": user}
+    return _chosen("users_select", "selected_user", user)
 
 
 def conversations_select(channel: str | None) -> Json:
     """State of a ``conversations_select``."""
-    return {"type": "conversations_select", "selected_conversation": channel}
+    return _chosen("conversations_select", "selected_conversation", channel)
 
 
 def checkboxes(values: list[str]) -> Json:
     """State of ``checkboxes``."""
-    options = [{"text": {"type": "mrkdwn", "text": v}, "value": v} for v in values]
-    return {"type": "checkboxes", "selected_options": options}
+    return _options("checkboxes", "mrkdwn", values)
 
 
 def datepicker(date: str | None) -> Json:
     """State of a ``datepicker`` (``"YYYY-MM-DD"``)."""
-    return {"type": "datepicker", "selected_date": date}
+    return _chosen("datepicker", "selected_date", date)
+
+
+def _chosen(kind: str, key: str, value: Any) -> Json:
+    return {"type": kind, key: value}
+
+
+def _options(kind: str, text_type: str, values: list[str]) -> Json:
+    options = [{"text": {"type": text_type, "text": v}, "value": v} for v in values]
+    return {"type": kind, "selected_options": options}
 
 
 def state_values(fields: Mapping[str | tuple[str, str], Any], *, action_id: str = "value") -> Json:
@@ -125,6 +132,7 @@ def state_values(fields: Mapping[str | tuple[str, str], Any], *, action_id: str 
 
 
 # --------------------------------------------------------------------------- the sender
+@dataclass(eq=False)
 class SlackSender:
     """Sends Slack-shaped, signed requests to the bot at ``url`` (its request URL).
 
@@ -133,21 +141,13 @@ class SlackSender:
     URL that nothing answers is used.  Every payload sent is appended to :attr:`sent`.
     """
 
-    def __init__(
-        self,
-        url: str,
-        signing_secret: str,
-        *,
-        team_id: str = "T0001",
-        response_url_factory: Callable[[], str] | None = None,
-        timeout: float = 10.0,
-    ) -> None:
-        self.url = url
-        self.signing_secret = signing_secret
-        self.team_id = team_id
-        self.response_url_factory = response_url_factory
-        self.timeout = timeout
-        self.sent: list[Json] = []
+    url: str
+    signing_secret: str
+    _: KW_ONLY
+    team_id: str = "T0001"
+    response_url_factory: Callable[[], str] | None = None
+    timeout: float = 10.0
+    sent: list[Json] = field(default_factory=list, init=False)
 
     # ------------------------------------------------------------------ raw
     def post(
@@ -155,9 +155,9 @@ class SlackSender:
         body: bytes,
         content_type: str,
         *,
+        sign: bool = True,
         headers: dict | None = None,
         timestamp: int | None = None,
-        sign: bool = True,
         signature: str | None = None,
     ) -> Response:
         """POST ``body`` as is; for fault tests.
@@ -288,28 +288,9 @@ class SlackSender:
         whole message (e.g. from ``fake.message(...)``); otherwise a minimal one is built when
         ``message_ts`` is given.  ``view`` makes it a view action (container type ``view``).
         """
-        action: Json = {
-            "action_id": action_id,
-            "block_id": block_id,
-            "type": action_type or ("static_select" if selected_option else "button"),
-            "action_ts": f"{time.time():.6f}",
-        }
-        if selected_option is not None:
-            action["selected_option"] = selected_option
-        if value is not None:
-            action["value"] = value
         if message is not None and message_ts is None:
             message_ts = message.get("ts")
-        if container is None:
-            if view is not None:
-                container = {"type": "view", "view_id": view.get("id")}
-            else:
-                container = {
-                    "type": "message",
-                    "message_ts": message_ts,
-                    "channel_id": channel,
-                    "is_ephemeral": False,
-                }
+        action = _action(action_id, block_id, value, selected_option, action_type)
         payload: Json = {
             "type": "block_actions",
             "token": VERIFICATION_TOKEN,
@@ -318,18 +299,16 @@ class SlackSender:
             "team": self._team(),
             "enterprise": None,
             "is_enterprise_install": False,
-            "container": container,
+            "container": container
+            if container is not None
+            else _container(view, channel, message_ts),
             "trigger_id": trigger_id or self.new_trigger_id(),
             "actions": [action],
         }
         if channel is not None:
             payload["channel"] = {"id": channel, "name": channel.lower()}
         if message is not None or message_ts is not None:
-            msg = dict(message or {})
-            msg.setdefault("type", "message")
-            msg.setdefault("ts", message_ts)
-            msg.setdefault("text", "")
-            payload["message"] = msg
+            payload["message"] = _message(message, message_ts)
         if view is not None:
             payload["view"] = view
         else:
@@ -354,13 +333,7 @@ class SlackSender:
         the view object; the explicit arguments win over it."""
         return self._interactive(
             {
-                "type": "view_submission",
-                "token": VERIFICATION_TOKEN,
-                "api_app_id": APP_ID,
-                "team": self._team(),
-                "user": self._user(user),
-                "enterprise": None,
-                "is_enterprise_install": False,
+                **self._view_payload("view_submission", user),
                 "trigger_id": trigger_id or self.new_trigger_id(),
                 "view": self._view(view, callback_id, private_metadata, view_id, hash, values),
                 "response_urls": [],
@@ -380,17 +353,23 @@ class SlackSender:
         """A ``view_closed`` payload (only sent for views with ``notify_on_close``)."""
         return self._interactive(
             {
-                "type": "view_closed",
-                "token": VERIFICATION_TOKEN,
-                "api_app_id": APP_ID,
-                "team": self._team(),
-                "user": self._user(user),
-                "enterprise": None,
-                "is_enterprise_install": False,
+                **self._view_payload("view_closed", user),
                 "view": self._view(view, callback_id, private_metadata, view_id, None, {}),
                 "is_cleared": is_cleared,
             }
         )
+
+    def _view_payload(self, kind: str, user: str) -> Json:
+        """What every view payload (``view_submission``, ``view_closed``) starts with."""
+        return {
+            "type": kind,
+            "token": VERIFICATION_TOKEN,
+            "api_app_id": APP_ID,
+            "team": self._team(),
+            "user": self._user(user),
+            "enterprise": None,
+            "is_enterprise_install": False,
+        }
 
     def _view(
         self,
@@ -473,3 +452,45 @@ class SlackSender:
 
 def _signature_headers(secret: str, body: bytes, timestamp: int | None) -> dict[str, str]:
     return sign(secret, body, timestamp)
+
+
+def _action(
+    action_id: str,
+    block_id: str,
+    value: str | None,
+    selected_option: dict | None,
+    action_type: str | None,
+) -> Json:
+    """The one action of a ``block_actions`` payload: a button, or a static_select."""
+    action: Json = {
+        "action_id": action_id,
+        "block_id": block_id,
+        "type": action_type or ("static_select" if selected_option else "button"),
+        "action_ts": f"{time.time():.6f}",
+    }
+    if selected_option is not None:
+        action["selected_option"] = selected_option
+    if value is not None:
+        action["value"] = value
+    return action
+
+
+def _container(view: dict | None, channel: str | None, message_ts: str | None) -> Json:
+    """Where the action happened: the view, or the message in `channel`."""
+    if view is not None:
+        return {"type": "view", "view_id": view.get("id")}
+    return {
+        "type": "message",
+        "message_ts": message_ts,
+        "channel_id": channel,
+        "is_ephemeral": False,
+    }
+
+
+def _message(message: dict | None, message_ts: str | None) -> Json:
+    """The message the action's button is on (a minimal one from `message_ts`)."""
+    msg = dict(message or {})
+    msg.setdefault("type", "message")
+    msg.setdefault("ts", message_ts)
+    msg.setdefault("text", "")
+    return msg
