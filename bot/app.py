@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot import guard
 from bot.domain.catalogue import Catalogue, load_catalogue
 from bot.domain.clock import Clock, SystemClock
-from bot.flows.consults import ConsultService
+from bot.flows.consults.service import ConsultService
 from bot.flows.outbox import Outbox
 from bot.services import Services
 from bot.settings import Settings

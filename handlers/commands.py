@@ -9,7 +9,7 @@ from slack_bolt import Ack, App
 
 from bot.domain.lifecycle import Refused
 from bot.domain.parsing import Parsed, parse
-from bot.flows.consults import Draft, DraftInvalid
+from bot.flows.consults.drafts import Draft, DraftInvalid
 from bot.slack.render import blocks
 from bot.slack.render.blocks import RenderContext
 from handlers.common import Services, open_modal, services

@@ -1,5 +1,5 @@
 """The outbox: every Slack message the bot intends to send is stored first, in the same
-transaction as the change that caused it, then delivered by `bot.delivery.Dispatcher`."""
+transaction as the change that caused it, then delivered by `bot.slack.delivery.Dispatcher`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from bot.domain.vocabulary import Kind
 from storage import repo
 from storage.models import OutboxMessage
 
@@ -28,7 +29,7 @@ class Outbox:
         self,
         session: Session,
         *,
-        kind: str,
+        kind: Kind,
         template: str,
         now: datetime,
         consult_id: int | None = None,
@@ -79,7 +80,7 @@ class Outbox:
 
 
 def _row(
-    kind: str,
+    kind: Kind,
     template: str,
     now: datetime,
     consult_id: int | None,
