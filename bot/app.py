@@ -22,7 +22,7 @@ from bot.domain.catalogue import Catalogue
 from bot.domain.catalogue_load import load_catalogue
 from bot.domain.clock import Clock, SystemClock
 from bot.flows.compose import Composer
-from bot.flows.consults import ConsultService
+from bot.flows.consults.service import ConsultService
 from bot.flows.outbox import Outbox
 from bot.services import Services
 from bot.settings import Settings

@@ -18,6 +18,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from slack_sdk.errors import SlackApiError
 
+from bot.flows.retention import purge
+from bot.flows.sweep import sweep
 from bot.services import Services
 
 log = logging.getLogger("careloop.runtime")
@@ -120,15 +122,22 @@ def catch_up_digest(services: Services) -> int:
 
 def build_scheduler(services: Services) -> BackgroundScheduler:
     """The process's jobs; coalescing means a late or missed run happens once, not N times."""
-    from bot.flows.sweep import sweep  # noqa: PLC0415
-
     catalogue = services.catalogue
     scheduler = BackgroundScheduler(
         timezone="UTC",
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
     scheduler.add_job(
-        _guard("sweep", lambda: sweep(services)),
+        _guard(
+            "sweep",
+            lambda: sweep(
+                sessions=services.sessions,
+                catalogue=catalogue,
+                clock=services.clock,
+                outbox=services.outbox,
+                on_call=services.consults.roster,
+            ),
+        ),
         "interval",
         seconds=max(catalogue.sweep_interval.total_seconds(), 1.0),
         id="sweep",
@@ -160,11 +169,17 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
             id="digest-catch-up",
         )
     if catalogue.retention is not None:
-        from bot.flows.retention import purge  # noqa: PLC0415
-
         retention = catalogue.retention
         scheduler.add_job(
-            _guard("purge", lambda: purge(services, older_than=retention, actor="scheduler")),
+            _guard(
+                "purge",
+                lambda: purge(
+                    sessions=services.sessions,
+                    clock=services.clock,
+                    older_than=retention,
+                    actor="scheduler",
+                ),
+            ),
             CronTrigger(hour=3, minute=17, timezone="UTC"),
             id="purge",
         )

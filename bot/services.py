@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.domain.catalogue import Catalogue
 from bot.domain.clock import Clock
-from bot.flows.consults import ConsultService
+from bot.flows.consults.service import ConsultService
 from bot.flows.outbox import Outbox
 from bot.settings import Settings
 from bot.slack.delivery.dispatcher import Dispatcher

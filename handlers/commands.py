@@ -15,7 +15,7 @@ from bot.domain.lifecycle import Refused
 from bot.domain.parsing import Parsed, parse
 from bot.domain.text import escape
 from bot.domain.vocabulary import URGENCIES, Urgency
-from bot.flows.consults import Draft, DraftInvalid
+from bot.flows.consults.drafts import Draft, DraftInvalid
 from bot.reports.stats import stats_for_slack
 from bot.slack.render.context import RenderContext
 from bot.slack.render.modals import new_consult_modal

@@ -13,7 +13,7 @@ from typing import Any
 from slack_bolt import Ack, App
 
 from bot.domain.lifecycle import Refused
-from bot.flows.consults import Draft, DraftInvalid
+from bot.flows.consults.drafts import Draft, DraftInvalid
 from bot.services import Services
 from bot.slack.ids import BlockId, CallbackId
 from handlers.common import retired, services, tell

@@ -40,6 +40,7 @@ from storage.models import (
     ServiceCounter,
 )
 
+# `bot.domain.lifecycle.OPEN_STATES`, spelled out: storage imports nothing from `bot`.
 OPEN_STATUSES = ("open", "acknowledged", "waiting")
 
 

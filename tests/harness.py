@@ -240,7 +240,14 @@ class Bot:
         )
 
     def sweep(self) -> SweepResult:
-        return sweep(self.services)
+        svc = self.services
+        return sweep(
+            sessions=svc.sessions,
+            catalogue=svc.catalogue,
+            clock=svc.clock,
+            outbox=svc.outbox,
+            on_call=svc.consults.roster,
+        )
 
     def card(self, ref: str) -> dict[str, Any]:
         c = self.consult(ref)

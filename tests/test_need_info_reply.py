@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot.flows.consults import QUESTION_MAX
+from bot.flows.consults.drafts import QUESTION_MAX
 from bot.slack.ids import ActionId, BlockId, CallbackId
 from storage.models import Consult, Reply
 from tests.harness import OUTSIDER, REQUESTER, Bot, wait_until

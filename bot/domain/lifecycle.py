@@ -59,12 +59,12 @@ TRANSITIONS: dict[Action, dict[Status, Status]] = {
         Status.ACKNOWLEDGED: Status.ANSWERED,
         Status.WAITING: Status.ANSWERED,
     },
-    Action.HANDOFF: {s: s for s in (Status.OPEN, Status.ACKNOWLEDGED, Status.WAITING)},
+    Action.HANDOFF: {s: s for s in OPEN_STATES},
     Action.CLOSE: {Status.ANSWERED: Status.CLOSED},
     Action.REOPEN: {Status.ANSWERED: Status.ACKNOWLEDGED},
     Action.CANCEL: {s: Status.CANCELLED for s in OPEN_STATES},
     Action.FEEDBACK: {Status.ANSWERED: Status.ANSWERED, Status.CLOSED: Status.CLOSED},
-    Action.SNOOZE: {s: s for s in (Status.OPEN, Status.ACKNOWLEDGED, Status.WAITING)},
+    Action.SNOOZE: {s: s for s in OPEN_STATES},
 }
 
 # Who may do what (issue: "Who may do what"). Leads may also close, reopen and cancel.
@@ -80,6 +80,9 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.FEEDBACK: frozenset({Role.REQUESTER}),
     Action.SNOOZE: frozenset({Role.CONSULTANT}),
 }
+# The actions only consultants may take: checking them may mean asking Slack whether the
+# user is a member of the service channel, and the requester may never take them.
+CONSULTANT_ACTIONS = frozenset(a for a, roles in ALLOWED.items() if roles == {Role.CONSULTANT})
 
 _VERBS = {
     Action.ACKNOWLEDGE: "acknowledged",
@@ -132,13 +135,7 @@ def _not_now(ref: str, status: Status, action: Action) -> str:
 
 def check_allowed(ref: str, action: Action, roles: set[Role]) -> None:
     """Raise Refused unless one of `roles` may perform `action`."""
-    if Role.REQUESTER in roles and action in (
-        Action.ACKNOWLEDGE,
-        Action.ANSWER,
-        Action.NEED_INFO,
-        Action.HANDOFF,
-        Action.SNOOZE,
-    ):
+    if Role.REQUESTER in roles and action in CONSULTANT_ACTIONS:
         raise Refused(f"You requested {ref}, so you cannot {action.value.replace('_', ' ')} it.")
     if roles & ALLOWED[action]:
         return

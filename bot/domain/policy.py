@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Protocol
 
 from bot.domain.hours import WorkingHours
@@ -52,8 +53,9 @@ def resume_answer_due(
     return policy.hours.add(now, remaining)
 
 
-class Phase:
-    """What a consult is waiting for, which decides whom the ladder starts with."""
+class Phase(StrEnum):
+    """What a consult is waiting for, which decides whom the ladder starts with (stored in
+    `consults.nudge_phase`)."""
 
     ACKNOWLEDGE = "acknowledge"
     ANSWER = "answer"

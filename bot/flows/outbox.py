@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from bot.domain.vocabulary import Kind
 from storage import repo
 from storage.models import OutboxMessage
 
@@ -28,7 +29,7 @@ class Outbox:
         self,
         session: Session,
         *,
-        kind: str,
+        kind: Kind,
         template: str,
         now: datetime,
         consult_id: int | None = None,
@@ -79,7 +80,7 @@ class Outbox:
 
 
 def _row(
-    kind: str,
+    kind: Kind,
     template: str,
     now: datetime,
     consult_id: int | None,

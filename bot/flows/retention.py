@@ -1,7 +1,8 @@
 """Retention: removes patient references and free text from consults closed or cancelled
-longer ago than a limit (closing answered ones whose answer is older than the limit), keeping their timings for reports, and deletes delivered outbox
-messages older than the limit (their parameters may quote free text, e.g. a hand-off note
-sent to someone with no consult attached). Every purge is audited."""
+longer ago than a limit (closing answered ones whose answer is older than the limit),
+keeping their timings for reports, and deletes delivered outbox messages older than the
+limit (their parameters may quote free text, e.g. a hand-off note sent to someone with no
+consult attached). Every purge is audited."""
 
 from __future__ import annotations
 
@@ -9,23 +10,29 @@ import sys
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from bot.domain.clock import Clock, SystemClock
 from bot.domain.durations import parse_duration
-from bot.domain.lifecycle import Action, next_status
-from bot.services import Services
+from bot.domain.lifecycle import Action
+from bot.flows.work import apply_transition, audit_change
 from bot.settings import Settings
 from storage import repo
-from storage.db import create_db_engine, migrate, session_factory
+from storage.db import create_db_engine, migrate, session_factory, unit_of_work
 from storage.models import OutboxMessage
 
 
-def purge(services: Services, *, older_than: timedelta, actor: str = "careloop") -> list[str]:
-    """Purge old closed consults; returns the references purged."""
-    now = services.clock.now()
-    with services.consults.unit() as s:
-        refs = purge_session(s, older_than=older_than, now=now, actor=actor)
-    return refs
+def purge(
+    *,
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    older_than: timedelta,
+    actor: str = "careloop",
+) -> list[str]:
+    """Purge old closed consults in one transaction; returns the references purged."""
+    now = clock.now()
+    with unit_of_work(sessions) as s:
+        return purge_session(s, older_than=older_than, now=now, actor=actor)
 
 
 def purge_session(
@@ -38,24 +45,18 @@ def purge_session(
     # patient data outlives the limit and nothing purged can be reopened.
     closed = []
     for consult in repo.answered_before(session=session, before=before):
-        transition = next_status(consult.ref, consult.status, Action.CLOSE)
-        consult.status = transition.after.value
+        apply_transition(
+            session,
+            consult,
+            Action.CLOSE,
+            actor=actor,
+            now=now,
+            event="closed",
+            details={"reason": "retention"},
+        )
         consult.closed_at = now
         consult.next_nudge_at = None
         consult.nudge_phase = None
-        consult.version += 1
-        repo.add_audit(
-            session=session,
-            consult_id=consult.id,
-            actor=actor,
-            action="closed",
-            at=now,
-            details={
-                "from": transition.before.value,
-                "to": transition.after.value,
-                "reason": "retention",
-            },
-        )
         closed.append(consult.id)
     refs = repo.purge_closed(session=session, before=before, at=now, also=closed)
     done = session.execute(
@@ -65,12 +66,11 @@ def purge_session(
     )
     messages = int(getattr(done, "rowcount", 0) or 0)
     if refs or messages:
-        repo.add_audit(
-            session=session,
-            consult_id=None,
+        audit_change(
+            session,
+            "purged",
             actor=actor,
-            action="purged",
-            at=now,
+            now=now,
             details={
                 "count": len(refs),
                 "refs": refs[:500],
@@ -88,13 +88,11 @@ def purge_cli(settings: Settings, *, older_than: str) -> int:
     except ValueError as exc:
         print(f"--older-than: {exc}", file=sys.stderr)
         return 2
-    from bot.domain.clock import SystemClock  # noqa: PLC0415
-
     engine = create_db_engine(settings.database_url)
     migrate(engine)
-    sessions = session_factory(engine)
-    with sessions() as s, s.begin():
-        refs = purge_session(s, older_than=limit, now=SystemClock().now(), actor="cli")
+    refs = purge(
+        sessions=session_factory(engine), clock=SystemClock(), older_than=limit, actor="cli"
+    )
     engine.dispose()
     print(f"purged {len(refs)} consult(s) closed more than {older_than} ago")
     return 0

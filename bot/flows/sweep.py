@@ -21,12 +21,17 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.domain import policy as sla
-from bot.domain.vocabulary import Kind
-from bot.services import Services
+from bot.domain.catalogue import Catalogue
+from bot.domain.clock import Clock
+from bot.domain.vocabulary import Template
+from bot.flows.consults.oncall import OnCall, OnCallRoster
+from bot.flows.notify import Notify
+from bot.flows.outbox import Outbox
 from storage import repo
+from storage.db import unit_of_work
 from storage.models import Consult
 
 log = logging.getLogger("careloop.escalation")
@@ -47,11 +52,19 @@ class SweepResult:
     unknown_service: list[str] = field(default_factory=list)
 
 
-def sweep(services: Services, *, limit: int = 500) -> SweepResult:
+def sweep(
+    *,
+    sessions: sessionmaker[Session],
+    catalogue: Catalogue,
+    clock: Clock,
+    outbox: Outbox,
+    on_call: OnCallRoster,
+    limit: int = 500,
+) -> SweepResult:
     """Find overdue consults and queue what they need; safe to run in many processes."""
     result = SweepResult()
-    now = services.clock.now()
-    with services.consults.unit() as s:
+    now = clock.now()
+    with unit_of_work(sessions) as s:
         due = repo.claim_due_nudges(session=s, now=now, limit=limit)
         by_channel: dict[str, list[Consult]] = defaultdict(list)
         for consult in due:
@@ -59,7 +72,9 @@ def sweep(services: Services, *, limit: int = 500) -> SweepResult:
         for channel, consults in by_channel.items():
             try:
                 with s.begin_nested():
-                    _sweep_channel(services, s, channel, consults, now, result)
+                    notify = Notify(outbox, s, now)
+                    channel_sweep = _ChannelSweep(catalogue, notify, on_call.current(s), result)
+                    channel_sweep.run(channel, consults)
             except Exception:  # noqa: BLE001 - one bad channel must not stop the others
                 log.exception("sweep failed for a channel", extra={"channel": channel})
     if result.nudged or result.reminded:
@@ -70,42 +85,58 @@ def sweep(services: Services, *, limit: int = 500) -> SweepResult:
     return result
 
 
-def _sweep_channel(
-    services: Services,
-    s: Session,
-    channel: str,
-    consults: list[Consult],
-    now: datetime,
-    result: SweepResult,
-) -> None:
-    catalogue = services.catalogue
-    overrides = repo.on_call_overrides(session=s)
-    nudges: list[tuple[Consult, sla.NudgePlan]] = []
-    for c in consults:
+@dataclass(frozen=True)
+class _ChannelSweep:
+    """One channel's due consults in one sweep, in one savepoint (`notify.session`)."""
+
+    catalogue: Catalogue
+    notify: Notify
+    on_call: OnCall
+    result: SweepResult
+
+    @property
+    def now(self) -> datetime:
+        return self.notify.now
+
+    def run(self, channel: str, consults: list[Consult]) -> None:
+        nudges = [(c, plan) for c in consults if (plan := self._plan(c)) is not None]
+        if not nudges:
+            return
+        storm = len(nudges) > self.catalogue.storm_threshold
+        if storm:
+            self._storm(channel, nudges)
+        for c, plan in nudges:
+            self._nudge(c, plan, thread=not storm)
+            self.result.nudged.append(c.ref)
+            if plan.escalated:
+                self.result.escalated.append(c.ref)
+
+    def _plan(self, c: Consult) -> sla.NudgePlan | None:
+        """The nudge `c` gets now, its row updated for it; None when it gets none now
+        (snoozed, unknown service, outside working hours, or a reminder to the requester)."""
+        now = self.now
         if c.snoozed_until and c.snoozed_until > now:
             c.next_nudge_at = c.snoozed_until
-            continue
+            return None
         try:
-            service = catalogue.service_by_key(c.service)
+            service = self.catalogue.service_by_key(c.service)
         except KeyError:
-            _skip_unknown_service(services, c, now)
-            result.unknown_service.append(c.ref)
-            continue
-        clocks = catalogue.policy(service, c.urgency)
+            self._skip_unknown_service(c)
+            return None
+        clocks = self.catalogue.policy(service, c.urgency)
         if clocks.hours is not None and not clocks.hours.is_open(now):
             # Clocks with working hours also nudge only in working hours: nobody is paged
             # at night about a routine consult.
             c.next_nudge_at = clocks.hours.next_open(now)
-            continue
+            return None
+        next_at = sla.add_time(clocks, now, clocks.nudge_every)
         if c.nudge_phase == sla.Phase.REQUESTER:
-            _remind_requester(services, s, c, now, sla.add_time(clocks, now, clocks.nudge_every))
-            result.reminded.append(c.ref)
-            continue
+            self._remind_requester(c, next_at)
+            return None
         # Whoever owns it (acknowledged, or handed off before acknowledging), else on-call.
-        first = c.assignee or overrides.get(service.key, service.on_call)
-        ladder = sla.Ladder.build(first=first, backup=service.backup, leads=service.leads)
+        first = c.assignee or self.on_call.of(service)
         plan = sla.plan_nudge(
-            ladder=ladder,
+            ladder=sla.Ladder.build(first=first, backup=service.backup, leads=service.leads),
             state=sla.NudgeState(level=c.nudge_level, nudges_at_level=c.nudges_at_level),
             escalate_after=clocks.escalate_after,
             nudge_every=clocks.nudge_every,
@@ -114,125 +145,76 @@ def _sweep_channel(
         c.nudge_level, c.nudges_at_level = plan.level, plan.nudges_at_level
         c.nudge_count = (c.nudge_count or 0) + 1
         c.last_nudge_at = now
-        c.next_nudge_at = sla.add_time(clocks, now, clocks.nudge_every)
-        nudges.append((c, plan))
-    if not nudges:
-        return
-    storm = len(nudges) > catalogue.storm_threshold
-    if storm:
+        c.next_nudge_at = next_at
+        return plan
+
+    def _storm(self, channel: str, nudges: list[tuple[Consult, sla.NudgePlan]]) -> None:
+        """One summary in the channel instead of a thread nudge per consult."""
         targets = sorted({t for _, plan in nudges for t in plan.targets})
-        services.outbox.add(
-            s,
-            kind=Kind.CHANNEL,
-            template="storm",
-            channel=channel,
-            now=now,
-            params={"ids": [c.id for c, _ in nudges], "targets": targets},
-            dedupe_key="storm:"
-            + hashlib.sha1(
-                repr(sorted((c.id, c.nudge_count) for c, _ in nudges)).encode()
-            ).hexdigest(),
+        counts = repr(sorted((c.id, c.nudge_count) for c, _ in nudges))
+        once = self.notify.once("storm:" + hashlib.sha1(counts.encode()).hexdigest())
+        once.channel_message(
+            channel, Template.STORM, {"ids": [c.id for c, _ in nudges], "targets": targets}
         )
-        result.storms[channel] = len(nudges)
-    for c, plan in nudges:
-        _notify(services, s, c, plan, now, thread=not storm)
-        result.nudged.append(c.ref)
+        self.result.storms[channel] = len(nudges)
+
+    def _skip_unknown_service(self, c: Consult) -> None:
+        """Leave a consult whose service the catalogue lacks for later, loudly but not hot."""
+        policy = self.catalogue.urgency.get(c.urgency)
+        c.next_nudge_at = self.now + (policy.nudge_every if policy else UNKNOWN_SERVICE_RETRY)
+        log.error(
+            "consult not nudged: its service is not in the catalogue; put the service back",
+            extra={"ref": c.ref, "service": c.service, "event": "sweep"},
+        )
+        self.result.unknown_service.append(c.ref)
+
+    def _nudge(self, c: Consult, plan: sla.NudgePlan, *, thread: bool) -> None:
+        params = {
+            "targets": list(plan.targets),
+            "phase": c.nudge_phase,
+            "escalated": plan.escalated,
+            "level": plan.level,
+        }
+        n, notify = c.nudge_count, self.notify
+        if thread:
+            notify.once(f"nudge:{c.id}:{n}").thread_note(c, Template.NUDGE, params)
+        first_of_phase = plan.level == 0 and plan.nudges_at_level == 1
         if plan.escalated:
-            result.escalated.append(c.ref)
-
-
-def _skip_unknown_service(services: Services, c: Consult, now: datetime) -> None:
-    """Leave a consult whose service the catalogue lacks for later, loudly but not hot."""
-    policy = services.catalogue.urgency.get(c.urgency)
-    c.next_nudge_at = now + (policy.nudge_every if policy else UNKNOWN_SERVICE_RETRY)
-    log.error(
-        "consult not nudged: its service is not in the catalogue; put the service back",
-        extra={"ref": c.ref, "service": c.service, "event": "sweep"},
-    )
-
-
-def _notify(
-    services: Services, s: Session, c: Consult, plan: sla.NudgePlan, now: datetime, *, thread: bool
-) -> None:
-    params = {
-        "targets": list(plan.targets),
-        "phase": c.nudge_phase,
-        "escalated": plan.escalated,
-        "level": plan.level,
-    }
-    n = c.nudge_count
-    if thread:
-        services.outbox.add(
-            s,
-            kind=Kind.THREAD,
-            template="nudge",
+            c.escalated_at = self.now
+            c.escalation_count = (c.escalation_count or 0) + 1
+            for user in plan.targets:
+                once = notify.once(f"escalation:{c.id}:{n}:{user}")
+                once.dm_user(user, Template.ESCALATION, params, consult=c)
+            notify.card_update(c.id)
+        if plan.escalated or first_of_phase:
+            once = notify.once(f"overdue:{c.id}:{n}")
+            once.dm_requester(c, Template.REQUESTER_OVERDUE, params)
+        repo.add_audit(
+            session=notify.session,
             consult_id=c.id,
-            now=now,
-            params=params,
-            dedupe_key=f"nudge:{c.id}:{n}",
+            actor="careloop",
+            action="escalated" if plan.escalated else "nudged",
+            at=self.now,
+            details={"phase": c.nudge_phase, "level": plan.level, "targets": list(plan.targets)},
         )
-    first_of_phase = plan.level == 0 and plan.nudges_at_level == 1
-    if plan.escalated:
-        c.escalated_at = now
-        c.escalation_count = (c.escalation_count or 0) + 1
-        for user in plan.targets:
-            services.outbox.add(
-                s,
-                kind=Kind.DM,
-                template="escalation",
-                consult_id=c.id,
-                user=user,
-                now=now,
-                params=params,
-                dedupe_key=f"escalation:{c.id}:{n}:{user}",
-            )
-        services.outbox.add(s, kind=Kind.UPDATE, template="card", consult_id=c.id, now=now)
-    if plan.escalated or first_of_phase:
-        services.outbox.add(
-            s,
-            kind=Kind.DM,
-            template="requester_overdue",
+        log.info(
+            "consult escalated" if plan.escalated else "consult nudged",
+            extra={"ref": c.ref, "phase": c.nudge_phase, "ladder_level": plan.level},
+        )
+
+    def _remind_requester(self, c: Consult, next_at: datetime) -> None:
+        c.nudge_count = (c.nudge_count or 0) + 1
+        c.nudges_at_level = (c.nudges_at_level or 0) + 1
+        c.last_nudge_at = self.now
+        c.next_nudge_at = next_at
+        once = self.notify.once(f"remind:{c.id}:{c.nudge_count}")
+        once.dm_requester(c, Template.REQUESTER_REMINDER)
+        repo.add_audit(
+            session=self.notify.session,
             consult_id=c.id,
-            user=c.requester,
-            now=now,
-            params=params,
-            dedupe_key=f"overdue:{c.id}:{n}",
+            actor="careloop",
+            action="requester_reminded",
+            at=self.now,
+            details={"count": c.nudges_at_level},
         )
-    repo.add_audit(
-        session=s,
-        consult_id=c.id,
-        actor="careloop",
-        action="escalated" if plan.escalated else "nudged",
-        at=now,
-        details={"phase": c.nudge_phase, "level": plan.level, "targets": list(plan.targets)},
-    )
-    log.info(
-        "consult escalated" if plan.escalated else "consult nudged",
-        extra={"ref": c.ref, "phase": c.nudge_phase, "ladder_level": plan.level},
-    )
-
-
-def _remind_requester(
-    services: Services, s: Session, c: Consult, now: datetime, next_at: datetime
-) -> None:
-    c.nudge_count = (c.nudge_count or 0) + 1
-    c.nudges_at_level = (c.nudges_at_level or 0) + 1
-    c.last_nudge_at = now
-    c.next_nudge_at = next_at
-    services.outbox.add(
-        s,
-        kind=Kind.DM,
-        template="requester_reminder",
-        consult_id=c.id,
-        user=c.requester,
-        now=now,
-        dedupe_key=f"remind:{c.id}:{c.nudge_count}",
-    )
-    repo.add_audit(
-        session=s,
-        consult_id=c.id,
-        actor="careloop",
-        action="requester_reminded",
-        at=now,
-        details={"count": c.nudges_at_level},
-    )
+        self.result.reminded.append(c.ref)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bot.dev.fakeslack.requests import state_values, static_select, users_select
-from bot.flows.consults import QUESTION_MAX
+from bot.flows.consults.drafts import QUESTION_MAX
 from bot.slack.ids import ActionId, BlockId, CallbackId
 from bot.slack.render.primitives import TRUNCATED
 from tests.harness import CARD_CHANNEL, RAD_CHANNEL, RAD_ON_CALL, REQUESTER, Bot

@@ -18,7 +18,7 @@ from bot.domain.commands import (
 from bot.domain.lifecycle import Refused
 from bot.domain.parsing import parse
 from bot.domain.vocabulary import URGENCIES
-from bot.flows.consults import ConsultService
+from bot.flows.consults.service import ConsultService
 from bot.slack.render.texts import help_text
 from handlers.commands import HANDLERS, REF_VERBS
 from handlers.middleware import audited, key_of

@@ -1,0 +1,90 @@
+"""Every message a consult flow or the sweep queues, one method per kind of message: the
+card's update, a note in its thread, a direct message (to the requester or to anyone), a
+top-level channel message; and the two messages a new consult is stored with. Each is
+queued through `Outbox.add` in the caller's transaction; delivery renders it by `Template`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot.domain.vocabulary import Kind, Template
+from bot.flows.outbox import Outbox
+from storage import repo
+from storage.models import Consult
+
+Params = dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Queues messages in one transaction (`session`), all stamped `now`; with a
+    `dedupe_key` (see `once`), a message whose key was queued before is not queued again."""
+
+    outbox: Outbox
+    session: Session
+    now: datetime
+    dedupe_key: str | None = None
+
+    def once(self, key: str) -> Notify:
+        """The same, for one message that must be queued at most once: under `key`."""
+        return replace(self, dedupe_key=key)
+
+    def card_update(self, consult_id: int) -> None:
+        """Redraw the consult's card in its service channel (`chat.update`)."""
+        self._add(Kind.UPDATE, Template.CARD, consult_id=consult_id)
+
+    def thread_note(self, consult: Consult, template: Template, params: Params = None) -> None:
+        """A reply in the consult's thread, under its card."""
+        self._add(Kind.THREAD, template, consult_id=consult.id, params=params)
+
+    def dm_requester(self, consult: Consult, template: Template, params: Params = None) -> None:
+        """A direct message about `consult` to the person who requested it."""
+        self.dm_user(consult.requester, template, params, consult=consult)
+
+    def dm_user(
+        self,
+        user: str,
+        template: Template,
+        params: Params = None,
+        *,
+        consult: Consult | None = None,
+    ) -> None:
+        """A direct message to `user`, about `consult` or (in `params`) about several."""
+        consult_id = consult.id if consult else None
+        self._add(Kind.DM, template, consult_id=consult_id, user=user, params=params)
+
+    def channel_message(self, channel: str, template: Template, params: Params) -> None:
+        """A top-level message in `channel` (the storm summary, an on-call change)."""
+        self._add(Kind.CHANNEL, template, channel=channel, params=params)
+
+    def _add(self, kind: Kind, template: Template, **where: Any) -> None:
+        self.outbox.add(
+            self.session,
+            kind=kind,
+            template=template,
+            now=self.now,
+            dedupe_key=self.dedupe_key,
+            **where,
+        )
+
+
+def opening_rows(outbox: Outbox, *, requester: str, now: datetime) -> list[dict[str, Any]]:
+    """The outbox rows a new consult is stored with (by `storage.repo.create_consult`): its
+    card for the service channel and the requester's confirmation, which lists the
+    patient's other open consults."""
+    return outbox.rows(
+        [
+            {"kind": Kind.POST, "template": Template.CARD},
+            {
+                "kind": Kind.DM,
+                "template": Template.CONFIRMATION,
+                "user": requester,
+                "params": {"others": repo.OTHERS},
+            },
+        ],
+        now=now,
+    )
