@@ -74,17 +74,9 @@ def build_services(
         settings, engine, sessions, catalogue, outbox, outbox_clock or SystemClock()
     )
     return Services(
-        settings=settings,
-        catalogue=catalogue,
-        clock=clock,
-        engine=engine,
-        sessions=sessions,
-        outbox=outbox,
-        consults=consults,
-        dispatcher=dispatcher,
-        quick_client=quick_client,
-        members=members,
-    )
+        settings, catalogue, clock, engine, sessions, outbox, consults, dispatcher,
+        quick_client, members,
+    )  # fmt: skip
 
 
 def _build_dispatcher(

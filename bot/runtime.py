@@ -20,6 +20,8 @@ from slack_sdk.errors import SlackApiError
 
 from bot.flows.retention import purge
 from bot.flows.sweep import sweep
+from bot.reports import digest as digests
+from bot.reports.model import iso_z
 from bot.services import Services
 
 log = logging.getLogger("careloop.runtime")
@@ -86,24 +88,18 @@ def catch_up_digest(services: Services) -> int:
     process may run this when it starts. Older than that, it is skipped; if some of its
     digests were never queued, one INFO line names the ISO week and services (no PHI).
     """
-    from bot.reports.digest import (  # noqa: PLC0415
-        digest_week,
-        digests_not_queued,
-        last_digest_time,
-        send_weekly_digests,
-    )
-    from bot.reports.model import iso_z  # noqa: PLC0415
-
     now = services.clock.now()
-    due = last_digest_time(services.catalogue, now)
+    due = digests.last_digest_time(services.catalogue, now)
     if due is None:
         return 0
     # Usually it went out on time: look at the dedupe keys before computing any figures.
-    missing = digests_not_queued(catalogue=services.catalogue, sessions=services.sessions, at=due)
+    missing = digests.digests_not_queued(
+        catalogue=services.catalogue, sessions=services.sessions, at=due
+    )
     if not missing:
         return 0
     if now - due < DIGEST_CATCH_UP:
-        return send_weekly_digests(
+        return digests.send_weekly_digests(
             catalogue=services.catalogue,
             sessions=services.sessions,
             clock=services.clock,
@@ -112,7 +108,7 @@ def catch_up_digest(services: Services) -> int:
         )
     log.info(
         "weekly digest for %s (due %s) skipped: missed by more than %d h",
-        digest_week(services.catalogue, due).iso_week,
+        digests.digest_week(services.catalogue, due).iso_week,
         iso_z(due),
         DIGEST_CATCH_UP // timedelta(hours=1),
         extra={"event": "digest-catch-up", "service": ",".join(missing)},
@@ -122,65 +118,68 @@ def catch_up_digest(services: Services) -> int:
 
 def build_scheduler(services: Services) -> BackgroundScheduler:
     """The process's jobs; coalescing means a late or missed run happens once, not N times."""
-    catalogue = services.catalogue
     scheduler = BackgroundScheduler(
         timezone="UTC",
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
-    scheduler.add_job(
-        _guard(
-            "sweep",
-            lambda: sweep(
-                sessions=services.sessions,
-                catalogue=catalogue,
-                clock=services.clock,
-                outbox=services.outbox,
-                on_call=services.consults.roster,
-            ),
-        ),
-        "interval",
-        seconds=max(catalogue.sweep_interval.total_seconds(), 1.0),
-        id="sweep",
-        next_run_time=None,
-    )
-    scheduler.get_job("sweep").modify(next_run_time=services.clock.now())  # type: ignore[union-attr]
-    digest = catalogue.digest
-    if digest.enabled:
-        from bot.reports.digest import send_weekly_digests  # noqa: PLC0415
-
-        hour, minute = (int(x) for x in digest.time.split(":"))
-        scheduler.add_job(
-            _guard(
-                "digest",
-                lambda: send_weekly_digests(
-                    catalogue=services.catalogue,
-                    sessions=services.sessions,
-                    clock=services.clock,
-                    outbox=services.outbox,
-                ),
-            ),
-            CronTrigger(day_of_week=digest.day, hour=hour, minute=minute, timezone=digest.timezone),
-            id="digest",
-        )
-        # Once, at once, in the background: the digest missed while no process ran, if any.
-        scheduler.add_job(
-            _guard("digest-catch-up", lambda: catch_up_digest(services)),
-            "date",
-            id="digest-catch-up",
-        )
-    if catalogue.retention is not None:
-        retention = catalogue.retention
-        scheduler.add_job(
-            _guard(
-                "purge",
-                lambda: purge(
-                    sessions=services.sessions,
-                    clock=services.clock,
-                    older_than=retention,
-                    actor="scheduler",
-                ),
-            ),
-            CronTrigger(hour=3, minute=17, timezone="UTC"),
-            id="purge",
-        )
+    _add_sweep(scheduler, services)
+    if services.catalogue.digest.enabled:
+        _add_digest(scheduler, services)
+    if services.catalogue.retention is not None:
+        _add_purge(scheduler, services)
     return scheduler
+
+
+def _add_sweep(scheduler: BackgroundScheduler, services: Services) -> None:
+    """The overdue sweep every `sweep_interval`, first at once."""
+    job = _guard(
+        "sweep",
+        lambda: sweep(
+            sessions=services.sessions,
+            catalogue=services.catalogue,
+            clock=services.clock,
+            outbox=services.outbox,
+            on_call=services.consults.roster,
+        ),
+    )
+    interval = max(services.catalogue.sweep_interval.total_seconds(), 1.0)
+    scheduler.add_job(job, "interval", seconds=interval, id="sweep", next_run_time=None)
+    scheduler.get_job("sweep").modify(next_run_time=services.clock.now())  # type: ignore[union-attr]
+
+
+def _add_digest(scheduler: BackgroundScheduler, services: Services) -> None:
+    """The weekly digest at its `[digest]` time, and once at start the one missed, if any."""
+    digest = services.catalogue.digest
+    hour, minute = (int(x) for x in digest.time.split(":"))
+    job = _guard(
+        "digest",
+        lambda: digests.send_weekly_digests(
+            catalogue=services.catalogue,
+            sessions=services.sessions,
+            clock=services.clock,
+            outbox=services.outbox,
+        ),
+    )
+    trigger = CronTrigger(
+        day_of_week=digest.day, hour=hour, minute=minute, timezone=digest.timezone
+    )
+    scheduler.add_job(job, trigger, id="digest")
+    scheduler.add_job(
+        _guard("digest-catch-up", lambda: catch_up_digest(services)), "date", id="digest-catch-up"
+    )
+
+
+def _add_purge(scheduler: BackgroundScheduler, services: Services) -> None:
+    """The retention purge, nightly at 03:17 UTC."""
+    retention = services.catalogue.retention
+    assert retention is not None
+    job = _guard(
+        "purge",
+        lambda: purge(
+            sessions=services.sessions,
+            clock=services.clock,
+            older_than=retention,
+            actor="scheduler",
+        ),
+    )
+    scheduler.add_job(job, CronTrigger(hour=3, minute=17, timezone="UTC"), id="purge")

@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger("careloop.storage")
@@ -208,3 +208,15 @@ class SessionLock:
             conn.invalidate()  # never back into the pool: it may still hold the lock
         except Exception:  # noqa: BLE001
             pass
+
+
+def add_once(session: Session, row: object) -> bool:
+    """Add `row` in a savepoint; False (and nothing added) when a unique constraint says it
+    is there already: how a retried or concurrent duplicate is absorbed."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+        return True
+    except IntegrityError:
+        return False

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from bot.slack.delivery.pacing import ChannelPacer
+from storage import outbox_store
 from tests.fake_slack import FakeSlack
 from tests.harness import (
     CARD_CHANNEL,
@@ -66,15 +67,14 @@ def test_a_burst_in_one_channel_does_not_hold_back_another_services_card(frozen_
 def test_due_work_alternates_between_destinations(frozen_bot: Bot):
     """With no pacing in the way, every destination's first message comes before any
     destination's second: one channel's backlog fills no batch."""
-    from storage import repo  # noqa: PLC0415 - the storage query under test
 
     bot = frozen_bot
     for i in range(10):
         bot.command(f"cards routine MRN {i}: echo please?", user=REQUESTER)
     bot.command("path stat S-1: margins?", user=OTHER_REQUESTER)
     with bot.services.sessions() as s:
-        rows = repo.due_outbox(session=s, now=bot.clock.now(), limit=3, per_destination=4)
-        skipped = repo.due_outbox(
+        rows = outbox_store.due_outbox(session=s, now=bot.clock.now(), limit=3, per_destination=4)
+        skipped = outbox_store.due_outbox(
             session=s, now=bot.clock.now(), limit=50, skip=[CARD_CHANNEL], per_destination=4
         )
     channels = [channel for _, _, _, channel in rows]

@@ -8,7 +8,7 @@ import uuid
 
 from sqlalchemy import inspect, text
 
-from storage import db, repo
+from storage import creation, db
 from storage.db import create_db_engine, migrate, session_factory
 from storage.models import ServiceCounter
 from tests.harness import use_postgres
@@ -52,7 +52,7 @@ def test_reference_numbers_are_unique_under_concurrency(db_url):
     def take(n: int) -> None:
         for _ in range(n):
             with sessions() as s, s.begin():
-                value = repo.next_seq(session=s, service="radiology")
+                value = creation.next_seq(session=s, service="radiology")
             with lock:
                 got.append(value)
 
@@ -79,9 +79,9 @@ def test_reference_numbers_continue_after_those_already_handed_out(db_url):
     with sessions() as s, s.begin():
         s.add(ServiceCounter(service=service, last=41))
     with sessions() as s, s.begin():
-        assert repo.next_seq(session=s, service=service) == 42
+        assert creation.next_seq(session=s, service=service) == 42
     with sessions() as s, s.begin():
-        assert repo.next_seq(session=s, service=service) == 43
+        assert creation.next_seq(session=s, service=service) == 43
     engine.dispose()
 
 
@@ -131,7 +131,7 @@ def test_a_sequence_dropped_behind_the_process_is_made_again(bot, postgres_only)
     first = bot.open("cards MRN 1: q?")
     assert first == "CARD-1"
     with bot.services.engine.begin() as conn:
-        conn.execute(text(f"DROP SEQUENCE {repo.sequence_name('cardiology')}"))
+        conn.execute(text(f"DROP SEQUENCE {creation.sequence_name('cardiology')}"))
     resp = bot.command("cards MRN 2: q?")
     assert "not saved" in resp.text
     assert bot.open("cards MRN 3: q?") == "CARD-2"

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from bot.domain.lifecycle import ALLOWED, CONSULTANT_ACTIONS, Action, Refused, Role, Status
 from bot.domain.vocabulary import Kind, Template
 from bot.flows.notify import Notify
-from bot.flows.work import apply_transition
+from bot.flows.work import Audit, apply_transition
 from storage import repo
 from storage.models import AuditEvent
 from tests.harness import Bot
@@ -50,7 +50,7 @@ def test_applying_a_transition_sets_the_status_bumps_the_version_and_audits_it(b
         assert consult is not None
         version = consult.version
         done = apply_transition(
-            s, consult, Action.ACKNOWLEDGE, actor="UDOC", now=NOW, details={"note": 1}
+            s, consult, Action.ACKNOWLEDGE, Audit("UDOC", NOW, details={"note": 1})
         )
         assert (done.before, done.after) == (Status.OPEN, Status.ACKNOWLEDGED)
         assert consult.status == "acknowledged" and consult.version == version + 1
@@ -65,7 +65,7 @@ def test_a_transition_can_be_audited_under_its_own_name(bot: Bot):
     with bot.services.sessions() as s, s.begin():
         consult = repo.get_by_ref(session=s, ref=ref, lock=True)
         assert consult is not None
-        apply_transition(s, consult, Action.CANCEL, actor="UREQ1", now=NOW, event="withdrawn")
+        apply_transition(s, consult, Action.CANCEL, Audit("UREQ1", NOW, event="withdrawn"))
     assert _audit(bot, consult.id)[-1].action == "withdrawn"
 
 
@@ -77,7 +77,7 @@ def test_a_refused_transition_changes_and_audits_nothing(bot: Bot):
         consult = repo.get_by_ref(session=s, ref=ref, lock=True)
         assert consult is not None
         with pytest.raises(Refused, match="has not been answered yet"):
-            apply_transition(s, consult, Action.CLOSE, actor="UREQ1", now=NOW)
+            apply_transition(s, consult, Action.CLOSE, Audit("UREQ1", NOW))
     after = bot.consult(ref)
     assert (after.status, after.version) == (before.status, before.version)
     assert len(_audit(bot, before.id)) == audited

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from bot.domain.vocabulary import Kind, Template
 from bot.flows.outbox import Outbox
-from storage import repo
+from storage import creation
 from storage.models import Consult
 
 Params = dict[str, Any] | None
@@ -43,19 +43,15 @@ class Notify:
 
     def dm_requester(self, consult: Consult, template: Template, params: Params = None) -> None:
         """A direct message about `consult` to the person who requested it."""
-        self.dm_user(consult.requester, template, params, consult=consult)
+        self.dm_about(consult, consult.requester, template, params)
 
-    def dm_user(
-        self,
-        user: str,
-        template: Template,
-        params: Params = None,
-        *,
-        consult: Consult | None = None,
-    ) -> None:
-        """A direct message to `user`, about `consult` or (in `params`) about several."""
-        consult_id = consult.id if consult else None
-        self._add(Kind.DM, template, consult_id=consult_id, user=user, params=params)
+    def dm_user(self, user: str, template: Template, params: Params = None) -> None:
+        """A direct message to `user` about no single consult (or several, in `params`)."""
+        self._add(Kind.DM, template, consult_id=None, user=user, params=params)
+
+    def dm_about(self, consult: Consult, user: str, template: Template, p: Params = None) -> None:
+        """A direct message to `user` about `consult`, in order with its other messages."""
+        self._add(Kind.DM, template, consult_id=consult.id, user=user, params=p)
 
     def channel_message(self, channel: str, template: Template, params: Params) -> None:
         """A top-level message in `channel` (the storm summary, an on-call change)."""
@@ -73,7 +69,7 @@ class Notify:
 
 
 def opening_rows(outbox: Outbox, *, requester: str, now: datetime) -> list[dict[str, Any]]:
-    """The outbox rows a new consult is stored with (by `storage.repo.create_consult`): its
+    """The outbox rows a new consult is stored with (by `storage.creation.create_consult`): its
     card for the service channel and the requester's confirmation, which lists the
     patient's other open consults."""
     return outbox.rows(
@@ -83,7 +79,7 @@ def opening_rows(outbox: Outbox, *, requester: str, now: datetime) -> list[dict[
                 "kind": Kind.DM,
                 "template": Template.CONFIRMATION,
                 "user": requester,
-                "params": {"others": repo.OTHERS},
+                "params": {"others": creation.OTHERS},
             },
         ],
         now=now,

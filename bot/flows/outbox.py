@@ -11,7 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from bot.domain.vocabulary import Kind
-from storage import repo
+from storage import outbox_store
 from storage.models import OutboxMessage
 
 # New messages are due at once. The dispatcher schedules retries on its own clock, which in
@@ -42,14 +42,14 @@ class Outbox:
         message = OutboxMessage(
             **_row(kind, template, now, consult_id, user, channel, params), dedupe_key=dedupe_key
         )
-        added = repo.add_outbox(session=session, message=message)
+        added = outbox_store.add_outbox(session=session, message=message)
         if added:
             self._wake_on_commit(session)
         return added
 
     def rows(self, messages: list[dict[str, Any]], *, now: datetime) -> list[dict[str, Any]]:
         """The outbox rows of several messages (each the keywords of `add`, without
-        `dedupe_key`), for a caller that stores them itself (`storage.repo.create_consult`)
+        `dedupe_key`), for a caller that stores them itself (`storage.creation.create_consult`)
         and then calls `wake()`."""
         return [
             _row(

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.domain.clock import Clock, SystemClock
 from bot.domain.durations import parse_duration
 from bot.domain.lifecycle import Action
-from bot.flows.work import apply_transition, audit_change
+from bot.flows.work import Audit, apply_transition, audit_change
 from bot.settings import Settings
 from storage import repo
 from storage.db import create_db_engine, migrate, session_factory, unit_of_work
@@ -45,15 +45,8 @@ def purge_session(
     # patient data outlives the limit and nothing purged can be reopened.
     closed = []
     for consult in repo.answered_before(session=session, before=before):
-        apply_transition(
-            session,
-            consult,
-            Action.CLOSE,
-            actor=actor,
-            now=now,
-            event="closed",
-            details={"reason": "retention"},
-        )
+        audit = Audit(actor, now, event="closed", details={"reason": "retention"})
+        apply_transition(session, consult, Action.CLOSE, audit)
         consult.closed_at = now
         consult.next_nudge_at = None
         consult.nudge_phase = None

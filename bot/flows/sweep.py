@@ -184,7 +184,7 @@ class _ChannelSweep:
             c.escalation_count = (c.escalation_count or 0) + 1
             for user in plan.targets:
                 once = notify.once(f"escalation:{c.id}:{n}:{user}")
-                once.dm_user(user, Template.ESCALATION, params, consult=c)
+                once.dm_about(c, user, Template.ESCALATION, params)
             notify.card_update(c.id)
         if plan.escalated or first_of_phase:
             once = notify.once(f"overdue:{c.id}:{n}")

@@ -4,6 +4,7 @@ that is about no single consult (`audit_change`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,29 +15,34 @@ from storage import repo
 from storage.models import Consult
 
 
+@dataclass(frozen=True)
+class Audit:
+    """Who made a change and when; the audit event's name (the action's, unless given) and
+    details beyond the statuses before and after."""
+
+    actor: str
+    now: datetime
+    event: str | None = None
+    details: dict[str, Any] | None = None
+
+
 def apply_transition(
-    session: Session,
-    consult: Consult,
-    action: Action,
-    *,
-    actor: str,
-    now: datetime,
-    event: str | None = None,
-    details: dict[str, Any] | None = None,
+    session: Session, consult: Consult, action: Action, audit: Audit
 ) -> Transition:
     """Move `consult` (its row locked by the caller) to the status `action` leads to, bump
-    its version and audit it as `event` (the action's name unless given) with the statuses
-    before and after plus `details`; Refused, with nothing changed, when not allowed now."""
+    its version and audit it with the statuses before and after; Refused, with nothing
+    changed, when not allowed now."""
     transition = next_status(consult.ref, consult.status, action)
     consult.status = transition.after.value
     consult.version += 1
     repo.add_audit(
         session=session,
         consult_id=consult.id,
-        actor=actor,
-        action=event or action.value,
-        at=now,
-        details={"from": transition.before.value, "to": transition.after.value} | (details or {}),
+        actor=audit.actor,
+        action=audit.event or action.value,
+        at=audit.now,
+        details={"from": transition.before.value, "to": transition.after.value}
+        | (audit.details or {}),
     )
     return transition
 

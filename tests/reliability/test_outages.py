@@ -17,7 +17,7 @@ from sqlalchemy import select
 from bot.dev.fakeslack import FakeSlack
 from bot.slack.delivery.dispatcher import Dispatcher
 from bot.slack.delivery.transport import send
-from storage import repo
+from storage import outbox_store
 from storage.models import OutboxMessage
 from tests.harness import CARD_CHANNEL, PATH_CHANNEL, REQUESTER, TOKEN, Bot, start_bot, wait_until
 from tests.reliability.figures import Tally
@@ -242,7 +242,7 @@ def next_due_of_kind(bot: Bot, kind: str) -> int:
     dispatcher = bot.services.dispatcher
     for _ in range(10):
         with bot.services.sessions() as s:
-            due = repo.due_outbox_ids(session=s, now=dispatcher.clock.now(), limit=100)
+            due = outbox_store.due_outbox_ids(session=s, now=dispatcher.clock.now(), limit=100)
             kinds = {
                 i: s.get(OutboxMessage, i).kind  # type: ignore[union-attr]
                 for i in due
@@ -269,7 +269,7 @@ def post_then_die(bot: Bot, kind: str) -> int:
 def lease_expired(bot: Bot, message_id: int) -> bool:
     now = bot.services.dispatcher.clock.now()
     with bot.services.sessions() as s:
-        return message_id in repo.due_outbox_ids(session=s, now=now, limit=1000)
+        return message_id in outbox_store.due_outbox_ids(session=s, now=now, limit=1000)
 
 
 @pytest.mark.parametrize("kind", ["post", "dm", "thread"])

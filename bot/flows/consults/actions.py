@@ -24,7 +24,7 @@ from bot.flows.consults.keys import request_key
 from bot.flows.consults.queries import Lookups
 from bot.flows.consults.roles import Permissions
 from bot.flows.notify import Notify
-from bot.flows.work import apply_transition
+from bot.flows.work import Audit, apply_transition
 from storage import repo
 from storage.models import Consult
 
@@ -84,7 +84,7 @@ class Actions:
             if repeat_ok and repeat_ok(consult):
                 return Outcome(consult, changed=False)
             now = self.ctx.clock.now()
-            apply_transition(s, consult, action, actor=actor, now=now, details=audit_details)
+            apply_transition(s, consult, action, Audit(actor, now, details=audit_details))
             notify = self.ctx.notify(s, now)
             apply(consult, now, notify)
             notify.card_update(consult.id)
@@ -211,7 +211,7 @@ class Actions:
             notify.thread_note(c, Template.REOPENED_THREAD, params)
             if c.assignee:
                 params = {"by": actor, "text": follow_up}
-                notify.dm_user(c.assignee, Template.REOPENED, params, consult=c)
+                notify.dm_about(c, c.assignee, Template.REOPENED, params)
 
         return self._act(ref, actor, Action.REOPEN, apply, key=key)
 
@@ -225,7 +225,7 @@ class Actions:
             clocks.stop_clocks(c)
             notify.thread_note(c, Template.CANCELLED_THREAD, {"by": actor, "text": why})
             if c.assignee and c.assignee != actor:
-                notify.dm_user(c.assignee, Template.CANCELLED, {"by": actor}, consult=c)
+                notify.dm_about(c, c.assignee, Template.CANCELLED, {"by": actor})
 
         def repeat_ok(c: Consult) -> bool:
             return c.status == Status.CANCELLED

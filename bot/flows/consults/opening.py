@@ -17,7 +17,7 @@ from bot.flows.consults.drafts import Draft, Valid, validate
 from bot.flows.consults.keys import request_key
 from bot.flows.consults.oncall import OnCallRoster
 from bot.flows.notify import opening_rows
-from storage import repo
+from storage import creation, repo
 from storage.models import Consult
 
 log = logging.getLogger("careloop.consults")
@@ -89,7 +89,7 @@ class Opener:
         # number (or a repeat racing the original) leaves a gap, never a duplicate.
         now = consult.created_at
         with self.ctx.sessions() as s:
-            created = repo.create_consult(
+            created = creation.create_consult(
                 session=s,
                 consult=consult,
                 prefix=prefix,

@@ -12,7 +12,7 @@ from bot.domain.lifecycle import Refused
 from bot.domain.text import clean, normalize_ref, patient_key
 from bot.domain.vocabulary import Template
 from bot.flows.consults import refusals
-from storage import repo
+from storage import outbox_store, repo
 from storage.db import unit_of_work
 from storage.models import Consult
 
@@ -67,7 +67,7 @@ class Lookups:
         or (None, "") when there is none left (retention deletes delivered messages)."""
         # The question is not a consult column: it lives in the outbox row of the DM.
         with unit_of_work(self.sessions) as s:
-            payload = repo.latest_dm_payload(
+            payload = outbox_store.latest_dm_payload(
                 session=s, consult_id=consult.id, template=Template.NEED_INFO
             )
         if payload is None:

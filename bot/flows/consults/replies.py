@@ -17,7 +17,7 @@ from bot.flows.consults.drafts import QUESTION_MAX
 from bot.flows.consults.keys import reply_ts
 from bot.flows.consults.queries import Lookups
 from bot.flows.notify import Notify
-from bot.flows.work import apply_transition
+from bot.flows.work import Audit, apply_transition
 from storage import repo
 from storage.models import Consult, Reply
 
@@ -119,9 +119,9 @@ class Replies:
 
     def _resume(self, notify: Notify, c: Consult, user: str) -> None:
         """The requester answered the consultant's question: the answer clock runs again."""
-        apply_transition(notify.session, c, Action.INFO_GIVEN, actor=user, now=notify.now)
+        apply_transition(notify.session, c, Action.INFO_GIVEN, Audit(user, notify.now))
         clocks.end_waiting(self.ctx.catalogue, c, notify.now)
         clocks.start_answer_clock(c, notify.now)
         notify.card_update(c.id)
         if c.assignee:
-            notify.dm_user(c.assignee, Template.INFO_GIVEN, consult=c)
+            notify.dm_about(c, c.assignee, Template.INFO_GIVEN)

@@ -32,7 +32,7 @@ from bot.slack.delivery import transport
 from bot.slack.delivery.landed import find_landed, stamp
 from bot.slack.delivery.pacing import ChannelPacer, paced_channel
 from bot.slack.delivery.transport import Call, Unclear
-from storage import repo
+from storage import outbox_store
 from storage.db import SessionLock
 from storage.models import OutboxMessage
 
@@ -182,7 +182,7 @@ class Dispatcher:
         # channel never holds back another channel's messages or anyone's DMs.
         held = self.pacer.held()
         with self.sessions() as s:
-            rows = repo.due_outbox(
+            rows = outbox_store.due_outbox(
                 session=s,
                 now=now,
                 limit=self.batch,
@@ -217,11 +217,11 @@ class Dispatcher:
             before = s.execute(
                 select(OutboxMessage.status).where(OutboxMessage.id == message_id)
             ).scalar_one_or_none()
-            if not repo.lease_outbox(
+            if not outbox_store.lease_outbox(
                 session=s, message_id=message_id, owner=self.owner, now=now, until=now + self.lease
             ):
                 return None
-            msg = repo.get_outbox(session=s, message_id=message_id)
+            msg = outbox_store.get_outbox(session=s, message_id=message_id)
             assert msg is not None
             # Whether an earlier attempt may have reached Slack: it timed out or got a 5xx
             # (unclear), or its process died holding the lease ("sending" past its lease).
@@ -237,7 +237,7 @@ class Dispatcher:
 
     def _release(self, message_id: int, *, delay: float, count: bool, error: str = "") -> None:
         with self.sessions() as s, s.begin():
-            msg = repo.get_outbox(session=s, message_id=message_id)
+            msg = outbox_store.get_outbox(session=s, message_id=message_id)
             if msg is None or msg.lease_owner != self.owner:
                 return
             msg.status = "pending"
@@ -359,7 +359,7 @@ class Dispatcher:
     def _finish(self, msg: OutboxMessage, outcome: Outcome, *, report: bool = False) -> None:
         self._check_first.discard(msg.id)
         with self.sessions() as s, s.begin():
-            row = repo.get_outbox(session=s, message_id=msg.id)
+            row = outbox_store.get_outbox(session=s, message_id=msg.id)
             if row is None:
                 return
             row.status = outcome.status

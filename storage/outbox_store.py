@@ -1,0 +1,179 @@
+"""Queries over the outbox table: queueing messages, the fair due-message query, leasing
+and counts. The dispatcher's delivery state lives in these rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    String,
+    case,
+    cast,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from storage.db import add_once
+from storage.models import (
+    Consult,
+    OutboxMessage,
+)
+
+# `bot.domain.lifecycle.OPEN_STATES`, spelled out: storage imports nothing from `bot`.
+
+
+def add_outbox(*, session: Session, message: OutboxMessage) -> bool:
+    """Queue a Slack call; False when its dedupe key was already queued."""
+    if message.dedupe_key is None:
+        session.add(message)
+        return True
+    return add_once(session, message)
+
+
+def latest_dm_payload(*, session: Session, consult_id: int, template: str) -> dict[str, Any] | None:
+    """The payload of the newest direct message queued for a consult with `template`
+    (None if there is none, e.g. retention deleted it)."""
+    rows = session.execute(
+        select(OutboxMessage.payload)
+        .where(OutboxMessage.consult_id == consult_id, OutboxMessage.kind == "dm")
+        .order_by(OutboxMessage.id.desc())
+    ).scalars()
+    for payload in rows:
+        if (payload or {}).get("template") == template:
+            return dict(payload)
+    return None
+
+
+_INSERT_OUTBOX = insert(OutboxMessage.__table__)
+
+
+def insert_outbox(*, session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Queue several Slack calls without dedupe keys in one statement (no flush)."""
+    assert all(row.get("dedupe_key") is None for row in rows)
+    if rows:
+        session.execute(_INSERT_OUTBOX, list(rows))
+
+
+def _destination() -> Any:
+    """Where a message goes, as SQL: the channel (or, for a DM, the user) a post will be
+    paced on. Messages that are not posts each count as their own destination."""
+    user = OutboxMessage.payload["user"].as_string()
+    channel = OutboxMessage.payload["channel"].as_string()
+    return case(
+        (OutboxMessage.kind == "dm", user),
+        (OutboxMessage.kind == "channel", func.coalesce(channel, Consult.channel)),
+        (OutboxMessage.kind.in_(("post", "thread")), Consult.channel),
+        else_="#" + cast(OutboxMessage.id, String),
+    )
+
+
+def due_outbox(
+    *,
+    session: Session,
+    now: datetime,
+    limit: int,
+    skip: Sequence[str] = (),
+    per_destination: int = 4,
+) -> list[tuple[int, str, dict[str, Any], str | None]]:
+    """(id, kind, payload, consult channel) of due messages, fairly across destinations.
+
+    Each destination contributes at most `per_destination` messages, and every destination's
+    first message comes before anyone's second, so a backlog for one channel never fills
+    the batch; destinations in `skip` (held back by pacing) are left out altogether. Within
+    a consult only the first undelivered message is due (see `due_outbox_ids`).
+    """
+    dest = _destination()
+    candidates = (
+        select(
+            OutboxMessage.id.label("id"),
+            func.row_number().over(partition_by=dest, order_by=OutboxMessage.id).label("rn"),
+        )
+        .outerjoin(Consult, Consult.id == OutboxMessage.consult_id)
+        .where(*_due_conditions(now))
+    )
+    if skip:
+        candidates = candidates.where(dest.not_in(list(skip)))
+    ranked = candidates.subquery()
+    stmt = (
+        select(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.payload, Consult.channel)
+        .join(ranked, ranked.c.id == OutboxMessage.id)
+        .outerjoin(Consult, Consult.id == OutboxMessage.consult_id)
+        .where(ranked.c.rn <= per_destination)
+        .order_by(ranked.c.rn, OutboxMessage.id)
+        .limit(limit)
+    )
+    return [(int(i), str(k), dict(p or {}), c) for i, k, p, c in session.execute(stmt)]
+
+
+def _due_conditions(now: datetime) -> tuple[Any, ...]:
+    """Pending (or leased past its lease), due, and first in line for its consult."""
+    older = OutboxMessage.__table__.alias("older")
+    blocked = (
+        select(older.c.id)
+        .where(
+            older.c.consult_id == OutboxMessage.consult_id,
+            older.c.id < OutboxMessage.id,
+            older.c.status.in_(("pending", "sending")),
+        )
+        .exists()
+    )
+    return (
+        or_(
+            OutboxMessage.status == "pending",
+            (OutboxMessage.status == "sending") & (OutboxMessage.lease_until < now),
+        ),
+        OutboxMessage.next_attempt_at <= now,
+        or_(OutboxMessage.consult_id.is_(None), ~blocked),
+    )
+
+
+def due_outbox_ids(*, session: Session, now: datetime, limit: int) -> list[int]:
+    """Ids of pending messages that are due and first in line for their consult.
+
+    A message waits while an older message of the same consult is still undelivered, so
+    each consult's messages reach Slack in order.
+    """
+    stmt = (
+        select(OutboxMessage.id)
+        .where(*_due_conditions(now))
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    return list(session.execute(stmt).scalars())
+
+
+def lease_outbox(
+    *, session: Session, message_id: int, owner: str, now: datetime, until: datetime
+) -> bool:
+    """Take one message for delivery; False if another process got it first."""
+    stmt = (
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == message_id,
+            or_(
+                OutboxMessage.status == "pending",
+                (OutboxMessage.status == "sending") & (OutboxMessage.lease_until < now),
+            ),
+        )
+        .values(status="sending", lease_owner=owner, lease_until=until)
+    )
+    return session.execute(stmt).rowcount == 1
+
+
+def get_outbox(*, session: Session, message_id: int) -> OutboxMessage | None:
+    """One outbox message."""
+    return session.get(OutboxMessage, message_id)
+
+
+def outbox_counts(*, session: Session) -> dict[str, int]:
+    """How many outbox messages are in each status."""
+    rows = session.execute(
+        select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+    )
+    return {status: int(n) for status, n in rows}
