@@ -6,7 +6,7 @@
   users.info, auth.test, files.upload_v2's three calls, …), records every call with its
   arguments (`calls`, `calls_to`, `wait_calls`), keeps the resulting channels, threads and
   DMs, and can be told to fail a method: HTTP 500, 429 with Retry-After, or a hang
-  (`fail(method, status=..., retry_after=..., hang=...)`; see `tests/test_devslack.py`).
+  (`fail(method, status=..., retry_after=..., hang=...)`; see `tests/dev/test_fake_slack.py`).
 * `SlackSender`: sends slash commands, block actions, view submissions and events to the
   bot's request URL, signed exactly as Slack signs them (`sign`).
 

@@ -67,7 +67,7 @@ TRANSITIONS: dict[Action, dict[Status, Status]] = {
     Action.SNOOZE: {s: s for s in OPEN_STATES},
 }
 
-# Who may do what (issue: "Who may do what"). Leads may also close, reopen and cancel.
+# Who may do what. Leads may also close, reopen and cancel.
 ALLOWED: dict[Action, frozenset[Role]] = {
     Action.ACKNOWLEDGE: frozenset({Role.CONSULTANT}),
     Action.NEED_INFO: frozenset({Role.CONSULTANT}),

@@ -65,3 +65,10 @@ class Template(StrEnum):
     ON_CALL_CHANGED = "on_call_changed"
     TEXT = "text"
     DIGEST = "digest"
+
+
+class Artifact(StrEnum):
+    """What an outbox row of kind HOME or UPLOAD builds instead of a chat message."""
+
+    HOME = "home"  # the App Home view (views.publish)
+    DIGEST_CHART = "digest_chart"  # the weekly digest's PNG chart (files.upload_v2)

@@ -6,12 +6,11 @@ from __future__ import annotations
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.domain.clock import Clock
-from bot.domain.vocabulary import Kind, Template
+from bot.domain.vocabulary import Artifact, Kind, Template
 from bot.flows.outbox import Outbox
 from storage.db import unit_of_work
 
 # App Home is rendered from the person's consults at delivery; it has no message template.
-HOME_TEMPLATE = "home"
 
 
 def tell(
@@ -41,4 +40,4 @@ def refresh_home(
 ) -> None:
     """Queue a fresh App Home for `user`."""
     with unit_of_work(sessions) as session:
-        outbox.add(session, kind=Kind.HOME, template=HOME_TEMPLATE, user=user, now=clock.now())
+        outbox.add(session, kind=Kind.HOME, template=Artifact.HOME, user=user, now=clock.now())

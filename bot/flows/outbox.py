@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from bot.domain.vocabulary import Kind
+from bot.domain.vocabulary import Artifact, Kind, Template
 from storage import outbox_store
 from storage.models import OutboxMessage
 
@@ -30,7 +30,7 @@ class Outbox:
         session: Session,
         *,
         kind: Kind,
-        template: str,
+        template: Template | Artifact,
         now: datetime,
         consult_id: int | None = None,
         user: str | None = None,
@@ -81,7 +81,7 @@ class Outbox:
 
 def _row(
     kind: Kind,
-    template: str,
+    template: Template | Artifact,
     now: datetime,
     consult_id: int | None,
     user: str | None,

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.domain.catalogue import Catalogue, Service
 from bot.domain.clock import Clock
-from bot.domain.vocabulary import Kind, Template
+from bot.domain.vocabulary import Artifact, Kind, Template
 from bot.flows.outbox import Outbox
 from bot.reports.compute import compute_report
 from bot.reports.model import ServiceReport, as_utc, iso_z
@@ -24,7 +24,6 @@ from bot.slack.render.figures import MAX_REFS
 from storage.models import OutboxMessage
 
 # The chart upload's template name: delivery draws it (`bot.reports.chart`), no renderer.
-DIGEST_CHART = "digest_chart"
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -149,7 +148,7 @@ def _queue_for_leads(
         outbox.add(
             session,
             kind=Kind.UPLOAD,
-            template=DIGEST_CHART,
+            template=Artifact.DIGEST_CHART,
             user=lead,
             now=now,
             params={"service": service.key, "until": iso_z(week.until)},

@@ -1,4 +1,4 @@
-"""`python -m bot demo` (issue 6): the clinical day runs end to end, prints what people saw,
+"""`python -m bot demo`: the clinical day runs end to end, prints what people saw,
 exits 0 when every step happened, names the step otherwise, and leaves nothing behind unless
 asked to; plus the plain-text rendering of Block Kit it relies on."""
 
@@ -21,7 +21,7 @@ from bot.dev.plain import mrkdwn_to_plain, to_plain_text
 from bot.domain.catalogue_load import parse_catalogue
 from bot.slack.ids import ActionId
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

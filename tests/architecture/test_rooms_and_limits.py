@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("bot", "handlers", "storage")
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60

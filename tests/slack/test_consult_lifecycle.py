@@ -1,4 +1,4 @@
-"""The consult lifecycle end to end over signed HTTP against the fake Slack (issue 2, §4)."""
+"""The consult lifecycle end to end over signed HTTP against the fake Slack."""
 
 from __future__ import annotations
 

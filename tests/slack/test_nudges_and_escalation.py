@@ -1,5 +1,5 @@
 """Nothing goes stale silently: SLA clocks, nudges, the escalation ladder, on-call changes,
-handoffs and need-info (issue 3), driven over HTTP with an injected clock."""
+handoffs and need-info, driven over HTTP with an injected clock."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""The shape of the code: rooms, import direction, size limits."""

@@ -1,0 +1,1 @@
+"""The development tools: the demo and the fake Slack it shares with the tests."""
