@@ -38,6 +38,10 @@ from storage.models import OutboxMessage
 
 log = logging.getLogger("careloop.delivery")
 
+# With a paced backlog, the shortest time between two delivery rounds (see `_idle`): a new
+# message for another destination waits at most this long.
+PACED_ROUND_GAP = 0.05
+
 # The link to a message: (channel, ts) -> permalink, None when Slack would not say.
 LinkLookup = Callable[[str, str], str | None]
 
@@ -154,13 +158,17 @@ class Dispatcher:
                 log.exception("outbox round failed")
                 worked = 0
             if not worked:
-                # With only paced work left, wait for its pace at most, but a new message
-                # (for another destination, perhaps) wakes the loop at once.
-                wait = self.poll_interval
-                if self.paced_for is not None:
-                    wait = min(self.paced_for, self.poll_interval)
-                self.wakeup.wait(wait)
-                self.wakeup.clear()
+                self._idle()
+
+    def _idle(self) -> None:
+        """Wait for new work after a round that delivered nothing. A new message wakes the
+        loop at once; with a paced backlog (a burst of creates), wake-ups are coalesced to
+        one round per `PACED_ROUND_GAP`, so the due query does not run once per create."""
+        paced = self.paced_for is not None
+        wait = min(self.paced_for, self.poll_interval) if paced else self.poll_interval
+        if self.wakeup.wait(wait) and paced:
+            self._stop.wait(PACED_ROUND_GAP)
+        self.wakeup.clear()
 
     def drain(self, timeout: float = 10.0) -> int:
         """Deliver until nothing is due (tests, demo, CLI); returns messages handled."""
