@@ -15,6 +15,7 @@ from bot.domain.catalogue import Catalogue
 from bot.domain.clock import Clock
 from bot.domain.vocabulary import Kind, Template
 from bot.flows.home import build_home_view
+from bot.flows.notify import Notify
 from bot.flows.outbox import Outbox
 from bot.reports.chart import digest_chart_png
 from bot.slack.delivery.dispatcher import LinkLookup, Outcome
@@ -74,14 +75,11 @@ class Composer:
             consult.channel_ts = outcome.ts
             consult.permalink = outcome.permalink
         elif outcome.status == "failed":
-            self.outbox.add(
-                session,
-                kind=Kind.DM,
-                template=Template.POST_FAILED,
-                user=consult.requester,
-                consult_id=None,
-                now=self.clock.now(),
-                params={"error": outcome.error, "consult": consult.id},
+            notify = Notify(self.outbox, session, self.clock.now())
+            notify.dm_user(
+                consult.requester,
+                Template.POST_FAILED,
+                {"error": outcome.error, "consult": consult.id},
             )
 
     def _context(self, s: Session) -> RenderContext:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.domain.clock import Clock
-from bot.domain.vocabulary import Artifact, Kind, Template
+from bot.flows.notify import Notify
 from bot.flows.outbox import Outbox
 from storage.db import unit_of_work
 
@@ -24,15 +24,7 @@ def tell(
 ) -> None:
     """Queue `text` for `user`: ephemeral in `channel`, or a direct message without one."""
     with unit_of_work(sessions) as session:
-        outbox.add(
-            session,
-            kind=Kind.EPHEMERAL if channel else Kind.DM,
-            template=Template.TEXT,
-            user=user,
-            channel=channel or None,
-            now=clock.now(),
-            params={"text": text},
-        )
+        Notify(outbox, session, clock.now()).notice(user, channel, text)
 
 
 def refresh_home(
@@ -40,4 +32,4 @@ def refresh_home(
 ) -> None:
     """Queue a fresh App Home for `user`."""
     with unit_of_work(sessions) as session:
-        outbox.add(session, kind=Kind.HOME, template=Artifact.HOME, user=user, now=clock.now())
+        Notify(outbox, session, clock.now()).home(user)

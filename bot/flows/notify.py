@@ -1,7 +1,8 @@
-"""Every message a consult flow or the sweep queues, one method per kind of message: the
-card's update, a note in its thread, a direct message (to the requester or to anyone), a
-top-level channel message; and the two messages a new consult is stored with. Each is
-queued through `Outbox.add` in the caller's transaction; delivery renders it by `Template`."""
+"""Every message CareLoop queues, one method per kind of message: the card's update, a note
+in its thread, a direct message (to the requester or to anyone), a top-level channel
+message, a notice for one person, App Home, the digest chart; and the two messages a new
+consult is stored with. Each is queued through `Outbox.add` in the caller's transaction;
+delivery renders it by `Template` (or `Artifact`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot.domain.vocabulary import Kind, Template
+from bot.domain.vocabulary import Artifact, Kind, Template
 from bot.flows.outbox import Outbox
 from storage import creation
 from storage.models import Consult
@@ -45,9 +46,23 @@ class Notify:
         """A direct message about `consult` to the person who requested it."""
         self.dm_about(consult, consult.requester, template, params)
 
-    def dm_user(self, user: str, template: Template, params: Params = None) -> None:
-        """A direct message to `user` about no single consult (or several, in `params`)."""
-        self._add(Kind.DM, template, consult_id=None, user=user, params=params)
+    def dm_user(self, user: str, template: Template, params: Params = None) -> bool:
+        """A direct message to `user` about no single consult (or several, in `params`);
+        False when its exactly-once key was queued before."""
+        return self._add(Kind.DM, template, consult_id=None, user=user, params=params)
+
+    def notice(self, user: str, channel: str | None, text: str) -> None:
+        """`text` for `user` alone: ephemeral in `channel`, or a direct message without one."""
+        kind = Kind.EPHEMERAL if channel else Kind.DM
+        self._add(kind, Template.TEXT, user=user, channel=channel or None, params={"text": text})
+
+    def home(self, user: str) -> None:
+        """A fresh App Home for `user`."""
+        self._add(Kind.HOME, Artifact.HOME, user=user)
+
+    def chart(self, user: str, params: Params) -> None:
+        """The weekly digest's chart, as a file in a direct message to `user`."""
+        self._add(Kind.UPLOAD, Artifact.DIGEST_CHART, user=user, params=params)
 
     def dm_about(self, consult: Consult, user: str, template: Template, p: Params = None) -> None:
         """A direct message to `user` about `consult`, in order with its other messages."""
@@ -57,8 +72,8 @@ class Notify:
         """A top-level message in `channel` (the storm summary, an on-call change)."""
         self._add(Kind.CHANNEL, template, channel=channel, params=params)
 
-    def _add(self, kind: Kind, template: Template, **where: Any) -> None:
-        self.outbox.add(
+    def _add(self, kind: Kind, template: Template | Artifact, **where: Any) -> bool:
+        return self.outbox.add(
             self.session,
             kind=kind,
             template=template,

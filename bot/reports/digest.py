@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.domain.catalogue import Catalogue, Service
 from bot.domain.clock import Clock
-from bot.domain.vocabulary import Artifact, Kind, Template
+from bot.domain.vocabulary import Template
+from bot.flows.notify import Notify
 from bot.flows.outbox import Outbox
 from bot.reports.compute import compute_report
 from bot.reports.model import ServiceReport, as_utc, iso_z
@@ -134,26 +135,13 @@ def _queue_for_leads(
 ) -> int:
     """Queue the digest DM and chart to each lead of `service`; how many DMs were new."""
     queued = 0
+    notify = Notify(outbox, session, now)
     for lead in dict.fromkeys(service.leads):
-        if outbox.add(
-            session,
-            kind=Kind.DM,
-            template=Template.DIGEST,
-            user=lead,
-            now=now,
-            params=params,
-            dedupe_key=_digest_key(service.key, week.iso_week, lead),
-        ):
+        key = _digest_key(service.key, week.iso_week, lead)
+        if notify.once(key).dm_user(lead, Template.DIGEST, params):
             queued += 1
-        outbox.add(
-            session,
-            kind=Kind.UPLOAD,
-            template=Artifact.DIGEST_CHART,
-            user=lead,
-            now=now,
-            params={"service": service.key, "until": iso_z(week.until)},
-            dedupe_key=f"digest-chart:{service.key}:{week.iso_week}:{lead}",
-        )
+        chart = {"service": service.key, "until": iso_z(week.until)}
+        notify.once(f"digest-chart:{service.key}:{week.iso_week}:{lead}").chart(lead, chart)
     return queued
 
 
