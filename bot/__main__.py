@@ -2,19 +2,21 @@
 
 Plain `python -m bot` picks Socket Mode when SLACK_APP_TOKEN is set, else HTTP mode.
 Exit codes: 0 done; 2 a configuration problem (environment, catalogue, command line,
-database URL, a token Slack refuses), one line naming the setting; 3 the database cannot be
-reached; 1 anything else."""
+database URL, a token Slack refuses, a database schema newer than this version), one line
+naming the setting; 3 the database cannot be reached; 1 anything else."""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from alembic.util.exc import CommandError
 from sqlalchemy.exc import OperationalError
 
-from bot.checks import check_command, db_problem
+from bot.checks import check_command, db_problem, newer_schema
 from bot.domain.catalogue_load import CatalogueError
 from bot.logs import setup_logging
 from bot.settings import ConfigError, Settings, load_settings
@@ -65,6 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args, settings)
     except (ConfigError, CatalogueError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        unknown = re.search(r"Can't locate revision identified by '([^']+)'", str(exc))
+        if unknown is None:
+            raise
+        # The database was migrated by a newer version (a rollback without its restore).
+        print(f"database error: {newer_schema(unknown.group(1))}", file=sys.stderr)
         return 2
     except OperationalError as exc:
         # Unreachable or refusing database at start-up: one line, not a driver traceback.

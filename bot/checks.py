@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from bot.domain.catalogue_load import CatalogueError, load_catalogue
 from bot.settings import ConfigError, Settings, load_settings
 from bot.slack.scopes import BOT_SCOPES, missing_scopes
-from storage.db import create_db_engine, normalize_url, schema_revisions
+from storage.db import create_db_engine, known_revisions, normalize_url, schema_revisions
 
 log = logging.getLogger("careloop.checks")
 
@@ -106,6 +106,15 @@ def db_problem(exc: OperationalError, url: str) -> str:
     return f"{detail} (DATABASE_URL {shown})" if shown else detail
 
 
+def newer_schema(revision: str) -> str:
+    """What to do when the database is at a revision these migrations do not know."""
+    return (
+        f"schema at revision {revision}, which this version does not know: a newer CareLoop "
+        "migrated it; run that version, or restore the backup taken before the upgrade "
+        "(docs/admin.md, Upgrade and roll back)"
+    )
+
+
 def check_command(*, slack: bool, say: Callable[[str], None] = print) -> int:
     """`python -m bot check [--no-slack]`: one line per check; 0 if all pass, else 2."""
     failed = False
@@ -150,6 +159,8 @@ def _database(settings: Settings) -> tuple[bool, str]:
         return False, f"database: cannot be reached: {db_problem(exc, settings.database_url)}"
     finally:
         engine.dispose()
+    if current != heads and not set(current) <= set(known_revisions(settings.database_url)):
+        return False, f"database: {newer_schema(', '.join(current))}"
     if current != heads:
         at = ", ".join(current) or "empty"
         return False, (

@@ -145,6 +145,12 @@ def schema_revisions(engine: Engine) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(sorted(current)), tuple(sorted(script.get_heads()))
 
 
+def known_revisions(url: str) -> set[str]:
+    """Every revision of the shipped migrations."""
+    script = ScriptDirectory.from_config(alembic_config(url))
+    return {rev.revision for rev in script.walk_revisions()}
+
+
 def ping(engine: Engine) -> bool:
     """True when the database answers a trivial query."""
     try:

@@ -6,6 +6,7 @@ exit 2 (3 for a database that cannot be reached) and never a traceback."""
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -217,3 +218,28 @@ def test_secrets_from_files_serve_the_bot(
     code, lines = check(procs, env)
     assert code == 0, lines
     assert slack.calls_to("auth.test")[0].token == TOKEN  # newline stripped
+
+
+def test_a_database_migrated_by_a_newer_version_is_one_line_not_a_traceback(
+    tmp_path: Path, procs: Procs, catalogue: Path
+):
+    db = tmp_path / "newer.db"
+    with sqlite3.connect(db) as conn:  # what a rolled-back install meets
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        conn.execute("INSERT INTO alembic_version VALUES ('0099_from_the_future')")
+    env = bot_env(f"sqlite:///{db}", None, catalogue, LOG_LEVEL="WARNING")
+    line = one_line(procs.run(["-m", "bot", "migrate"], env), 2)
+    assert "0099_from_the_future, which this version does not know" in line, line
+    assert "restore the backup" in line
+    code, lines = check(procs, env, "--no-slack")
+    assert code == 2 and "0099_from_the_future, which this version does not know" in lines[2]
+
+
+def test_an_app_token_only_in_dot_env_selects_socket_mode(
+    tmp_path: Path, db_url: str, slack: FakeSlack, procs: Procs, catalogue: Path
+):
+    (tmp_path / ".env").write_text("SLACK_APP_TOKEN=xapp-1-from-dot-env\n")
+    env = bot_env(db_url, slack.url, catalogue, SLACK_SIGNING_SECRET=None, LOG_LEVEL="WARNING")
+    result = procs.run(["-m", "bot"], env)  # cwd is tmp_path: its .env is read
+    assert [c.token for c in slack.calls_to("apps.connections.open")] == ["xapp-1-from-dot-env"]
+    assert result.returncode == 2 and "Socket Mode:" in result.stderr, result.stderr
