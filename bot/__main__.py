@@ -1,39 +1,42 @@
-"""Command line: `python -m bot [serve|socket|migrate|report|purge|demo]`.
+"""Command line: `python -m bot [serve|socket|check|migrate|report|purge|demo]`.
 
-Plain `python -m bot` picks Socket Mode when SLACK_APP_TOKEN is set, else HTTP mode."""
+Plain `python -m bot` picks Socket Mode when SLACK_APP_TOKEN is set, else HTTP mode.
+Exit codes: 0 done; 2 a configuration problem (environment, catalogue, command line,
+database URL, a token Slack refuses, a database schema newer than this version), one line
+naming the setting; 3 the database cannot be reached; 1 anything else."""
 
 from __future__ import annotations
 
 import argparse
-import os
+import re
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-from pydantic import ValidationError
-from sqlalchemy.engine import make_url
+from alembic.util.exc import CommandError
 from sqlalchemy.exc import OperationalError
 
+from bot.checks import check_command, db_problem, newer_schema
 from bot.domain.catalogue_load import CatalogueError
 from bot.logs import setup_logging
-from bot.settings import Settings
+from bot.settings import ConfigError, Settings, load_settings
 
 
-def _settings() -> Settings:
-    try:
-        return Settings()  # type: ignore[call-arg]
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise SystemExit(f"configuration error: {problems}") from None
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (exit 2), without the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"command line: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    parser = _Parser(prog="python -m bot", description=__doc__)
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="HTTP mode (gunicorn) at POST /slack/events")
     serve.add_argument("--port", type=int, default=None, help="port (default: $PORT or 3000)")
     sub.add_parser("socket", help="Socket Mode (needs SLACK_APP_TOKEN)")
+    check = sub.add_parser("check", help="check settings, catalogue, database and token")
+    check.add_argument("--no-slack", action="store_true", help="skip the token check")
     sub.add_parser("migrate", help="bring the database to the current schema and exit")
     report = sub.add_parser("report", help="response-time figures for the quality office")
     report.add_argument("--since", default="30d", help="period, e.g. 7d, 30d, 90d (default 30d)")
@@ -51,54 +54,61 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    command = args.command
+    settings: Settings | None = None
     try:
-        if command == "demo":
+        if args.command == "demo":
             from bot.dev.demo import run_demo  # noqa: PLC0415
 
             return run_demo(speed=args.speed, as_json=args.json, keep=args.keep)
-        settings = _settings()
+        if args.command == "check":
+            return check_command(slack=not args.no_slack)
+        settings = load_settings()
         setup_logging(settings.log_level, settings.log_format)
-        if command is None:  # SLACK_APP_TOKEN may come from the environment or from .env
-            command = "socket" if settings.slack_app_token else "serve"
-        if command == "serve":
-            from bot.server import serve  # noqa: PLC0415
-
-            serve(settings, port=getattr(args, "port", None))
-        elif command == "socket":
-            from bot.server import socket  # noqa: PLC0415
-
-            socket(settings)
-        elif command == "migrate":
-            from bot.server import prepare_database  # noqa: PLC0415
-
-            prepare_database(settings)
-            print("database schema is current")
-        elif command == "report":
-            from bot.reports.cli import report_cli  # noqa: PLC0415
-
-            return report_cli(settings, since=args.since, service=args.service, fmt=args.format)
-        elif command == "purge":
-            from bot.flows.retention import purge_cli  # noqa: PLC0415
-
-            return purge_cli(settings, older_than=args.older_than)
-    except CatalogueError as exc:
+        return _run(args, settings)
+    except (ConfigError, CatalogueError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        unknown = re.search(r"Can't locate revision identified by '([^']+)'", str(exc))
+        if unknown is None:
+            raise
+        # The database was migrated by a newer version (a rollback without its restore).
+        print(f"database error: {newer_schema(unknown.group(1))}", file=sys.stderr)
         return 2
     except OperationalError as exc:
         # Unreachable or refusing database at start-up: one line, not a driver traceback.
-        print(f"database error: {_db_problem(exc)}", file=sys.stderr)
+        url = settings.database_url if settings is not None else ""
+        print(f"database error: {db_problem(exc, url)}", file=sys.stderr)
         return 3
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run one command with loaded settings; its exit code."""
+    command = args.command
+    if command is None:  # SLACK_APP_TOKEN may come from the environment or from .env
+        command = "socket" if settings.slack_app_token else "serve"
+    if command == "serve":
+        from bot.server import serve  # noqa: PLC0415
+
+        serve(settings, port=getattr(args, "port", None))
+    elif command == "socket":
+        from bot.server import socket  # noqa: PLC0415
+
+        socket(settings)
+    elif command == "migrate":
+        from bot.server import prepare_database  # noqa: PLC0415
+
+        prepare_database(settings)
+        print("database schema is current")
+    elif command == "report":
+        from bot.reports.cli import report_cli  # noqa: PLC0415
+
+        return report_cli(settings, since=args.since, service=args.service, fmt=args.format)
+    elif command == "purge":
+        from bot.flows.retention import purge_cli  # noqa: PLC0415
+
+        return purge_cli(settings, older_than=args.older_than)
     return 0
-
-
-def _db_problem(exc: OperationalError) -> str:
-    detail = " ".join(str(exc.orig or exc).split())[:300]
-    try:
-        url = make_url(os.environ.get("DATABASE_URL", "")).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a URL we cannot parse is simply not shown
-        url = ""
-    return f"{detail} (DATABASE_URL {url})" if url else detail
 
 
 if __name__ == "__main__":

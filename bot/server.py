@@ -16,11 +16,12 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from bot.app import build_app, build_services, build_wsgi
+from bot.checks import token_at_start_up
 from bot.domain.catalogue import Catalogue
 from bot.domain.catalogue_load import load_catalogue
 from bot.health import HealthServer, start_health_server
 from bot.runtime import Runtime
-from bot.settings import Settings
+from bot.settings import ConfigError, Settings
 from storage import repo
 from storage.db import create_db_engine, migrate, ping
 
@@ -45,7 +46,7 @@ ORPHAN_SAMPLE = 5
 
 
 def check_services_in_use(settings: Settings, catalogue: Catalogue, engine: Engine) -> None:
-    """Refuse to start (SystemExit, one line) while unfinished consults belong to a service
+    """Refuse to start (ConfigError, one line) while unfinished consults belong to a service
     key the catalogue no longer has: the sweep could not nudge them, and nobody could act
     on them. Runs after migration, before serving, in both modes."""
     with Session(engine) as s:
@@ -53,7 +54,7 @@ def check_services_in_use(settings: Settings, catalogue: Catalogue, engine: Engi
             session=s, services=[svc.key for svc in catalogue.services], sample=ORPHAN_SAMPLE
         )
     if orphans:
-        raise SystemExit(orphan_message(str(settings.consult_config), orphans))
+        raise ConfigError(orphan_message(str(settings.consult_config), orphans))
 
 
 def orphan_message(path: str, orphans: dict[str, tuple[int, list[str]]]) -> str:
@@ -67,7 +68,7 @@ def orphan_message(path: str, orphans: dict[str, tuple[int, list[str]]]) -> str:
         parts.append(f"{key!r} ({count} unfinished {noun}: {shown}{more})")
     keys = "service keys" if len(orphans) > 1 else "a service key"
     return (
-        f"configuration error: {path}: unfinished consults belong to {keys} no "
+        f"{path}: unfinished consults belong to {keys} no "
         f"longer in the catalogue: {'; '.join(parts)}. Put each service back under "
         "[[services]] with the same key (its name, channel, on_call and the rest may "
         "change) and keep it until those consults are closed or cancelled."
@@ -138,13 +139,10 @@ def _stop_worker(server: Any, worker: Any) -> None:
 
 def serve(settings: Settings, *, port: int | None = None) -> None:
     """HTTP mode: Slack requests at POST /slack/events, health at GET /healthz."""
-    if not settings.slack_signing_secret:
-        raise SystemExit(
-            "SLACK_SIGNING_SECRET is required for HTTP mode (or set SLACK_APP_TOKEN "
-            "and use `python -m bot socket`)."
-        )
+    settings.require_slack("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
     catalogue = load_catalogue(settings.consult_config)  # fail before forking, in one line
     prepare_database(settings, catalogue)
+    token_at_start_up(settings)
     bind_port = settings.port if port is None else port  # --port 0: any free port
     log.info("serving HTTP", extra={"path": f"{settings.host}:{bind_port}"})
     CareLoopServer(settings, port=bind_port, host=settings.host).run()
@@ -154,11 +152,11 @@ def socket(settings: Settings) -> None:
     """Socket Mode: no public URL; Slack connects out over a websocket."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler  # noqa: PLC0415
 
-    if not settings.slack_app_token:
-        raise SystemExit("SLACK_APP_TOKEN (xapp-…) is required for Socket Mode.")
+    settings.require_slack("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN")
     services = build_services(settings)
     try:
         check_services_in_use(settings, services.catalogue, services.engine)
+        token_at_start_up(settings)
     except BaseException:
         services.engine.dispose()
         raise
@@ -208,7 +206,7 @@ def _start_health(
         server = start_health_server(settings.host, settings.health_port, problems)
     except OSError as exc:
         detail = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
-        raise SystemExit(
+        raise ConfigError(
             f"HEALTH_PORT: cannot listen on {settings.host}:{settings.health_port}: {detail}"
         ) from None
     log.info("health checks at /healthz", extra={"path": f"{settings.host}:{server.port}"})
@@ -222,7 +220,7 @@ def _connect(handler: Any, settings: Settings) -> None:
     except SlackApiError as exc:
         data = exc.response.data if isinstance(exc.response.data, dict) else {}
         error = data.get("error") or f"HTTP {exc.response.status_code}"
-        raise SystemExit(
+        raise ConfigError(
             f"Socket Mode: Slack refused apps.connections.open ({error}); SLACK_APP_TOKEN must "
             "be an app-level token (xapp-…) with the connections:write scope."
         ) from None

@@ -12,6 +12,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError, IntegrityError
@@ -132,6 +134,21 @@ def migrate(engine: Engine) -> None:
                 conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _MIGRATION_LOCK_ID})
                 conn.commit()
     log.info("database schema is current")
+
+
+def schema_revisions(engine: Engine) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the database's Alembic revisions, the shipped migrations' heads); equal when the
+    schema is current. Raises OperationalError when the database cannot be reached."""
+    script = ScriptDirectory.from_config(alembic_config(engine.url.render_as_string(False)))
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_heads()
+    return tuple(sorted(current)), tuple(sorted(script.get_heads()))
+
+
+def known_revisions(url: str) -> set[str]:
+    """Every revision of the shipped migrations."""
+    script = ScriptDirectory.from_config(alembic_config(url))
+    return {rev.revision for rev in script.walk_revisions()}
 
 
 def ping(engine: Engine) -> bool:

@@ -48,6 +48,10 @@ _BOT_VARS = (
     "LOG_FORMAT",
     "SLACK_TIMEOUT",
     "MAX_BODY_BYTES",
+    "SLACK_BOT_TOKEN_FILE",
+    "SLACK_SIGNING_SECRET_FILE",
+    "SLACK_APP_TOKEN_FILE",
+    "DATABASE_URL_FILE",
 )
 
 # The cardiology service of tests.harness, alone, with SLA clocks a test can choose.

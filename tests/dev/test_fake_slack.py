@@ -21,6 +21,7 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.dev.fakeslack import FakeSlack, SlackSender, sign
 from bot.dev.fakeslack.requests import static_select, users_select
+from bot.slack.scopes import BOT_SCOPES
 
 TOKEN = "xoxb-test"
 SECRET = "s3cr3t-signing"
@@ -47,6 +48,24 @@ def test_url_and_auth_test(fake: FakeSlack, client: WebClient):
     assert resp["team_id"] == "T0001" and resp["url"] == "https://careloop-test.slack.com/"
     (call,) = fake.calls
     assert (call.method, call.status, call.token, call.ok) == ("auth.test", 200, TOKEN, True)
+
+
+def test_auth_test_lists_the_granted_scopes_which_a_test_can_narrow(
+    fake: FakeSlack, client: WebClient
+):
+    def header() -> str | None:
+        headers = {k.lower(): v for k, v in client.auth_test().headers.items()}
+        return headers.get("x-oauth-scopes")
+
+    assert header() == ",".join(BOT_SCOPES)  # by default every scope CareLoop needs
+    fake.grant(["commands", "chat:write"])
+    assert header() == "commands,chat:write"
+    fake.grant(None)
+    assert header() is None
+    fake.fail("auth.test", error="token_revoked")
+    with pytest.raises(SlackApiError) as revoked:
+        client.auth_test()
+    assert revoked.value.response["error"] == "token_revoked"
 
 
 def test_wrong_or_missing_token_is_rejected(fake: FakeSlack):

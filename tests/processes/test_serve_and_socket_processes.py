@@ -303,7 +303,8 @@ def test_plain_python_m_bot_with_an_app_token_uses_socket_mode(
     out = bot.output()
     assert "Traceback" not in out, out
     last = out.strip().splitlines()[-1]
-    assert last.startswith("Socket Mode:") and "not_allowed_token_type" in last, out
+    assert last.startswith("configuration error: Socket Mode:"), out
+    assert "not_allowed_token_type" in last, out
     assert "SLACK_APP_TOKEN" in last
     assert not slack.calls_to("chat.postMessage")
 
@@ -703,7 +704,9 @@ def test_a_health_port_already_in_use_stops_socket_mode_with_one_line(
         port = taken.getsockname()[1]
         env = dict(socket_env(db_url, slack, catalogue, port), LOG_LEVEL="ERROR")
         line = _one_line(procs.run(["-m", "bot", "socket"], env))
-    assert line.startswith(f"HEALTH_PORT: cannot listen on 127.0.0.1:{port}:"), line
+    assert line.startswith(
+        f"configuration error: HEALTH_PORT: cannot listen on 127.0.0.1:{port}:"
+    ), line
     assert not slack.calls_to("apps.connections.open")  # refused before connecting
 
 

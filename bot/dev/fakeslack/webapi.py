@@ -50,6 +50,7 @@ from bot.dev.fakeslack.files import receive_upload
 from bot.dev.fakeslack.serving import Server, make_server
 from bot.dev.fakeslack.wire import parse_args, url_path
 from bot.dev.fakeslack.workspace import Json, Workspace, dm_channel
+from bot.slack.scopes import BOT_SCOPES
 
 # Methods answered whatever token is sent (Socket Mode uses a separate xapp- token).
 _ANY_TOKEN = {"apps.connections.open"}
@@ -70,6 +71,9 @@ class FakeSlack:
 
     ``token``: if given, any other token is answered with ``invalid_auth`` (``not_authed`` when
     none is sent).  ``clock``: source of message timestamps (seconds since the epoch).
+    ``scopes``: what ``auth.test`` lists in its ``x-oauth-scopes`` header (default: every
+    scope CareLoop needs; None: no header); change it with :meth:`grant`.  A revoked token:
+    ``fail("auth.test", error="token_revoked", times=None)``.
     """
 
     views_opened = _view_args("views.open")
@@ -84,8 +88,10 @@ class FakeSlack:
         token: str | None = None,
         *,
         clock: Callable[[], float] | None = None,
+        scopes: list[str] | None = list(BOT_SCOPES),  # noqa: B006 - copied below
     ) -> None:
         self.host, self.port, self.token = host, port, token
+        self.scopes = None if scopes is None else list(scopes)
         self.stopping = threading.Event()
         self.calls: list[Call] = []
         self._lock = threading.RLock()
@@ -220,6 +226,11 @@ class FakeSlack:
             self._failures.rules.clear()
 
     # ------------------------------------------------------------------ fixtures
+    def grant(self, scopes: list[str] | None) -> None:
+        """The scopes ``auth.test`` reports from now on (None: no ``x-oauth-scopes``)."""
+        with self._lock:
+            self.scopes = None if scopes is None else list(scopes)
+
     def set_members(self, channel: str, users: list[str]) -> None:
         """Set the member list ``conversations.members`` returns for ``channel``."""
         with self._lock:
@@ -354,7 +365,10 @@ class FakeSlack:
             if self.token is not None and token != self.token and method not in _ANY_TOKEN:
                 err = "not_authed" if not token else "invalid_auth"
                 return Outcome(200, {"ok": False, "error": err})
-            return run_method(self._ws, method, args)
+            outcome = run_method(self._ws, method, args)
+            if method == "auth.test" and self.scopes is not None:
+                outcome.headers["x-oauth-scopes"] = ",".join(self.scopes)
+            return outcome
 
         return self._answer(method, args, token, answer, api=True)
 
