@@ -18,6 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from slack_sdk.errors import SlackApiError
 
+from bot.flows.critical_sweep import critical_sweep
 from bot.flows.retention import purge
 from bot.flows.sweep import sweep
 from bot.reports import digest as digests
@@ -123,6 +124,7 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
     _add_sweep(scheduler, services)
+    _add_critical_sweep(scheduler, services)
     if services.catalogue.digest.enabled:
         _add_digest(scheduler, services)
     if services.catalogue.retention is not None:
@@ -145,6 +147,27 @@ def _add_sweep(scheduler: BackgroundScheduler, services: Services) -> None:
     interval = max(services.catalogue.sweep_interval.total_seconds(), 1.0)
     scheduler.add_job(job, "interval", seconds=interval, id="sweep", next_run_time=None)
     scheduler.get_job("sweep").modify(next_run_time=services.clock.now())  # type: ignore[union-attr]
+
+
+def _add_critical_sweep(scheduler: BackgroundScheduler, services: Services) -> None:
+    """The critical-result re-notification sweep, next to the consult sweep (same interval,
+    at most the shortest `renotify_every` so no re-notification is late by more than that)."""
+    job = _guard(
+        "critical-sweep",
+        lambda: critical_sweep(
+            sessions=services.sessions,
+            catalogue=services.catalogue,
+            clock=services.clock,
+            outbox=services.outbox,
+        ),
+    )
+    catalogue = services.catalogue
+    every = [catalogue.critical_for(s).renotify_every for s in catalogue.services]
+    interval = min([catalogue.sweep_interval, *every]).total_seconds()
+    scheduler.add_job(
+        job, "interval", seconds=max(interval, 1.0), id="critical-sweep", next_run_time=None
+    )
+    scheduler.get_job("critical-sweep").modify(next_run_time=services.clock.now())  # type: ignore[union-attr]
 
 
 def _add_digest(scheduler: BackgroundScheduler, services: Services) -> None:

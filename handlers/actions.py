@@ -23,6 +23,7 @@ from bot.slack.render.modals import (
     reopen_modal,
     requester_reply_modal,
 )
+import handlers.critical as critical
 from handlers.common import open_modal, retired, services, tell
 from handlers.middleware import audited, refusal_notice, request_key_of
 
@@ -170,6 +171,9 @@ BUTTONS: dict[str, Button] = {
     ActionId.HELPFUL: _rate(True),
     ActionId.NOT_HELPFUL: _rate(False),
     ActionId.REPLY: reply,
+    ActionId.CRITICAL_ACK: critical.acknowledge_button,
+    ActionId.CRITICAL_NOT_MINE: critical.not_mine_button,
+    ActionId.CRITICAL_FROM_CARD: critical.from_card_button,
 }
 
 

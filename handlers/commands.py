@@ -21,6 +21,7 @@ from bot.slack.render.context import RenderContext
 from bot.slack.render.modals import new_consult_modal
 from bot.slack.render.primitives import slack_date
 from bot.slack.render.texts import consult_list, help_text, on_call_text, opened_ack, patient_list
+import handlers.critical as critical
 from handlers.common import Services, open_modal, services
 from handlers.middleware import audited, refusal_notice, request_key_of
 
@@ -194,6 +195,21 @@ def on_consult(cmd: Slash) -> str:
     return verb.reply(flow(cmd.parsed.ref, actor=cmd.user, key=cmd.key, **text))
 
 
+def acknowledge(cmd: Slash) -> str:
+    """`/consult ack <ref>`: a consult is acknowledged; a critical result (`CRIT-12`) opens
+    the read-back form."""
+    if critical.is_critical(cmd.parsed.ref):
+        assert cmd.parsed.ref
+        opened = critical.open_ack(cmd.svc, cmd.parsed.ref, cmd.user, cmd.trigger_id)
+        return opened or "Opening the read-back form…"
+    return on_consult(cmd)
+
+
+def send_critical(cmd: Slash) -> str:
+    """`/consult critical [service] @user <patient>: <finding>`, or the form."""
+    return critical.command(cmd.svc, cmd.parsed, cmd.user, cmd.trigger_id, cmd.key)
+
+
 def patient(cmd: Slash) -> str:
     """`/consult patient <patient>`: a patient's open consults."""
     found = cmd.svc.consults.for_patient(cmd.parsed.patient)
@@ -242,6 +258,8 @@ HANDLERS: dict[Verb, Callable[[Slash], str | dict[str, Any]]] = {
     Verb.HELP: show_help,
     Verb.LIST: show_list,
     **dict.fromkeys(REF_VERBS, on_consult),
+    Verb.ACK: acknowledge,
+    Verb.CRITICAL: send_critical,
     Verb.PATIENT: patient,
     Verb.HANDOFF: handoff,
     Verb.ON_CALL: on_call,
