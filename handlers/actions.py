@@ -10,6 +10,7 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk.errors import SlackApiError
 
+import handlers.critical as critical
 from bot.domain.lifecycle import Action, Refused
 from bot.domain.text import normalize_ref
 from bot.services import Services
@@ -23,7 +24,6 @@ from bot.slack.render.modals import (
     reopen_modal,
     requester_reply_modal,
 )
-import handlers.critical as critical
 from handlers.common import open_modal, retired, services, tell
 from handlers.middleware import audited, refusal_notice, request_key_of
 

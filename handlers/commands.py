@@ -10,6 +10,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+import handlers.critical as critical
 from bot.domain.commands import QUICK_EXAMPLE, QUICK_USAGE, Verb
 from bot.domain.lifecycle import Refused
 from bot.domain.parsing import Parsed, parse
@@ -21,7 +22,6 @@ from bot.slack.render.context import RenderContext
 from bot.slack.render.modals import new_consult_modal
 from bot.slack.render.primitives import slack_date
 from bot.slack.render.texts import consult_list, help_text, on_call_text, opened_ack, patient_list
-import handlers.critical as critical
 from handlers.common import Services, open_modal, services
 from handlers.middleware import audited, refusal_notice, request_key_of
 

@@ -12,11 +12,11 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+import handlers.critical as critical
 from bot.domain.lifecycle import Refused
 from bot.flows.consults.drafts import Draft, DraftInvalid
 from bot.services import Services
 from bot.slack.ids import BlockId, CallbackId
-import handlers.critical as critical
 from handlers.common import retired, services, tell
 from handlers.middleware import audited, request_key_of
 
