@@ -7,12 +7,21 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from storage.db import add_once
 from storage.models_critical import CriticalResult
 
 PREFIX = "CRIT"
+# What the report counts: never the patient, finding, callback or read-back.
+_COUNTED = (
+    CriticalResult.service,
+    CriticalResult.sent_at,
+    CriticalResult.acknowledged_at,
+    CriticalResult.acknowledge_within,
+    CriticalResult.forwarded_count,
+    CriticalResult.escalated_at,
+)
 
 
 def create(*, session: Session, row: CriticalResult) -> bool:
@@ -70,12 +79,19 @@ def unacknowledged(*, session: Session) -> Sequence[CriticalResult]:
 
 
 def sent_between(
-    *, session: Session, since: datetime, until: datetime, services: Sequence[str] | None = None
+    *,
+    session: Session,
+    since: datetime,
+    until: datetime,
+    services: Sequence[str] | None = None,
+    counts_only: bool = False,
 ) -> Sequence[CriticalResult]:
-    """Critical results sent in [since, until), optionally of some services, oldest first."""
-    stmt = select(CriticalResult).where(
-        CriticalResult.sent_at >= since, CriticalResult.sent_at < until
-    )
+    """Critical results sent in [since, until), optionally of some services, oldest first;
+    with `counts_only`, only the columns the report counts (no patient data is read)."""
+    stmt = select(CriticalResult)
+    if counts_only:
+        stmt = stmt.options(load_only(*_COUNTED, raiseload=True))
+    stmt = stmt.where(CriticalResult.sent_at >= since, CriticalResult.sent_at < until)
     if services is not None:
         stmt = stmt.where(CriticalResult.service.in_(list(services)))
     stmt = stmt.order_by(CriticalResult.sent_at, CriticalResult.id)

@@ -28,7 +28,7 @@ def parse_period(text: str) -> timedelta:
     return period
 
 
-def _service_keys(catalogue: Catalogue, service: str | None) -> list[str] | None:
+def service_keys(catalogue: Catalogue, service: str | None) -> list[str] | None:
     """The one service asked for (None: all); ValueError names the valid keys."""
     if service is None:
         return None
@@ -72,7 +72,7 @@ def report_cli(settings: Settings, *, since: str, service: str | None, fmt: str)
         return 2
     catalogue = load_catalogue(settings.consult_config)
     try:
-        keys = _service_keys(catalogue, service)
+        keys = service_keys(catalogue, service)
     except ValueError as exc:
         print(f"--service: {exc}", file=sys.stderr)
         return 2
