@@ -329,3 +329,25 @@ def test_critical_result_from_the_consult_card_goes_to_the_requester(bot: Bot):
     bot.settle()
     assert len(opened_views(bot)) == 1
     assert wait_until(lambda: any(":no_entry:" in str(m) for m in bot.slack.ephemerals(RAD_LEAD)))
+
+
+def home_of(bot: Bot, user: str) -> str:
+    before = len(bot.slack.calls_to("views.publish"))
+    bot.sender.event({"type": "app_home_opened", "user": user, "tab": "home", "channel": "DX"})
+    assert wait_until(lambda: len(bot.slack.calls_to("views.publish")) > before)
+    view = bot.slack.calls_to("views.publish")[-1].args["view"]
+    return view if isinstance(view, str) else json.dumps(view)
+
+
+def test_app_home_lists_unacknowledged_results_first_without_patient_data(bot: Bot):
+    ref = send(bot)
+    sender_home = home_of(bot, RAD_ON_CALL)
+    assert "Critical results I sent, not yet acknowledged" in sender_home and ref in sender_home
+    assert sender_home.index(ref) < sender_home.index("Waiting on me")
+    recipient_home = home_of(bot, REQUESTER)
+    assert "waiting for my acknowledgement" in recipient_home and ref in recipient_home
+    assert "MRN" not in sender_home + recipient_home
+    assert "massive" not in sender_home + recipient_home
+    read_back(bot, ref, "PE, heparin")
+    bot.settle()
+    assert ref not in home_of(bot, RAD_ON_CALL) and ref not in home_of(bot, REQUESTER)

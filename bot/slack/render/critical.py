@@ -180,3 +180,24 @@ def critical_new_modal(
                         hint="How to reach you, e.g. ext. 4321"),
         ],
     )  # fmt: skip
+
+
+def critical_home(
+    sent: list[CriticalResult], waiting: list[CriticalResult], ctx: RenderContext
+) -> Blocks:
+    """App Home's critical results, first on the tab: those `user` sent that nobody has
+    acknowledged, and those waiting for `user`'s acknowledgement. References, service and
+    age only: never patient details."""
+    blocks: Blocks = []
+    for title, rows in (
+        ("Critical results I sent, not yet acknowledged", sent),
+        ("Critical results waiting for my acknowledgement", waiting),
+    ):
+        if rows:
+            lines = [
+                f"• :rotating_light: *{r.ref}* — {user_text(ctx.service_name(r.service))}, "
+                f"sent {slack_date(r.sent_at)}, to {', '.join(mention(u) for u in r.reached())}"
+                for r in rows[:15]
+            ]
+            blocks += [section(f"*{title}*"), section("\n".join(lines))]
+    return blocks
