@@ -74,10 +74,7 @@ def build_services(
     dispatcher = _build_dispatcher(
         settings, engine, sessions, catalogue, outbox, outbox_clock or SystemClock()
     )
-    crit = CriticalService(
-        catalogue=catalogue, sessions=sessions, clock=clock, outbox=outbox,
-        permissions=consults.permissions,
-    )  # fmt: skip
+    crit = CriticalService(consults.ctx, consults.permissions)
     return Services(
         settings, catalogue, clock, engine, sessions, outbox, consults, dispatcher,
         quick_client, members, crit,

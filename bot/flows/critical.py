@@ -15,16 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from bot.domain.catalogue import Catalogue, Service
-from bot.domain.clock import Clock
+from bot.domain.catalogue import Service
 from bot.domain.lifecycle import Refused
 from bot.domain.text import escape
 from bot.domain.vocabulary import CriticalStep, Template
+from bot.flows.consults.context import Context
 from bot.flows.consults.roles import Permissions
 from bot.flows.notify import Notify
-from bot.flows.outbox import Outbox
 from bot.reports.model import iso_z
 from storage import critical, repo
 from storage.db import unit_of_work
@@ -78,19 +77,9 @@ def reach(r: CriticalResult, user: str, via: str, at: datetime, **more: Any) -> 
 class CriticalService:
     """The critical-result flows, given their collaborators."""
 
-    def __init__(
-        self,
-        *,
-        catalogue: Catalogue,
-        sessions: sessionmaker[Session],
-        clock: Clock,
-        outbox: Outbox,
-        permissions: Permissions,
-    ) -> None:
-        self.catalogue = catalogue
-        self.sessions = sessions
-        self.clock = clock
-        self.outbox = outbox
+    def __init__(self, ctx: Context, permissions: Permissions) -> None:
+        self.catalogue, self.sessions = ctx.catalogue, ctx.sessions
+        self.clock, self.outbox = ctx.clock, ctx.outbox
         self.permissions = permissions
 
     # ------------------------------------------------------------------ who may send
@@ -165,6 +154,13 @@ class CriticalService:
             s.expunge(r)
             return r
 
+    def _locked(self, s: Session, ref: str, actor: str) -> CriticalResult:
+        """The result's row, locked, for someone it reached; Refused otherwise."""
+        r = critical.by_ref(session=s, ref=ref, lock=True)
+        self._check_reached(r, ref, actor)
+        assert r is not None
+        return r
+
     @staticmethod
     def _check_reached(r: CriticalResult | None, ref: str, user: str) -> None:
         if r is None:
@@ -180,9 +176,7 @@ class CriticalService:
             raise Refused("Write the read-back: the finding and your plan, in your own words.")
         now = self.clock.now()
         with unit_of_work(self.sessions) as s:
-            r = critical.by_ref(session=s, ref=ref, lock=True)
-            self._check_reached(r, ref, actor)
-            assert r is not None
+            r = self._locked(s, ref, actor)
             if r.acknowledged_at is not None:
                 return False
             if key and not repo.claim_key(session=s, key=key, at=now):
@@ -210,9 +204,7 @@ class CriticalService:
             raise Refused("Choose the clinician it should go to (someone other than you).")
         now = self.clock.now()
         with unit_of_work(self.sessions) as s:
-            r = critical.by_ref(session=s, ref=ref, lock=True)
-            self._check_reached(r, ref, actor)
-            assert r is not None
+            r = self._locked(s, ref, actor)
             if r.acknowledged_at is not None:
                 raise Refused(f"{ref} was already acknowledged by <@{r.acknowledged_by}>.")
             if key and not repo.claim_key(session=s, key=key, at=now):

@@ -13,16 +13,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from bot.domain.catalogue import Catalogue
-from bot.domain.clock import Clock
 from bot.domain.vocabulary import CriticalStep, Template
+from bot.flows.consults.context import Context
 from bot.flows.critical import active_recipients, audit, notify_recipient, reach
 from bot.flows.notify import Notify
-from bot.flows.outbox import Outbox
 from storage import critical
-from storage.db import unit_of_work
 from storage.models_critical import CriticalResult
 
 log = logging.getLogger("careloop.critical")
@@ -36,22 +32,16 @@ class CriticalSweepResult:
     escalated: list[str] = field(default_factory=list)
 
 
-def critical_sweep(
-    *,
-    sessions: sessionmaker[Session],
-    catalogue: Catalogue,
-    clock: Clock,
-    outbox: Outbox,
-    limit: int = 500,
-) -> CriticalSweepResult:
-    """Re-notify (and escalate) due unacknowledged critical results; safe in many processes."""
+def critical_sweep(ctx: Context, limit: int = 500) -> CriticalSweepResult:
+    """Re-notify (and escalate) due unacknowledged critical results; safe in many processes
+    (`ctx`: the catalogue, database, clock and outbox)."""
     result = CriticalSweepResult()
-    now = clock.now()
-    with unit_of_work(sessions) as s:
+    now = ctx.clock.now()
+    with ctx.unit() as s:
         for r in critical.claim_due(session=s, now=now, limit=limit):
             try:
                 with s.begin_nested():
-                    _renotify(r, catalogue, Notify(outbox, s, now), result)
+                    _renotify(r, ctx.catalogue, ctx.notify(s, now), result)
             except Exception:  # noqa: BLE001 - one bad row must not stop the others
                 log.exception("critical re-notification failed", extra={"ref": r.ref})
     if result.renotified:

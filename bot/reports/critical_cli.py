@@ -11,12 +11,10 @@ import json
 import sys
 from typing import Any
 
-from bot.domain.catalogue_load import load_catalogue
 from bot.domain.clock import SystemClock
-from bot.reports.cli import parse_period, service_keys
+from bot.reports.cli import database, read_scope
 from bot.reports.critical import LOG_COLUMNS, critical_log
 from bot.settings import Settings
-from storage.db import create_db_engine, migrate, session_factory
 
 HELP = (
     "one row per critical result (who sent what to whom, delivered, acknowledged, "
@@ -40,24 +38,12 @@ def log_csv(rows: list[dict[str, Any]]) -> str:
 
 def critical_log_cli(settings: Settings, *, since: str, service: str | None, fmt: str) -> int:
     """Print the log of critical results sent in the last `since`; 2 on bad arguments."""
-    try:
-        period = parse_period(since)
-    except ValueError as exc:
-        print(f"--since: {exc}", file=sys.stderr)
+    scope = read_scope(settings, since, service)
+    if scope is None:
         return 2
-    catalogue = load_catalogue(settings.consult_config)
-    try:
-        keys = service_keys(catalogue, service)
-    except ValueError as exc:
-        print(f"--service: {exc}", file=sys.stderr)
-        return 2
+    _, period, keys = scope
     now = SystemClock().now()
-    engine = create_db_engine(settings.database_url)
-    try:
-        migrate(engine)
-        with session_factory(engine)() as session:
-            rows = critical_log(session, since=now - period, until=now, services=keys)
-    finally:
-        engine.dispose()
+    with database(settings) as session:
+        rows = critical_log(session, since=now - period, until=now, services=keys)
     sys.stdout.write(json.dumps(rows, indent=2) + "\n" if fmt == "json" else log_csv(rows))
     return 0

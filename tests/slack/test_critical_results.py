@@ -31,6 +31,7 @@ from tests.harness import (
     start_bot,
     wait_until,
 )
+from tests.slack.test_need_info_reply import opened_views
 
 SUPERVISOR = "USUPER"
 COLLEAGUE = "UCOLL"
@@ -72,10 +73,7 @@ def steps(bot: Bot, ref: str) -> list[str]:
 
 
 def sweep(bot: Bot) -> CriticalSweepResult:
-    svc = bot.services
-    done = critical_sweep(
-        sessions=svc.sessions, catalogue=svc.catalogue, clock=svc.clock, outbox=svc.outbox
-    )
+    done = critical_sweep(bot.services.consults.ctx)
     bot.settle()
     return done
 
@@ -91,14 +89,6 @@ def buttons(message: dict[str, Any]) -> list[tuple[str, str]]:
         if b.get("type") == "actions"
         for e in b["elements"]
     ]
-
-
-def opened_views(bot: Bot) -> list[dict[str, Any]]:
-    views = []
-    for call in bot.slack.calls_to("views.open"):
-        view = call.args["view"]
-        views.append(json.loads(view) if isinstance(view, str) else view)
-    return views
 
 
 def send(bot: Bot, text: str = "rad <@UREQ1> MRN 12345: massive PE", **kw: Any) -> str:

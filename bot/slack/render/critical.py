@@ -9,19 +9,10 @@ from typing import Any
 
 from bot.domain.catalogue import Catalogue, Service
 from bot.slack.ids import ActionId, BlockId, CallbackId
+from bot.slack.render import primitives as ui
 from bot.slack.render.context import RenderContext
-from bot.slack.render.modals import _option, _text_input
-from bot.slack.render.primitives import (
-    Blocks,
-    actions,
-    button,
-    context,
-    mention,
-    quote,
-    section,
-    slack_date,
-    user_text,
-)
+from bot.slack.render.modals import _option, _text_input, modal
+from bot.slack.render.primitives import Blocks, mention, section, slack_date, user_text
 from storage.models_critical import CriticalResult
 
 Params = dict[str, Any]
@@ -37,30 +28,32 @@ def critical_result(r: CriticalResult, p: Params, ctx: RenderContext) -> Rendere
     lines = [
         f"{head} *{r.ref}* from {mention(r.sender)} ({user_text(ctx.service_name(r.service))})",
         f"*Patient:* {user_text(r.patient)}",
-        f"*Finding:*\n{quote(r.finding)}",
+        f"*Finding:*\n{ui.quote(r.finding)}",
     ]
     if r.callback:
         lines.append(f"*Call back:* {user_text(r.callback)}")
-    blocks: Blocks = [section("\n".join(lines)), context(f"Sent {slack_date(r.sent_at)}")]
+    blocks: Blocks = [section("\n".join(lines)), ui.context(f"Sent {slack_date(r.sent_at)}")]
     if p.get("forwarded_by"):
         note = f"Forwarded to you by {mention(p['forwarded_by'])}"
         blocks.append(
-            context(note + (f": {user_text(p.get('reason'))}" if p.get("reason") else ""))
+            ui.context(note + (f": {user_text(p.get('reason'))}" if p.get("reason") else ""))
         )
     if p.get("escalated"):
         blocks.append(
-            context(f"Escalated to you: {_names(p.get('waiting'))} has not acknowledged.")
+            ui.context(f"Escalated to you: {_names(p.get('waiting'))} has not acknowledged.")
         )
     if r.acknowledged_at is not None:
         blocks.append(
-            context(f"Acknowledged by {mention(r.acknowledged_by)} {slack_date(r.acknowledged_at)}")
+            ui.context(
+                f"Acknowledged by {mention(r.acknowledged_by)} {slack_date(r.acknowledged_at)}"
+            )
         )
         return fallback, blocks
     blocks.append(
-        actions(
+        ui.actions(
             f"critical:{r.ref}",
-            button("Acknowledge receipt", ActionId.CRITICAL_ACK, str(r.ref), "primary"),
-            button("Not my patient", ActionId.CRITICAL_NOT_MINE, str(r.ref)),
+            ui.button("Acknowledge receipt", ActionId.CRITICAL_ACK, str(r.ref), "primary"),
+            ui.button("Not my patient", ActionId.CRITICAL_NOT_MINE, str(r.ref)),
         )
     )
     return fallback, blocks
@@ -69,7 +62,7 @@ def critical_result(r: CriticalResult, p: Params, ctx: RenderContext) -> Rendere
 def critical_acknowledged(r: CriticalResult, p: Params, ctx: RenderContext) -> Rendered:
     """To the sender: "CRIT-12 acknowledged by @… at …: <read back>"."""
     head = f":white_check_mark: {r.ref} acknowledged by {mention(r.acknowledged_by)}"
-    body = f"{head} at {slack_date(r.acknowledged_at)}:\n{quote(r.read_back)}"
+    body = f"{head} at {slack_date(r.acknowledged_at)}:\n{ui.quote(r.read_back)}"
     return f"{r.ref} acknowledged by {mention(r.acknowledged_by)}", [section(body)]
 
 
@@ -81,7 +74,7 @@ def critical_forwarded(r: CriticalResult, p: Params, ctx: RenderContext) -> Rend
     )
     blocks = [section(text)]
     if p.get("reason"):
-        blocks.append(context(f"Reason: {user_text(p.get('reason'))}"))
+        blocks.append(ui.context(f"Reason: {user_text(p.get('reason'))}"))
     return f"{r.ref} forwarded to {mention(p.get('to'))}", blocks
 
 
@@ -98,18 +91,6 @@ def critical_not_received(r: CriticalResult, p: Params, ctx: RenderContext) -> R
 def _names(users: object) -> str:
     found = [mention(str(u)) for u in users or []] if isinstance(users, list) else []
     return ", ".join(found) or "nobody"
-
-
-def _modal(callback_id: str, title: str, submit: str, meta: str, blocks: Blocks) -> dict[str, Any]:
-    return {
-        "type": "modal",
-        "callback_id": callback_id,
-        "title": {"type": "plain_text", "text": title},
-        "submit": {"type": "plain_text", "text": submit},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "private_metadata": meta,
-        "blocks": blocks,
-    }
 
 
 def _user_input(block_id: str, label: str, initial: str | None = None) -> dict[str, Any]:
@@ -133,18 +114,18 @@ def critical_ack_modal(r: CriticalResult) -> dict[str, Any]:
         multiline=True,
         hint="Restate the finding and your plan in your own words.",
     )
-    return _modal(
+    return modal(
         CallbackId.CRITICAL_ACK, "Acknowledge receipt", "Acknowledge", str(r.ref),
-        [shown, context(quote(r.finding)), read_back],
+        [shown, ui.context(ui.quote(r.finding)), read_back],
     )  # fmt: skip
 
 
 def critical_forward_modal(ref: str) -> dict[str, Any]:
     """Not my patient: to whom it goes, and why."""
-    return _modal(
+    return modal(
         CallbackId.CRITICAL_FORWARD, "Not my patient", "Forward", ref,
         [
-            context(f"Critical result *{ref}*"),
+            ui.context(f"Critical result *{ref}*"),
             _user_input(BlockId.FORWARD_TO, "Forward to"),
             _text_input(BlockId.REASON, "Reason", max_length=300),
         ],
@@ -169,7 +150,7 @@ def critical_new_modal(
         "label": {"type": "plain_text", "text": "Service"},
         "element": select,
     }
-    return _modal(
+    return modal(
         CallbackId.CRITICAL_NEW, "Critical result", "Send", meta,
         [
             service,
