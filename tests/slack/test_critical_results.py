@@ -341,3 +341,18 @@ def test_app_home_lists_unacknowledged_results_first_without_patient_data(bot: B
     read_back(bot, ref, "PE, heparin")
     bot.settle()
     assert ref not in home_of(bot, RAD_ON_CALL) and ref not in home_of(bot, REQUESTER)
+
+
+def test_a_slack_outage_delays_the_message_and_the_log_shows_when_it_arrived(bot: Bot):
+    bot.slack.fail("chat.postMessage", status=500, times=None)
+    resp = bot.command("critical rad <@UREQ1> MRN 9: tension pneumothorax", user=RAD_ON_CALL)
+    assert resp.status == 200 and "CRIT-1 sent" in resp.text  # stored first
+    assert bot.slack.wait_for(lambda: bot.slack.calls_to("chat.postMessage"), timeout=10)
+    assert result(bot, "CRIT-1").delivered == {}
+    assert critical_dms(bot, REQUESTER) == []
+    bot.slack.clear_failures()
+    bot.settle(timeout=40)
+    assert len(critical_dms(bot, REQUESTER)) == 1
+    delivered = result(bot, "CRIT-1").delivered
+    assert list(delivered) == [REQUESTER]
+    assert steps(bot, "CRIT-1").count("critical_delivered") == 1
