@@ -356,3 +356,26 @@ def test_a_slack_outage_delays_the_message_and_the_log_shows_when_it_arrived(bot
     delivered = result(bot, "CRIT-1").delivered
     assert list(delivered) == [REQUESTER]
     assert steps(bot, "CRIT-1").count("critical_delivered") == 1
+
+
+def test_stats_and_weekly_digest_show_the_critical_line_without_patient_data(bot: Bot):
+    from bot.reports.digest import send_weekly_digests  # noqa: PLC0415
+
+    ref = send(bot, "rad <@UREQ1> MRN 31337: SECRET-FINDING")
+    bot.clock.advance(timedelta(seconds=20))
+    read_back(bot, ref, "SECRET-READBACK")
+    send(bot, "rad <@UREQ1> MRN 31338: SECRET-FINDING-2")
+    bot.clock.advance(timedelta(seconds=1))  # the period ends now, exclusive
+    body = json.dumps(bot.command("stats rad 7d", user=RAD_LEAD).json)
+    assert "Critical results: *2* sent, 1 acknowledged (1 within target)" in body
+    assert "median 20s" in body
+    bot.clock.advance(timedelta(days=7))
+    svc = bot.services
+    send_weekly_digests(
+        catalogue=svc.catalogue, sessions=svc.sessions, clock=svc.clock, outbox=svc.outbox
+    )
+    bot.settle(timeout=30)
+    (digest,) = [t for t in bot.dm_texts(RAD_LEAD) if "Weekly digest" in t]
+    assert "Critical results: *2* sent, 1 acknowledged" in digest
+    for secret in ("31337", "SECRET"):
+        assert secret not in body and secret not in digest
