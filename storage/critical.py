@@ -96,3 +96,19 @@ def sent_between(
         stmt = stmt.where(CriticalResult.service.in_(list(services)))
     stmt = stmt.order_by(CriticalResult.sent_at, CriticalResult.id)
     return session.execute(stmt).scalars().all()
+
+
+def purge_acknowledged(*, session: Session, before: datetime) -> list[str]:
+    """Clear the patient data (patient, finding, callback, read-back, forwarding reasons)
+    of results acknowledged before `before`; who, when and to whom stay. Their references."""
+    stmt = (
+        select(CriticalResult)
+        .where(CriticalResult.acknowledged_at < before, CriticalResult.patient.is_not(None))
+        .with_for_update()
+    )
+    refs = []
+    for r in session.execute(stmt).scalars():
+        r.patient = r.finding = r.callback = r.read_back = None
+        r.recipients = [{k: v for k, v in x.items() if k != "reason"} for x in r.recipients or []]
+        refs.append(str(r.ref))
+    return refs

@@ -379,3 +379,21 @@ def test_stats_and_weekly_digest_show_the_critical_line_without_patient_data(bot
     assert "Critical results: *2* sent, 1 acknowledged" in digest
     for secret in ("31337", "SECRET"):
         assert secret not in body and secret not in digest
+
+
+def test_retention_clears_patient_data_of_old_acknowledged_results(bot: Bot):
+    from bot.flows.retention import purge  # noqa: PLC0415
+
+    old = send(bot, "rad <@UREQ1> MRN 4242: old finding")
+    forward(bot, old, COLLEAGUE)
+    read_back(bot, old, "old read-back", user=COLLEAGUE)
+    waiting = send(bot, "rad <@UREQ1> MRN 4343: still waiting")
+    bot.settle()
+    bot.clock.advance(timedelta(days=400))
+    svc = bot.services
+    purge(sessions=svc.sessions, clock=svc.clock, older_than=timedelta(days=365))
+    r = result(bot, old)
+    assert (r.patient, r.finding, r.callback, r.read_back) == (None, None, None, None)
+    assert all("reason" not in x for x in r.recipients)
+    assert (r.acknowledged_by, r.reached()) == (COLLEAGUE, [REQUESTER, COLLEAGUE])
+    assert result(bot, waiting).patient == "MRN 4343"  # not acknowledged: kept
