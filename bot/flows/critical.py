@@ -235,6 +235,11 @@ class CriticalService:
 
 
 def active_recipients(r: CriticalResult) -> list[str]:
-    """Those who should still act: everyone reached, except who forwarded it on."""
-    forwarders = {str(x.get("by")) for x in r.recipients or [] if x["via"] == "forwarded"}
-    return [u for u in r.reached() if u not in forwarders]
+    """Those who should still act: everyone reached, except who forwarded it on since they
+    last received it (A forwards to B, B back to A: A is reminded again, B is not)."""
+    active: dict[str, bool] = {}
+    for x in r.recipients or []:
+        if x["via"] == "forwarded":
+            active[str(x.get("by"))] = False
+        active[str(x["user"])] = True
+    return [user for user, yes in active.items() if yes]

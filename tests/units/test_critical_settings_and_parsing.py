@@ -113,3 +113,18 @@ def test_the_runtime_schedules_the_critical_sweep_at_the_shortest_period():
     scheduler = build_scheduler(services)
     job = scheduler.get_job("critical-sweep")
     assert job is not None and job.trigger.interval == timedelta(seconds=20)
+
+
+def test_who_is_still_reminded_after_forwarding():
+    from bot.flows.critical import active_recipients  # noqa: PLC0415
+    from storage.models_critical import CriticalResult  # noqa: PLC0415
+
+    def reached(*steps: tuple[str, str, str | None]) -> list[str]:
+        entries = [{"user": u, "via": via, "by": by} for u, via, by in steps]
+        return active_recipients(CriticalResult(recipients=entries))
+
+    assert reached(("UA", "sent", None)) == ["UA"]
+    assert reached(("UA", "sent", None), ("UB", "forwarded", "UA")) == ["UB"]
+    back = reached(("UA", "sent", None), ("UB", "forwarded", "UA"), ("UA", "forwarded", "UB"))
+    assert back == ["UA"]
+    assert reached(("UA", "sent", None), ("US", "escalated", None)) == ["UA", "US"]
