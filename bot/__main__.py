@@ -1,4 +1,4 @@
-"""Command line: `python -m bot [serve|socket|check|migrate|report|purge|demo]`.
+"""Command line: `python -m bot [serve|socket|check|migrate|report|critical-log|purge|demo]`.
 
 Plain `python -m bot` picks Socket Mode when SLACK_APP_TOKEN is set, else HTTP mode.
 Exit codes: 0 done; 2 a configuration problem (environment, catalogue, command line,
@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--since", default="30d", help="period, e.g. 7d, 30d, 90d (default 30d)")
     report.add_argument("--service", default=None, help="one service key")
     report.add_argument("--format", choices=("json", "csv", "table"), default="table")
+    from bot.reports.critical_cli import HELP as CRITICAL_LOG_HELP  # noqa: PLC0415
+
+    log = sub.add_parser("critical-log", help=CRITICAL_LOG_HELP, description=CRITICAL_LOG_HELP)
+    log.add_argument("--since", default="30d", help="period, e.g. 7d, 30d, 90d (default 30d)")
+    log.add_argument("--service", default=None, help="one service key")
+    log.add_argument("--format", choices=("csv", "json"), default="csv")
     purge = sub.add_parser("purge", help="remove patient data from old closed consults")
     purge.add_argument("--older-than", required=True, help="e.g. 365d")
     demo = sub.add_parser("demo", help="play a clinical day against a local Slack stand-in")
@@ -104,6 +110,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from bot.reports.cli import report_cli  # noqa: PLC0415
 
         return report_cli(settings, since=args.since, service=args.service, fmt=args.format)
+    elif command == "critical-log":
+        from bot.reports.critical_cli import critical_log_cli  # noqa: PLC0415
+
+        return critical_log_cli(settings, since=args.since, service=args.service, fmt=args.format)
     elif command == "purge":
         from bot.flows.retention import purge_cli  # noqa: PLC0415
 

@@ -23,6 +23,7 @@ from bot.domain.catalogue_load import load_catalogue
 from bot.domain.clock import Clock, SystemClock
 from bot.flows.compose import Composer
 from bot.flows.consults.service import ConsultService
+from bot.flows.critical import CriticalService
 from bot.flows.outbox import Outbox
 from bot.services import Services
 from bot.settings import Settings
@@ -73,9 +74,10 @@ def build_services(
     dispatcher = _build_dispatcher(
         settings, engine, sessions, catalogue, outbox, outbox_clock or SystemClock()
     )
+    crit = CriticalService(consults.ctx, consults.permissions)
     return Services(
         settings, catalogue, clock, engine, sessions, outbox, consults, dispatcher,
-        quick_client, members,
+        quick_client, members, crit,
     )  # fmt: skip
 
 

@@ -13,11 +13,13 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from slack_sdk.errors import SlackApiError
 
+from bot.flows.critical_sweep import critical_sweep
 from bot.flows.retention import purge
 from bot.flows.sweep import sweep
 from bot.reports import digest as digests
@@ -123,6 +125,7 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
     )
     _add_sweep(scheduler, services)
+    _add_critical_sweep(scheduler, services)
     if services.catalogue.digest.enabled:
         _add_digest(scheduler, services)
     if services.catalogue.retention is not None:
@@ -130,21 +133,35 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
     return scheduler
 
 
+def _every(
+    scheduler: BackgroundScheduler,
+    services: Services,
+    name: str,
+    run: Callable[[], object],
+    interval: timedelta,
+) -> None:
+    """`run` every `interval` (at least a second), first at once, guarded."""
+    seconds = max(interval.total_seconds(), 1.0)
+    scheduler.add_job(_guard(name, run), "interval", seconds=seconds, id=name, next_run_time=None)
+    scheduler.get_job(name).modify(next_run_time=services.clock.now())  # type: ignore[union-attr]
+
+
 def _add_sweep(scheduler: BackgroundScheduler, services: Services) -> None:
     """The overdue sweep every `sweep_interval`, first at once."""
-    job = _guard(
-        "sweep",
-        lambda: sweep(
-            sessions=services.sessions,
-            catalogue=services.catalogue,
-            clock=services.clock,
-            outbox=services.outbox,
-            on_call=services.consults.roster,
-        ),
-    )
-    interval = max(services.catalogue.sweep_interval.total_seconds(), 1.0)
-    scheduler.add_job(job, "interval", seconds=interval, id="sweep", next_run_time=None)
-    scheduler.get_job("sweep").modify(next_run_time=services.clock.now())  # type: ignore[union-attr]
+    run = partial(
+        sweep, sessions=services.sessions, catalogue=services.catalogue, clock=services.clock,
+        outbox=services.outbox, on_call=services.consults.roster,
+    )  # fmt: skip
+    _every(scheduler, services, "sweep", run, services.catalogue.sweep_interval)
+
+
+def _add_critical_sweep(scheduler: BackgroundScheduler, services: Services) -> None:
+    """The critical-result re-notification sweep, next to the consult sweep: as often, or
+    as the shortest `renotify_every` when that is shorter, so none is late by more."""
+    catalogue = services.catalogue
+    every = [catalogue.critical_for(s).renotify_every for s in catalogue.services]
+    run = partial(critical_sweep, services.consults.ctx)
+    _every(scheduler, services, "critical-sweep", run, min([catalogue.sweep_interval, *every]))
 
 
 def _add_digest(scheduler: BackgroundScheduler, services: Services) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.domain.catalogue import Catalogue
 from bot.domain.clock import Clock
 from bot.flows.consults.service import ConsultService
+from bot.flows.critical import CriticalService
 from bot.flows.outbox import Outbox
 from bot.settings import Settings
 from bot.slack.delivery.dispatcher import Dispatcher
@@ -34,6 +35,7 @@ class Services:
     dispatcher: Dispatcher
     quick_client: WebClient
     members: ChannelMembers
+    critical: CriticalService
     extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:

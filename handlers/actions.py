@@ -10,6 +10,7 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk.errors import SlackApiError
 
+import handlers.critical as critical
 from bot.domain.lifecycle import Action, Refused
 from bot.domain.text import normalize_ref
 from bot.services import Services
@@ -170,6 +171,9 @@ BUTTONS: dict[str, Button] = {
     ActionId.HELPFUL: _rate(True),
     ActionId.NOT_HELPFUL: _rate(False),
     ActionId.REPLY: reply,
+    ActionId.CRITICAL_ACK: critical.acknowledge_button,
+    ActionId.CRITICAL_NOT_MINE: critical.not_mine_button,
+    ActionId.CRITICAL_FROM_CARD: critical.from_card_button,
 }
 
 

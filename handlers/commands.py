@@ -10,6 +10,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+import handlers.critical as critical
 from bot.domain.commands import QUICK_EXAMPLE, QUICK_USAGE, Verb
 from bot.domain.lifecycle import Refused
 from bot.domain.parsing import Parsed, parse
@@ -194,6 +195,21 @@ def on_consult(cmd: Slash) -> str:
     return verb.reply(flow(cmd.parsed.ref, actor=cmd.user, key=cmd.key, **text))
 
 
+def acknowledge(cmd: Slash) -> str:
+    """`/consult ack <ref>`: a consult is acknowledged; a critical result (`CRIT-12`) opens
+    the read-back form."""
+    if critical.is_critical(cmd.parsed.ref):
+        assert cmd.parsed.ref
+        opened = critical.open_ack(cmd.svc, cmd.parsed.ref, cmd.user, cmd.trigger_id)
+        return opened or "Opening the read-back form…"
+    return on_consult(cmd)
+
+
+def send_critical(cmd: Slash) -> str:
+    """`/consult critical [service] @user <patient>: <finding>`, or the form."""
+    return critical.command(cmd.svc, cmd.parsed, cmd.user, cmd.trigger_id, cmd.key)
+
+
 def patient(cmd: Slash) -> str:
     """`/consult patient <patient>`: a patient's open consults."""
     found = cmd.svc.consults.for_patient(cmd.parsed.patient)
@@ -242,6 +258,8 @@ HANDLERS: dict[Verb, Callable[[Slash], str | dict[str, Any]]] = {
     Verb.HELP: show_help,
     Verb.LIST: show_list,
     **dict.fromkeys(REF_VERBS, on_consult),
+    Verb.ACK: acknowledge,
+    Verb.CRITICAL: send_critical,
     Verb.PATIENT: patient,
     Verb.HANDOFF: handoff,
     Verb.ON_CALL: on_call,

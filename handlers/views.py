@@ -12,6 +12,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+import handlers.critical as critical
 from bot.domain.lifecycle import Refused
 from bot.flows.consults.drafts import Draft, DraftInvalid
 from bot.services import Services
@@ -23,6 +24,7 @@ from handlers.middleware import audited, request_key_of
 def register(app: App) -> None:
     """Listen for every CareLoop modal submission."""
     app.view(CallbackId.NEW_CONSULT)(new_consult)
+    app.view(CallbackId.CRITICAL_NEW)(new_critical)
     for callback_id, (block_id, handler) in REF_VIEWS.items():
         app.view(callback_id)(_ref_view(block_id, handler))
     app.view(re.compile(".*"))(unknown_form)
@@ -93,6 +95,25 @@ def new_consult(
             # is reported on the service field, so the message is still seen.
             errors[block if block in present or not present else BlockId.SERVICE] = message
         ack(response_action="errors", errors=errors)
+        return
+    ack()
+
+
+def new_critical(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: dict[str, Any]
+) -> None:
+    """Send the critical result, or show why not on the form."""
+    svc = services(context)
+    user = (body.get("user") or {}).get("id", "")
+    refused = audited(
+        svc,
+        lambda: critical.submitted(svc, user, view, request_key_of(context)),
+        user=user,
+        action=CallbackId.CRITICAL_NEW,
+        ref=None,
+    )
+    if isinstance(refused, Refused):
+        ack(response_action="errors", errors={BlockId.FINDING: str(refused)[:1900]})
         return
     ack()
 
@@ -174,4 +195,6 @@ REF_VIEWS: dict[str, tuple[str, Submission]] = {
     CallbackId.REOPEN: (BlockId.FOLLOW_UP, _to_flow("reopened", "reopen", "text")),
     CallbackId.FEEDBACK: (BlockId.COMMENT, commented),
     CallbackId.REPLY: (BlockId.REPLY, replied),
+    CallbackId.CRITICAL_ACK: (BlockId.READ_BACK, critical.acknowledged),
+    CallbackId.CRITICAL_FORWARD: (BlockId.FORWARD_TO, critical.forwarded),
 }

@@ -53,6 +53,8 @@ from pydantic import (
 from bot.domain.catalogue_schema import (
     AtKey,
     ChannelId,
+    CriticalOverride,
+    CriticalSettings,
     Duration,
     NonEmpty,
     TimeZoneName,
@@ -62,10 +64,12 @@ from bot.domain.catalogue_schema import (
     check_clocks,
     check_urgency_table,
     default_urgency,
+    merge_critical,
     merge_override,
     pattern,
 )
 from bot.domain.commands import RESERVED_WORDS
+from bot.domain.vocabulary import CRITICAL_PREFIX
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SERVICE_KEY_RE = re.compile(r"[a-z][a-z0-9_-]*")
@@ -108,6 +112,7 @@ class Service(BaseModel):
     patient_pattern: str | None = None
     patient_hint: str | None = None
     urgency: dict[str, UrgencyOverride] = {}
+    critical: CriticalOverride | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -206,6 +211,7 @@ class Catalogue(BaseModel):
     post_interval: Duration = timedelta(seconds=1)
     retention: Duration | None = None
     digest: DigestSettings = DigestSettings()
+    critical: CriticalSettings = CriticalSettings()
 
     @field_validator("urgency", mode="before")
     @classmethod
@@ -230,6 +236,8 @@ class Catalogue(BaseModel):
         owners: dict[str, tuple[int, str]] = {}  # lower-case name -> (index, service key)
         for index, service in enumerate(self.services):
             where: tuple[str | int, ...] = ("services", index)
+            if service.prefix == CRITICAL_PREFIX:
+                raise AtKey((*where, "prefix"), f"{CRITICAL_PREFIX!r} is kept for critical results")
             for loc, name in _service_names(service):
                 lowered = name.lower()
                 if lowered in RESERVED_WORDS:
@@ -282,6 +290,11 @@ class Catalogue(BaseModel):
         override = found.urgency.get(name)
         base = self.urgency[name]
         return base if override is None else merge_override(base, override)
+
+    def critical_for(self, service: Service | str) -> CriticalSettings:
+        """The critical-result settings of `service` (`[critical]` with its override)."""
+        found = service if isinstance(service, Service) else self.service_by_key(service)
+        return merge_critical(self.critical, found.critical)
 
     def all_aliases(self) -> dict[str, str]:
         """Every lower-case name `service()` accepts (keys, aliases, prefixes) → service key."""

@@ -225,3 +225,40 @@ def check_urgency_table(value: object, *, fill_defaults: bool) -> object:
         # A partial table keeps the defaults for the keys it leaves out.
         merged[name] = {**_DEFAULT_POLICIES[name], **table} if isinstance(table, Mapping) else table
     return merged
+
+
+# ---------------------------------------------------------------------- critical results
+class CriticalSettings(BaseModel):
+    """The closed loop of critical results (`[critical]`): how fast a result must be
+    acknowledged (the target reports measure), how often the recipients are re-notified,
+    after how many re-notifications `escalate_to` is reached too."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    acknowledge_within: Duration = timedelta(minutes=30)
+    renotify_every: Duration = timedelta(minutes=5)
+    escalate_after: Annotated[StrictInt, Field(ge=1)] = 2
+    escalate_to: list[UserId] = []
+
+
+class CriticalOverride(BaseModel):
+    """A service's changes to `[critical]` (`[services.critical]`); unset keys keep it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    acknowledge_within: Duration | None = None
+    renotify_every: Duration | None = None
+    escalate_after: Annotated[StrictInt, Field(ge=1)] | None = None
+    escalate_to: list[UserId] | None = None
+
+
+def merge_critical(base: CriticalSettings, override: CriticalOverride | None) -> CriticalSettings:
+    """The global `[critical]` settings with a service's override applied."""
+    if override is None:
+        return base
+    update = {
+        name: getattr(override, name)
+        for name in override.model_fields_set
+        if getattr(override, name) is not None
+    }
+    return base.model_copy(update=update) if update else base

@@ -33,6 +33,7 @@ class Verb(StrEnum):
     ON_CALL = "oncall"
     STATS = "stats"
     SNOOZE = "snooze"
+    CRITICAL = "critical"
 
 
 class Takes(Enum):
@@ -44,6 +45,7 @@ class Takes(Enum):
     COLLEAGUE = "colleague"  # @user, then an optional note
     ON_CALL = "on_call"  # nothing (show), or <service> @user (change)
     STATS = "stats"  # [service] [period]
+    CRITICAL = "critical"  # nothing (the form), or [service] @user <patient>: <finding>
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ PERIODS = {"7d": 7, "30d": 30, "90d": 90}
 QUICK_USAGE = f"/consult <service> [{'|'.join(URGENCIES)}] <patient>: <question>"
 QUICK_EXAMPLE = f"/consult rad {Urgency.STAT} MRN 12345: CT head, r/o bleed?"
 _STATS_USAGE = f"/consult stats [service] [{'|'.join(PERIODS)}]"
+CRITICAL_USAGE = "/consult critical [service] @clinician <patient>: <finding>"
 
 # In the order `/consult help` shows them. One row per line: a table, not code.
 # fmt: off
@@ -89,7 +92,8 @@ COMMANDS: tuple[Command, ...] = (
     Command(Verb.FORM, None, "/consult", "open the form"),
     Command(Verb.QUICK, None, QUICK_USAGE, f"quick form, e.g. `{QUICK_EXAMPLE}`"),
     Command(Verb.LIST, Takes.NOTHING, "/consult list", "your open consults, as requester and as assignee"),
-    Command(Verb.ACK, Takes.REF, "/consult ack RAD-42", "acknowledge (take ownership)"),
+    Command(Verb.ACK, Takes.REF, "/consult ack RAD-42", "acknowledge (take ownership)",
+            more=(("/consult ack CRIT-12", "confirm receipt of a critical result, with a read-back"),)),
     Command(Verb.ANSWER, Takes.REF, "/consult answer RAD-42 <answer>", "answer", help_form="/consult answer RAD-42 <text>",
             missing_text="Add the answer after the reference: `{usage}`"),
     Command(Verb.NEED_INFO, Takes.REF, "/consult needinfo RAD-42 <question for the requester>", "ask the requester; pauses your clock",
@@ -104,6 +108,8 @@ COMMANDS: tuple[Command, ...] = (
             more=(("/consult oncall <service> @user", "change it"),)),
     Command(Verb.SNOOZE, Takes.REF, "/consult snooze RAD-42 30m", "hold a consult's reminders (at most 24h)",
             missing_text="Say for how long: `{usage}` (at most 24h)"),
+    Command(Verb.CRITICAL, Takes.CRITICAL, CRITICAL_USAGE, "send a critical result; the clinician must confirm receipt",
+            help_form="/consult critical [service] @user <patient>: <finding>"),
     Command(Verb.STATS, Takes.STATS, _STATS_USAGE, "response times (service leads)"),
     Command(Verb.HELP, Takes.NOTHING, "/consult help", "this message", aliases=("?",)),
 )

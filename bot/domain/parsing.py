@@ -106,6 +106,26 @@ def _stats(command: Command, rest: str) -> Parsed:
     return Parsed(command.verb, service=service, days=days)
 
 
+def _critical(command: Command, rest: str) -> Parsed:
+    """`[service] @user <patient>: <finding>`; nothing at all opens the form."""
+    if not rest:
+        return Parsed(command.verb)
+    first, _, tail = rest.partition(" ")
+    service = None
+    if parse_user(first) is None:
+        service, (first, _, tail) = first, tail.strip().partition(" ")
+    user = parse_user(first) if first else None
+    patient, colon, finding = tail.partition(":")
+    if user is None or not colon or not patient.strip() or not finding.strip():
+        return Parsed(
+            command.verb,
+            error=f"Name the clinician, the patient and the finding: `{command.usage}`",
+        )
+    return Parsed(
+        command.verb, service=service, user=user, patient=patient.strip(), question=finding.strip()
+    )
+
+
 def _quick(raw: str) -> Parsed:
     service, _, rest = raw.partition(" ")
     rest = rest.strip()
@@ -139,4 +159,5 @@ _READERS: dict[Takes, Callable[[Command, str], Parsed]] = {
     Takes.COLLEAGUE: _handoff,
     Takes.ON_CALL: _oncall,
     Takes.STATS: _stats,
+    Takes.CRITICAL: _critical,
 }

@@ -65,6 +65,27 @@ class Template(StrEnum):
     ON_CALL_CHANGED = "on_call_changed"
     TEXT = "text"
     DIGEST = "digest"
+    CRITICAL_RESULT = "critical_result"  # to a recipient: the finding, with its two buttons
+    CRITICAL_ACKNOWLEDGED = "critical_acknowledged"  # to the sender: the read-back
+    CRITICAL_FORWARDED = "critical_forwarded"  # to the sender: "not my patient", sent on
+    CRITICAL_NOT_RECEIVED = "critical_not_received"  # to the sender at escalation: phone
+
+
+# Critical results' references read CRIT-12 (`storage.critical.PREFIX` is the same word);
+# no service may take it as its prefix.
+CRITICAL_PREFIX = "CRIT"
+
+
+class CriticalStep(StrEnum):
+    """The audit actions of a critical result (audit rows with consult_id NULL and the
+    result's id and reference in `details`)."""
+
+    SENT = "critical_sent"
+    DELIVERED = "critical_delivered"
+    RENOTIFIED = "critical_renotified"
+    FORWARDED = "critical_forwarded"
+    ESCALATED = "critical_escalated"
+    ACKNOWLEDGED = "critical_acknowledged"
 
 
 class Artifact(StrEnum):

@@ -13,17 +13,22 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.domain.catalogue import Catalogue
 from bot.domain.clock import Clock
-from bot.domain.vocabulary import Kind, Template
+from bot.domain.vocabulary import CriticalStep, Kind, Template
+from bot.flows.critical import audit
 from bot.flows.home import build_home_view
 from bot.flows.notify import Notify
 from bot.flows.outbox import Outbox
 from bot.reports.chart import digest_chart_png
+from bot.reports.model import iso_z
 from bot.slack.delivery.dispatcher import LinkLookup, Outcome
 from bot.slack.delivery.transport import Call
 from bot.slack.render.context import RenderContext
 from bot.slack.render.messages import render_message
-from storage import repo
+from storage import critical, repo
 from storage.models import Consult, OutboxMessage
+
+# Templates whose renderer gets a `CriticalResult` (params["critical"]) instead of a consult.
+CRITICAL_TEMPLATES = "critical_"
 
 
 class Composer:
@@ -58,14 +63,22 @@ class Composer:
                     # The card never reached the channel (the requester got "could not be
                     # posted" instead): do not tell them it is there.
                     return None
-            text, blocks = render_message(template, consult, params, ctx)
+            subject: Any = consult
+            if str(template).startswith(CRITICAL_TEMPLATES):
+                subject = critical.by_id(session=s, critical_id=int(params["critical"]))
+                if subject is None:
+                    return None
+            text, blocks = render_message(template, subject, params, ctx)
             if s.in_transaction():
                 s.commit()
         return _addressed(msg, consult, {"text": text, "blocks": blocks})
 
     def record(self, session: Session, msg: OutboxMessage, outcome: Outcome) -> None:
         """In delivery's transaction: a consult card that was sent gives the consult its
-        message ts and link; one Slack refused is reported to the requester by DM."""
+        message ts and link; one Slack refused is reported to the requester by DM. A
+        critical result's direct message that Slack accepted is recorded as delivered."""
+        if msg.kind == Kind.DM and outcome.status == "sent":
+            record_critical_delivery(session, msg, self.clock.now())
         if msg.kind != Kind.POST:
             return
         consult = _consult_of(session, msg, dict((msg.payload or {}).get("params") or {}))
@@ -104,6 +117,22 @@ class Composer:
                 row = repo.get_consult(session=s, consult_id=consult_id)
                 if row is not None and not row.permalink:
                     row.permalink = link
+
+
+def record_critical_delivery(session: Session, msg: OutboxMessage, at: datetime) -> None:
+    """When Slack accepted a critical result's direct message: an audit event for each,
+    and the first time per recipient in the row (what the log shows as delivered)."""
+    payload = msg.payload or {}
+    if payload.get("template") != Template.CRITICAL_RESULT:
+        return
+    params = payload.get("params") or {}
+    r = critical.by_id(session=session, critical_id=int(params["critical"]))
+    if r is None:
+        return
+    user = str(payload.get("user"))
+    if user not in (r.delivered or {}):
+        r.delivered = {**(r.delivered or {}), user: iso_z(at)}
+    audit(session, r, CriticalStep.DELIVERED, "slack", at, user=user, message=msg.id)
 
 
 def _consult_of(s: Session, msg: OutboxMessage, params: dict[str, Any]) -> Consult | None:

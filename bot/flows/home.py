@@ -9,10 +9,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bot.domain.lifecycle import Status
+from bot.flows.critical import active_recipients
 from bot.reports.glance import week_at_a_glance
 from bot.slack.render.context import RenderContext
+from bot.slack.render.critical import critical_home
 from bot.slack.render.home import home_view
-from storage import repo
+from storage import critical, repo
 
 
 def build_home_view(user: str, *, session: Session, ctx: RenderContext) -> dict[str, Any]:
@@ -26,4 +28,10 @@ def build_home_view(user: str, *, session: Session, ctx: RenderContext) -> dict[
     mine = [c for c in consults if c.requester == user]
     led = [s for s in ctx.catalogue.services if user in s.leads or user in ctx.catalogue.admins]
     glance = week_at_a_glance(session=session, services=led, ctx=ctx) if led else []
-    return home_view(waiting=waiting, mine=mine, glance=glance, ctx=ctx)
+    pending = critical.unacknowledged(session=session)
+    crit = critical_home(
+        [r for r in pending if r.sender == user],
+        [r for r in pending if user in active_recipients(r)],
+        ctx,
+    )
+    return home_view(waiting=waiting, mine=mine, glance=glance, ctx=ctx, critical=crit)

@@ -17,7 +17,7 @@ from bot.domain.durations import parse_duration
 from bot.domain.lifecycle import Action
 from bot.flows.work import Audit, apply_transition, audit_change
 from bot.settings import Settings
-from storage import repo
+from storage import critical, repo
 from storage.db import create_db_engine, migrate, session_factory, unit_of_work
 from storage.models import OutboxMessage
 
@@ -52,13 +52,14 @@ def purge_session(
         consult.nudge_phase = None
         closed.append(consult.id)
     refs = repo.purge_closed(session=session, before=before, at=now, also=closed)
+    results = critical.purge_acknowledged(session=session, before=before)
     done = session.execute(
         delete(OutboxMessage).where(
             OutboxMessage.created_at < before, OutboxMessage.status.in_(("sent", "failed"))
         )
     )
     messages = int(getattr(done, "rowcount", 0) or 0)
-    if refs or messages:
+    if refs or messages or results:
         audit_change(
             session,
             "purged",
@@ -68,6 +69,7 @@ def purge_session(
                 "count": len(refs),
                 "refs": refs[:500],
                 "outbox_messages": messages,
+                "critical_results": len(results),
                 "older_than_s": older_than.total_seconds(),
             },
         )

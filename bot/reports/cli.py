@@ -4,7 +4,11 @@ report for consults created over a recent period, printed for the quality office
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+
+from sqlalchemy.orm import Session
 
 from bot.domain.catalogue import Catalogue
 from bot.domain.catalogue_load import load_catalogue
@@ -28,7 +32,7 @@ def parse_period(text: str) -> timedelta:
     return period
 
 
-def _service_keys(catalogue: Catalogue, service: str | None) -> list[str] | None:
+def service_keys(catalogue: Catalogue, service: str | None) -> list[str] | None:
     """The one service asked for (None: all); ValueError names the valid keys."""
     if service is None:
         return None
@@ -39,21 +43,45 @@ def _service_keys(catalogue: Catalogue, service: str | None) -> list[str] | None
     return [found.key]
 
 
+@contextmanager
+def database(settings: Settings) -> Iterator[Session]:
+    """A session on the configured database (migrated first), closed with its engine."""
+    engine = create_db_engine(settings.database_url)
+    try:
+        migrate(engine)
+        with session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def read_scope(
+    settings: Settings, since: str, service: str | None
+) -> tuple[Catalogue, timedelta, list[str] | None] | None:
+    """The catalogue, the period and the service keys (None: all) a command asks for;
+    None after printing what is wrong with `--since` or `--service` on stderr."""
+    try:
+        period = parse_period(since)
+    except ValueError as exc:
+        print(f"--since: {exc}", file=sys.stderr)
+        return None
+    catalogue = load_catalogue(settings.consult_config)
+    try:
+        return catalogue, period, service_keys(catalogue, service)
+    except ValueError as exc:
+        print(f"--service: {exc}", file=sys.stderr)
+        return None
+
+
 def _report(
     settings: Settings, catalogue: Catalogue, period: timedelta, keys: list[str] | None
 ) -> Report:
     """The report up to now, from the configured database (migrated first)."""
     now = SystemClock().now().replace(microsecond=0)
-    engine = create_db_engine(settings.database_url)
-    try:
-        migrate(engine)
-        with session_factory(engine)() as session:
-            return compute_report(
-                session, catalogue=catalogue, since=now - period, until=now, now=now,
-                services=keys,
-            )  # fmt: skip
-    finally:
-        engine.dispose()
+    with database(settings) as session:
+        return compute_report(
+            session, catalogue=catalogue, since=now - period, until=now, now=now, services=keys
+        )
 
 
 def report_cli(settings: Settings, *, since: str, service: str | None, fmt: str) -> int:
@@ -62,19 +90,12 @@ def report_cli(settings: Settings, *, since: str, service: str | None, fmt: str)
     Prints the report for consults created in the last `since`, to now; returns the exit
     code (2 for a bad period or an unknown service, with the reason on stderr).
     """
-    try:
-        period = parse_period(since)
-    except ValueError as exc:
-        print(f"--since: {exc}", file=sys.stderr)
-        return 2
     if fmt not in FORMATS:
         print(f"--format: {fmt!r} is not one of json, csv, table", file=sys.stderr)
         return 2
-    catalogue = load_catalogue(settings.consult_config)
-    try:
-        keys = _service_keys(catalogue, service)
-    except ValueError as exc:
-        print(f"--service: {exc}", file=sys.stderr)
+    scope = read_scope(settings, since, service)
+    if scope is None:
         return 2
+    catalogue, period, keys = scope
     sys.stdout.write(FORMATS[fmt](_report(settings, catalogue, period, keys)))
     return 0

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from bot.domain.catalogue import Catalogue, Service
 from bot.domain.vocabulary import URGENCIES
+from bot.reports.critical import critical_figures
 from bot.reports.model import Figures, Group, GroupKey, Report, ServiceReport, as_utc
 from bot.reports.postgres import period_groups_sql
 from bot.reports.queries import open_groups, period_groups_python
@@ -81,7 +82,10 @@ def compute_report(
         groups = period_groups_python(session, keys, since, until, now)
     open_now = open_groups(session, keys, now)
     return Report(
-        since=since, until=until, services=[_service(key, groups, open_now) for key in keys]
+        since=since,
+        until=until,
+        services=[_service(key, groups, open_now) for key in keys],
+        critical=critical_figures(session, keys, since, until),
     )
 
 

@@ -179,8 +179,9 @@ def send_weekly_digests(
             until=week.since, now=now, services=keys,
         )  # fmt: skip
         overdue = overdue_refs(session, keys, now)
-        for s, this, prev in zip(targets, current.services, before.services, strict=True):
-            params = _digest_params(week, this, prev, overdue[s.key])
+        weeks = zip(targets, current.services, before.services, current.critical, strict=True)
+        for s, this, prev, crit in weeks:
+            params = _digest_params(week, this, prev, overdue[s.key]) | {"critical": crit.as_dict()}
             queued += _queue_for_leads(session, outbox, s, week, params, now)
     return queued
 

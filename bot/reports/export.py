@@ -142,4 +142,20 @@ def report_table(report: Report) -> str:
         "Times from creation. Answer times exclude need-info waiting, shown apart as "
         "'Waiting (req.)'. Open/Overdue are as of now."
     )
+    out += _critical_table(report)
     return "\n".join(out) + "\n"
+
+
+def _critical_table(report: Report) -> list[str]:
+    """The critical results' lines of the table (none when none were sent)."""
+    if not any(c.sent for c in report.critical):
+        return []
+    lines = ["", "Critical results sent (acknowledged within target / acknowledged / sent):"]
+    for c in report.critical:
+        if c.sent:
+            lines.append(
+                f"  {c.service}: {c.within_target}/{c.acknowledged}/{c.sent}, forwarded "
+                f"{c.forwarded}, escalated {c.escalated}, time to acknowledge median "
+                f"{format_elapsed(c.median)}, p90 {format_elapsed(c.p90)}"
+            )
+    return lines

@@ -167,13 +167,16 @@ class Report:
     since: datetime
     until: datetime
     services: list[ServiceReport]
+    # Critical results sent in the period, per service (`bot.reports.critical.CriticalFigures`).
+    critical: list[Any] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        """``{"since", "until", "services": [...]}``: times as `iso_z` strings."""
+        """``{"since", "until", "services": [...], "critical": [...]}``: times as `iso_z`."""
         return {
             "since": iso_z(self.since),
             "until": iso_z(self.until),
             "services": [s.as_dict() for s in self.services],
+            "critical": [c.as_dict() for c in self.critical],
         }
 
 

@@ -82,5 +82,8 @@ def stats_for_slack(
             now=now,
             services=[s.key for s in chosen],
         )
-    pairs = [(s.name, entry.as_dict()) for s, entry in zip(chosen, report.services, strict=True)]
+    pairs = [
+        (s.name, entry.as_dict() | {"critical": crit.as_dict()})
+        for s, entry, crit in zip(chosen, report.services, report.critical, strict=True)
+    ]
     return stats_reply(pairs, days=days)

@@ -18,6 +18,9 @@ class ActionId(StrEnum):
     OPEN_MODAL = "consult_open_modal"
     SERVICE_SELECT = "consult_service_select"
     REPLY = "consult_requester_reply"  # the requester answers a need-info question from a DM
+    CRITICAL_ACK = "critical_acknowledge"  # a critical result's Acknowledge receipt
+    CRITICAL_NOT_MINE = "critical_not_mine"  # a critical result's Not my patient
+    CRITICAL_FROM_CARD = "critical_from_card"  # the card's Critical result entry
 
 
 class CallbackId(StrEnum):
@@ -28,6 +31,9 @@ class CallbackId(StrEnum):
     REOPEN = "consult_reopen_modal"
     FEEDBACK = "consult_feedback_modal"
     REPLY = "consult_requester_reply_modal"
+    CRITICAL_NEW = "critical_new_modal"
+    CRITICAL_ACK = "critical_ack_modal"
+    CRITICAL_FORWARD = "critical_forward_modal"
 
 
 class BlockId(StrEnum):
@@ -42,6 +48,12 @@ class BlockId(StrEnum):
     COMMENT = "comment"
     REPLY = "reply"
     INTAKE_PREFIX = "intake__"
+    READ_BACK = "read_back"
+    FORWARD_TO = "forward_to"
+    REASON = "reason"
+    TO = "to"
+    FINDING = "finding"
+    CALLBACK = "callback"
 
 
 # Outbox metadata: tells our own posts apart in channel history after an unclear failure.

@@ -32,6 +32,7 @@ GOOD_ARGS = {
     Takes.COLLEAGUE: "<@U0123ABC> night shift",
     Takes.ON_CALL: "rad <@U0123ABC>",
     Takes.STATS: "rad 7d",
+    Takes.CRITICAL: "rad <@U0123ABC> MRN 12345: massive PE",
 }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.domain.catalogue import Catalogue
+from bot.domain.catalogue import Catalogue, Service
 from bot.domain.lifecycle import CONSULTANT_ACTIONS, Action, Role, check_allowed, next_status
 from bot.flows.consults.oncall import OnCallRoster
 from bot.slack.membership import ChannelMembers
@@ -38,6 +38,14 @@ class Permissions:
             if self.members.is_member(service.channel, user):
                 roles.add(Role.CONSULTANT)
         return roles
+
+    def speaks_for(self, service: Service, user: str, *, ask_slack: bool = True) -> bool:
+        """Whether `user` is one of `service`'s consultants: its on-call (named or current),
+        backup or a lead, else (with `ask_slack`) a member of its channel."""
+        named = {service.on_call, service.backup, *service.leads}
+        if user in named or user == self.roster.cached().of(service):
+            return True
+        return bool(ask_slack and self.members.is_member(service.channel, user))
 
     def check(self, consult: Consult, user: str, action: Action) -> None:
         """Refused unless `user` may perform `action` on `consult` in its current state."""

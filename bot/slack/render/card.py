@@ -67,6 +67,7 @@ def _card_buttons(c: Consult) -> dict[str, Any]:
         button("Answer", ActionId.ANSWER, c.ref),
         button("Need info", ActionId.NEED_INFO, c.ref),
         button("Hand off", ActionId.HANDOFF, c.ref),
+        button("Critical result", ActionId.CRITICAL_FROM_CARD, c.ref, "danger"),
     ]
     return actions(f"card:{c.ref}", *buttons)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.domain.text import escape
 from bot.slack.render.context import RenderContext
-from bot.slack.render.figures import format_elapsed, format_share
+from bot.slack.render.figures import critical_line, format_elapsed, format_share
 from bot.slack.render.primitives import context, section
 
 # (params key, label, how to show it)
@@ -65,6 +65,7 @@ def render_digest(params: dict[str, Any], ctx: RenderContext) -> tuple[str, list
         ),
         section("\n".join(lines)),
         section(_overdue_line(params.get("overdue") or {})),
+        *[section(line) for line in [critical_line(params.get("critical"))] if line],
         context(
             "Times run from when a consult was opened; time to answer leaves out waiting on "
             "the requester. A chart of the daily median time to answer follows. "

@@ -91,6 +91,20 @@ def _breakdown_line(label: str, f: Figures) -> str:
     )
 
 
+def critical_line(c: dict[str, Any] | None) -> str | None:
+    """A service's critical results in one line (counts and times only), or None when it
+    sent none: `c` is `bot.reports.critical.CriticalFigures.as_dict()`."""
+    if not c or not c.get("sent"):
+        return None
+    tta = c.get("time_to_acknowledge") or {}
+    return (
+        f":rotating_light: Critical results: *{c['sent']}* sent, {c['acknowledged']} "
+        f"acknowledged ({c['within_target']} within target), {c['forwarded']} forwarded, "
+        f"{c['escalated']} escalated; time to acknowledge median "
+        f"{format_elapsed(tta.get('median'))}, p90 {format_elapsed(tta.get('p90'))}"
+    )
+
+
 def service_stats_blocks(entry: Figures, name: str, days: int) -> Blocks:
     """One service's figures over the last `days` days, then by urgency and by consultant
     (the TOP_CONSULTANTS with the most consults)."""
@@ -115,6 +129,9 @@ def service_stats_blocks(entry: Figures, name: str, days: int) -> Blocks:
         if len(people) > TOP_CONSULTANTS:
             lines.append(f"…and {len(people) - TOP_CONSULTANTS} more (`python -m bot report`).")
         blocks.append(section("*By consultant*\n" + "\n".join(lines)))
+    line = critical_line(entry.get("critical"))
+    if line:
+        blocks.append(section(line))
     return blocks
 
 

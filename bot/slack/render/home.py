@@ -48,11 +48,14 @@ def home_view(
     mine: Sequence[Consult],
     glance: Blocks,
     ctx: RenderContext,
+    critical: Blocks | None = None,
 ) -> dict[str, Any]:
-    """The Home tab for one person: what waits on them, what they asked, and (for leads)
-    the week at a glance (empty for everyone else)."""
+    """The Home tab for one person: their unacknowledged critical results first, then
+    what waits on them, what they asked, and (for leads) the week at a glance (empty for
+    everyone else)."""
     blocks: Blocks = [
         section(":hospital: *CareLoop* — consults that always come back."),
+        *(critical or []),
         *_list("Waiting on me", waiting, ctx),
         *_list("My requests", mine, ctx),
         *glance,

@@ -15,6 +15,12 @@ from bot.domain.vocabulary import Template
 from bot.slack.ids import ActionId
 from bot.slack.render.card import consult_card
 from bot.slack.render.context import RenderContext
+from bot.slack.render.critical import (
+    critical_acknowledged,
+    critical_forwarded,
+    critical_not_received,
+    critical_result,
+)
 from bot.slack.render.digest import render_digest
 from bot.slack.render.primitives import (
     Blocks,
@@ -355,4 +361,9 @@ TEMPLATES: dict[Template, Renderer] = {
     Template.ON_CALL_CHANGED: _on_call_changed,
     Template.TEXT: _text,
     Template.DIGEST: _digest,
+    # A critical result's renderers get the `CriticalResult` instead of a consult.
+    Template.CRITICAL_RESULT: critical_result,
+    Template.CRITICAL_ACKNOWLEDGED: critical_acknowledged,
+    Template.CRITICAL_FORWARDED: critical_forwarded,
+    Template.CRITICAL_NOT_RECEIVED: critical_not_received,
 }

@@ -131,19 +131,24 @@ def new_consult_modal(
     }
 
 
-def _ref_modal(
-    callback_id: str, title: str, submit: str, ref: str, blocks: Blocks
-) -> dict[str, Any]:
-    # Titles are generic on purpose: no patient details in modal titles.
+def modal(callback_id: str, title: str, submit: str, meta: str, blocks: Blocks) -> dict[str, Any]:
+    """A modal with a submit and a Cancel button; `meta` is its private metadata. Titles
+    are generic on purpose: no patient details in modal titles."""
     return {
         "type": "modal",
         "callback_id": callback_id,
         "title": {"type": "plain_text", "text": title},
         "submit": {"type": "plain_text", "text": submit},
         "close": {"type": "plain_text", "text": "Cancel"},
-        "private_metadata": ref,
-        "blocks": [context(f"Consult *{ref}*"), *blocks],
+        "private_metadata": meta,
+        "blocks": blocks,
     }
+
+
+def _ref_modal(
+    callback_id: str, title: str, submit: str, ref: str, blocks: Blocks
+) -> dict[str, Any]:
+    return modal(callback_id, title, submit, ref, [context(f"Consult *{ref}*"), *blocks])
 
 
 def answer_modal(ref: str, initial: str = "") -> dict[str, Any]:
