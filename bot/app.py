@@ -1,5 +1,6 @@
 """App assembly: builds the services (database, domain, outbox, scheduler) and the bolt App
-with its handlers, and a WSGI entry point with `/healthz` and a request-size limit."""
+with its handlers, and a WSGI entry point with `/healthz` (liveness), `/readyz` (readiness),
+`/metrics` (Prometheus) and a request-size limit."""
 
 from __future__ import annotations
 
@@ -12,12 +13,11 @@ from typing import Any
 from slack_bolt import App, BoltResponse
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.authorization import AuthorizeResult
-from slack_sdk import WebClient
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import guard
+from bot import guard, metrics, probes
 from bot.domain.catalogue import Catalogue
 from bot.domain.catalogue_load import load_catalogue
 from bot.domain.clock import Clock, SystemClock
@@ -28,10 +28,11 @@ from bot.services import Services
 from bot.settings import Settings
 from bot.slack.delivery.dispatcher import Dispatcher
 from bot.slack.delivery.pacing import ChannelPacer
+from bot.slack.delivery.transport import MeteredClient
 from bot.slack.membership import ChannelMembers
 from handlers import register_all
 from handlers.middleware import request_key
-from storage.db import SessionLock, create_db_engine, migrate, ping, session_factory
+from storage.db import SessionLock, create_db_engine, migrate, session_factory
 
 log = logging.getLogger("careloop.app")
 
@@ -60,7 +61,7 @@ def build_services(
         migrate(engine)
     sessions = session_factory(engine)
     outbox = Outbox()
-    quick_client = WebClient(
+    quick_client = MeteredClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         timeout=int(REQUEST_PATH_TIMEOUT),
@@ -89,7 +90,7 @@ def _build_dispatcher(
 ) -> Dispatcher:
     """The outbox dispatcher on its own Slack client, with flows composing its messages
     and hearing what became of them."""
-    delivery_client = WebClient(
+    delivery_client = MeteredClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         timeout=int(max(settings.slack_timeout, 1)),
@@ -141,6 +142,8 @@ def build_app(services: Services, *, socket_mode: bool = False) -> App:
     )
     bolt_log.setLevel(previous)
 
+    app.middleware(metrics.count_requests)
+
     @app.middleware
     def inject_services(context: dict[str, Any], next: Callable[[], Any]) -> Any:  # noqa: A002
         context["careloop"] = services
@@ -150,7 +153,8 @@ def build_app(services: Services, *, socket_mode: bool = False) -> App:
     register_all(app)
 
     @app.error
-    def on_error(error: Exception, body: dict[str, Any], logger: logging.Logger) -> BoltResponse:
+    def on_error(error: Exception, body: dict[str, Any], context: dict[str, Any]) -> BoltResponse:
+        context[metrics.FAILED] = True
         log.error(
             "unhandled error in a Slack handler",
             extra={"error": type(error).__name__},
@@ -162,8 +166,8 @@ def build_app(services: Services, *, socket_mode: bool = False) -> App:
 
 
 class WsgiApp:
-    """`POST /slack/events` for Slack, `GET /healthz` for load balancers; bodies over the
-    limit get 413 before anything parses them."""
+    """`POST /slack/events` for Slack; `GET /healthz`, `/readyz` and `/metrics` for
+    orchestrators and Prometheus; bodies over the limit get 413 before anything parses them."""
 
     def __init__(self, app: App, services: Services) -> None:
         self.handler = SlackRequestHandler(app, path=REQUEST_PATH)
@@ -176,13 +180,8 @@ class WsgiApp:
     ) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
-        if path == "/healthz":
-            ok = ping(self.services.engine)
-            return _plain(
-                start_response,
-                "200 OK" if ok else "503 Service Unavailable",
-                "ok" if ok else "database unreachable",
-            )
+        if path in PROBES:
+            return PROBES[path](self, start_response)
         if path != REQUEST_PATH:
             return _plain(start_response, "404 Not Found", "not found")
         if method != "POST":
@@ -219,6 +218,35 @@ class WsgiApp:
             log.error("request could not be handled", extra={"error": type(exc).__name__})
             return _plain(start_response, "400 Bad Request", "malformed request")
 
+    def healthz(self, start_response: Callable[..., Any]) -> list[bytes]:
+        """Liveness: the process serves (the database is readiness's business)."""
+        return _plain(start_response, "200 OK", "ok")
+
+    def readyz(self, start_response: Callable[..., Any]) -> list[bytes]:
+        """Readiness: database, schema and outbox (`bot.probes.readiness`), as one JSON line."""
+        services = self.services
+        reason = probes.readiness(
+            engine=services.engine,
+            sessions=services.sessions,
+            clock=services.clock,
+            max_age=services.settings.ready_outbox_max_age,
+        )
+        status = "200 OK" if reason is None else "503 Service Unavailable"
+        return _answer(start_response, status, probes.ready_body(reason), "application/json")
+
+    def metrics(self, start_response: Callable[..., Any]) -> list[bytes]:
+        """Prometheus text: every worker's counters and the database's gauges."""
+        gauges = probes.DatabaseGauges(sessions=self.services.sessions, clock=self.services.clock)
+        body = metrics.exposition(gauges).decode()
+        return _answer(start_response, "200 OK", body, metrics.CONTENT_TYPE)
+
+
+PROBES: dict[str, Callable[[WsgiApp, Callable[..., Any]], list[bytes]]] = {
+    "/healthz": WsgiApp.healthz,
+    "/readyz": WsgiApp.readyz,
+    "/metrics": WsgiApp.metrics,
+}
+
 
 def _error_response(error: Exception, body: Any) -> BoltResponse:
     """What the person sees when a handler failed: whether it was saved, and what to do."""
@@ -250,10 +278,14 @@ def _error_response(error: Exception, body: Any) -> BoltResponse:
 
 
 def _plain(start_response: Callable[..., Any], status: str, text: str) -> list[bytes]:
+    return _answer(start_response, status, text, "text/plain; charset=utf-8")
+
+
+def _answer(
+    start_response: Callable[..., Any], status: str, text: str, content_type: str
+) -> list[bytes]:
     body = text.encode()
-    start_response(
-        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
-    )
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
     return [body]
 
 

@@ -48,6 +48,8 @@ _BOT_VARS = (
     "LOG_FORMAT",
     "SLACK_TIMEOUT",
     "MAX_BODY_BYTES",
+    "READY_OUTBOX_MAX_AGE",
+    "PROMETHEUS_MULTIPROC_DIR",
 )
 
 # The cardiology service of tests.harness, alone, with SLA clocks a test can choose.
