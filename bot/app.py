@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.authorization import AuthorizeResult
 from sqlalchemy import Engine
@@ -112,6 +112,13 @@ def _build_dispatcher(
     )
 
 
+class CareLoopApp(App):
+    """bolt's App with each request timed and counted for `/metrics`, in both modes."""
+
+    def dispatch(self, req: BoltRequest) -> BoltResponse:
+        return metrics.time_request(req, super().dispatch)  # type: ignore[no-any-return]
+
+
 def build_app(services: Services, *, socket_mode: bool = False) -> App:
     """The bolt App with every handler registered; requests are always signature-checked."""
     settings = services.settings
@@ -130,7 +137,7 @@ def build_app(services: Services, *, socket_mode: bool = False) -> App:
     bolt_log = logging.getLogger("slack_bolt.App")
     previous = bolt_log.level
     bolt_log.setLevel(logging.ERROR)
-    app = App(
+    app = CareLoopApp(
         authorize=authorize,
         signing_secret=settings.slack_signing_secret or ("socket-mode" if socket_mode else None),
         client=services.quick_client,
@@ -141,8 +148,6 @@ def build_app(services: Services, *, socket_mode: bool = False) -> App:
         url_verification_enabled=True,
     )
     bolt_log.setLevel(previous)
-
-    app.middleware(metrics.count_requests)
 
     @app.middleware
     def inject_services(context: dict[str, Any], next: Callable[[], Any]) -> Any:  # noqa: A002

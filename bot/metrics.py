@@ -1,5 +1,5 @@
 """What CareLoop counts for Prometheus: every metric is defined here, and the rooms count at
-their seams (the bolt middleware below for requests, `bot.slack.delivery` for Slack calls
+their seams (`time_request` around bolt's dispatch for requests, `bot.slack.delivery` for Slack calls
 and outbox outcomes, `bot.runtime` for the sweep). Gauges read from the database are
 computed at scrape time (`bot.probes.DatabaseGauges`).
 
@@ -130,17 +130,19 @@ def surface_of(body: Any) -> str:
     return SURFACES.get(str(body.get("type", "")), "other")
 
 
-def count_requests(body: dict[str, Any], context: Any, next: Callable[[], Any]) -> Any:  # noqa: A002
-    """bolt middleware: time the listener and count the request by surface and outcome."""
+def time_request(req: Any, dispatch: Callable[[Any], Any]) -> Any:
+    """Run bolt's `dispatch(req)` (middleware and listener), timing it and counting the
+    request by surface and outcome. bolt's own middleware runs before the listener, so it
+    cannot time it: the assembly's App calls this around `App.dispatch`."""
     started = time.perf_counter()
-    response = next()
-    if context.get(FAILED):
+    response = dispatch(req)
+    if req.context.get(FAILED):
         outcome = "error"
     elif getattr(response, "status", 200) == 404:
         outcome = "unhandled"
     else:
         outcome = "ok"
-    observe(REQUESTS, time.perf_counter() - started, surface_of(body), outcome)
+    observe(REQUESTS, time.perf_counter() - started, surface_of(req.body), outcome)
     return response
 
 

@@ -654,6 +654,8 @@ def test_socket_mode_health_port_is_ready_once_connected_404_elsewhere_and_not_w
     bot = procs.start(["-m", "bot", "socket"], socket_env(db_url, slack, catalogue, health))
     assert wait_until(lambda: http_get(health, "/readyz") == READY, 30), bot.tail()
     assert http_get(health) == (200, "ok")
+    status, scrape = http_get(health, "/metrics")
+    assert status == 200 and "careloop_database_up 1.0" in scrape
     # Logged once background work has started, which may be just after the first 200.
     assert wait_until(lambda: "connected in Socket Mode" in bot.output(), 10), bot.tail()
     assert socket_link.connected() == 1

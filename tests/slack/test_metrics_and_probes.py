@@ -10,10 +10,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.exc import OperationalError
 
 from bot.slack.ids import ActionId
 from storage.models import OutboxMessage
@@ -198,3 +200,25 @@ def test_ready_outbox_max_age_zero_leaves_the_outbox_out_of_readiness(
         assert get(bot, "/readyz")[0] == 200
     finally:
         bot.stop()
+
+
+def test_a_handler_that_fails_counts_as_an_error(bot: Bot):
+    _, before = scrape(bot)
+
+    def explode(conn: Any, cursor: Any, sql: str, params: Any, *_: Any) -> None:
+        if "insert into consults" in sql.lower():
+            raise OperationalError(sql, params, RuntimeError("boom"))
+
+    event.listen(bot.services.engine, "before_cursor_execute", explode)
+    try:
+        assert "not saved" in bot.command(f"cards stat {MRN}: {QUESTION}?").text
+    finally:
+        event.remove(bot.services.engine, "before_cursor_execute", explode)
+    body, after = scrape(bot)
+    count = "careloop_request_duration_seconds_count"
+    errors = value(after, count, surface="command", outcome="error")
+    assert errors - value(before, count, surface="command", outcome="error") == 1
+    assert value(after, count, surface="command", outcome="ok") == value(
+        before, count, surface="command", outcome="ok"
+    )
+    assert "8675309" not in body
