@@ -5,6 +5,7 @@ newest one. Counts and times only: nothing here reads patient data or free text.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -59,9 +60,15 @@ def open_consults(*, session: Session, now: datetime) -> list[tuple[str, str, in
     return [(str(s), str(u), int(n), int(late)) for s, u, n, late in rows]
 
 
+@cache
+def _newest() -> frozenset[str]:
+    """The shipped migrations' head revisions (read once: they do not change while running)."""
+    return frozenset(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+
+
 def schema_behind(engine: Engine) -> str | None:
     """None when the database is at the newest migration; else what it is at instead."""
-    heads = set(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+    heads = _newest()
     with engine.connect() as conn:
         current = set(MigrationContext.configure(conn).get_current_heads())
     if current == heads:
