@@ -188,40 +188,42 @@ class WsgiApp:
         if path in PROBES:
             return PROBES[path](self, start_response)
         if path != REQUEST_PATH:
-            return _plain(start_response, "404 Not Found", "not found")
+            return _refused(start_response, "404 Not Found", "not found")
         if method != "POST":
-            return _plain(start_response, "405 Method Not Allowed", "POST only")
+            return _refused(start_response, "405 Method Not Allowed", "POST only")
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            return _plain(start_response, "400 Bad Request", "bad content length")
+            return _refused(start_response, "400 Bad Request", "bad content length")
         if length < 0:
-            return _plain(start_response, "400 Bad Request", "bad content length")
+            return _refused(start_response, "400 Bad Request", "bad content length")
         if length > self.max_body:
-            return _plain(start_response, "413 Payload Too Large", "request body too large")
+            return _refused(start_response, "413 Payload Too Large", "request body too large")
         stamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP")
         if stamp is not None and not guard.valid_timestamp(stamp):
-            return _plain(start_response, "401 Unauthorized", "invalid request")
+            return _refused(start_response, "401 Unauthorized", "invalid request")
         ctype = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
         if ctype not in ("application/json", "application/x-www-form-urlencoded"):
-            return _plain(start_response, "415 Unsupported Media Type", "unsupported content type")
+            return _refused(
+                start_response, "415 Unsupported Media Type", "unsupported content type"
+            )
         # Verify before parsing anything (bolt parses first), then refuse shapes bolt cannot
         # handle with a 400 instead of a crash; bolt verifies the signature again.
         body = environ["wsgi.input"].read(length) if length else b""
         signature = environ.get("HTTP_X_SLACK_SIGNATURE")
         if not guard.signature_ok(self.secret, body, stamp, signature):
             log.warning("request refused: invalid or stale signature")
-            return _plain(start_response, "401 Unauthorized", "invalid request")
+            return _refused(start_response, "401 Unauthorized", "invalid request")
         problem = guard.malformed(body, ctype)
         if problem:
             log.warning("request refused: malformed", extra={"error": problem})
-            return _plain(start_response, "400 Bad Request", "malformed request")
+            return _refused(start_response, "400 Bad Request", "malformed request")
         environ = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
         try:
             return self.handler(environ, start_response)
         except Exception as exc:  # noqa: BLE001 - bolt choked on a signed request: 400, not 500
             log.error("request could not be handled", extra={"error": type(exc).__name__})
-            return _plain(start_response, "400 Bad Request", "malformed request")
+            return _refused(start_response, "400 Bad Request", "malformed request")
 
     def healthz(self, start_response: Callable[..., Any]) -> list[bytes]:
         """Liveness: the process serves (the database is readiness's business)."""
@@ -280,6 +282,12 @@ def _error_response(error: Exception, body: Any) -> BoltResponse:
     return BoltResponse(
         status=200, body=json.dumps(payload), headers={"content-type": "application/json"}
     )
+
+
+def _refused(start_response: Callable[..., Any], status: str, text: str) -> list[bytes]:
+    """A request turned away before bolt saw it, counted by its HTTP status."""
+    metrics.add(metrics.REFUSED, status.split(" ", 1)[0])
+    return _plain(start_response, status, text)
 
 
 def _plain(start_response: Callable[..., Any], status: str, text: str) -> list[bytes]:

@@ -52,6 +52,12 @@ REQUESTS = Histogram(
     ["surface", "outcome"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0),
 )
+REFUSED = Counter(
+    "careloop_requests_refused_total",
+    "HTTP requests turned away before reaching bolt (bad signature, too large, malformed, "
+    "unknown path), by HTTP status.",
+    ["status"],
+)
 DELIVERED = Counter(
     "careloop_outbox_delivered_total", "Outbox messages Slack accepted, by kind.", ["kind"]
 )

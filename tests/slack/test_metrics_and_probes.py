@@ -6,6 +6,7 @@ database) and `/readyz` readiness (database, schema, outbox not stuck) as one JS
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -218,6 +219,30 @@ def test_a_handler_that_fails_counts_as_an_error(bot: Bot):
     count = "careloop_request_duration_seconds_count"
     errors = value(after, count, surface="command", outcome="error")
     assert errors - value(before, count, surface="command", outcome="error") == 1
+    assert value(after, count, surface="command", outcome="ok") == value(
+        before, count, surface="command", outcome="ok"
+    )
+    assert "8675309" not in body
+
+
+def test_requests_turned_away_before_bolt_are_counted_by_status(bot: Bot):
+    _, before = scrape(bot)
+    forged = urllib.request.Request(
+        bot.url,
+        data=b"command=%2Fconsult&text=MRN+8675309",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": str(int(time.time())),
+            "X-Slack-Signature": "v0=" + "0" * 64,
+        },
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(forged, timeout=10)
+    assert refused.value.code == 401
+    body, after = scrape(bot)
+    name = "careloop_requests_refused_total"
+    assert value(after, name, status="401") - value(before, name, status="401") == 1
+    count = "careloop_request_duration_seconds_count"
     assert value(after, count, surface="command", outcome="ok") == value(
         before, count, surface="command", outcome="ok"
     )
