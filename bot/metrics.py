@@ -119,11 +119,11 @@ def observe(histogram: Any, value: float, *labels: str) -> None:
 
 
 def _safely(update: Callable[[], None]) -> None:
-    # Counting must never stop a delivery or a request: a full disk, or the shared
-    # directory removed while a worker is still exiting, costs a count, not the work.
+    # Counting must never stop a delivery or a request: a full disk, or a values file
+    # already closed or removed while a worker exits, costs a count, not the work.
     try:
         update()
-    except (OSError, ValueError, struct.error) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever the metrics library raises
         log.warning("metric not recorded", extra={"error": type(exc).__name__})
 
 

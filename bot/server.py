@@ -1,6 +1,7 @@
-"""Serving: HTTP mode on gunicorn (threaded workers, each running its own background work)
-and Socket Mode for hospitals that cannot expose a public URL (with an optional health
-endpoint on HEALTH_PORT, `bot/health.py`). Both stop cleanly on SIGTERM."""
+"""Serving: HTTP mode on gunicorn (threaded workers, each running its own background work,
+gunicorn's log lines through CareLoop's logging, metrics shared between workers) and Socket
+Mode for hospitals that cannot expose a public URL (with optional probes and metrics on
+HEALTH_PORT, `bot/health.py`). Both stop cleanly on SIGTERM."""
 
 from __future__ import annotations
 
