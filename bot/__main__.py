@@ -94,9 +94,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if command is None:  # SLACK_APP_TOKEN may come from the environment or from .env
         command = "socket" if settings.slack_app_token else "serve"
     if command == "serve":
-        from bot.server import serve  # noqa: PLC0415
+        from bot.multiproc import shared_metrics_dir  # noqa: PLC0415
 
-        serve(settings, port=getattr(args, "port", None))
+        with shared_metrics_dir():  # before prometheus_client is imported
+            from bot.server import serve  # noqa: PLC0415
+
+            serve(settings, port=getattr(args, "port", None))
     elif command == "socket":
         from bot.server import socket  # noqa: PLC0415
 

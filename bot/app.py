@@ -1,5 +1,6 @@
 """App assembly: builds the services (database, domain, outbox, scheduler) and the bolt App
-with its handlers, and a WSGI entry point with `/healthz` and a request-size limit."""
+with its handlers, and a WSGI entry point with `/healthz` (liveness), `/readyz` (readiness),
+`/metrics` (Prometheus) and a request-size limit."""
 
 from __future__ import annotations
 
@@ -9,15 +10,14 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.authorization import AuthorizeResult
-from slack_sdk import WebClient
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import guard
+from bot import guard, metrics, probes
 from bot.domain.catalogue import Catalogue
 from bot.domain.catalogue_load import load_catalogue
 from bot.domain.clock import Clock, SystemClock
@@ -29,10 +29,11 @@ from bot.services import Services
 from bot.settings import Settings
 from bot.slack.delivery.dispatcher import Dispatcher
 from bot.slack.delivery.pacing import ChannelPacer
+from bot.slack.delivery.transport import MeteredClient
 from bot.slack.membership import ChannelMembers
 from handlers import register_all
 from handlers.middleware import request_key
-from storage.db import SessionLock, create_db_engine, migrate, ping, session_factory
+from storage.db import SessionLock, create_db_engine, migrate, session_factory
 
 log = logging.getLogger("careloop.app")
 
@@ -61,7 +62,7 @@ def build_services(
         migrate(engine)
     sessions = session_factory(engine)
     outbox = Outbox()
-    quick_client = WebClient(
+    quick_client = MeteredClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         timeout=int(REQUEST_PATH_TIMEOUT),
@@ -91,7 +92,7 @@ def _build_dispatcher(
 ) -> Dispatcher:
     """The outbox dispatcher on its own Slack client, with flows composing its messages
     and hearing what became of them."""
-    delivery_client = WebClient(
+    delivery_client = MeteredClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         timeout=int(max(settings.slack_timeout, 1)),
@@ -113,6 +114,13 @@ def _build_dispatcher(
     )
 
 
+class CareLoopApp(App):
+    """bolt's App with each request timed and counted for `/metrics`, in both modes."""
+
+    def dispatch(self, req: BoltRequest) -> BoltResponse:
+        return metrics.time_request(req, super().dispatch)  # type: ignore[no-any-return]
+
+
 def build_app(services: Services, *, socket_mode: bool = False) -> App:
     """The bolt App with every handler registered; requests are always signature-checked."""
     settings = services.settings
@@ -131,7 +139,7 @@ def build_app(services: Services, *, socket_mode: bool = False) -> App:
     bolt_log = logging.getLogger("slack_bolt.App")
     previous = bolt_log.level
     bolt_log.setLevel(logging.ERROR)
-    app = App(
+    app = CareLoopApp(
         authorize=authorize,
         signing_secret=settings.slack_signing_secret or ("socket-mode" if socket_mode else None),
         client=services.quick_client,
@@ -152,7 +160,8 @@ def build_app(services: Services, *, socket_mode: bool = False) -> App:
     register_all(app)
 
     @app.error
-    def on_error(error: Exception, body: dict[str, Any], logger: logging.Logger) -> BoltResponse:
+    def on_error(error: Exception, body: dict[str, Any], context: dict[str, Any]) -> BoltResponse:
+        context[metrics.FAILED] = True
         log.error(
             "unhandled error in a Slack handler",
             extra={"error": type(error).__name__},
@@ -164,8 +173,8 @@ def build_app(services: Services, *, socket_mode: bool = False) -> App:
 
 
 class WsgiApp:
-    """`POST /slack/events` for Slack, `GET /healthz` for load balancers; bodies over the
-    limit get 413 before anything parses them."""
+    """`POST /slack/events` for Slack; `GET /healthz`, `/readyz` and `/metrics` for
+    orchestrators and Prometheus; bodies over the limit get 413 before anything parses them."""
 
     def __init__(self, app: App, services: Services) -> None:
         self.handler = SlackRequestHandler(app, path=REQUEST_PATH)
@@ -178,48 +187,74 @@ class WsgiApp:
     ) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
-        if path == "/healthz":
-            ok = ping(self.services.engine)
-            return _plain(
-                start_response,
-                "200 OK" if ok else "503 Service Unavailable",
-                "ok" if ok else "database unreachable",
-            )
+        if path in PROBES:
+            return PROBES[path](self, start_response)
         if path != REQUEST_PATH:
-            return _plain(start_response, "404 Not Found", "not found")
+            return _refused(start_response, "404 Not Found", "not found")
         if method != "POST":
-            return _plain(start_response, "405 Method Not Allowed", "POST only")
+            return _refused(start_response, "405 Method Not Allowed", "POST only")
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            return _plain(start_response, "400 Bad Request", "bad content length")
+            return _refused(start_response, "400 Bad Request", "bad content length")
         if length < 0:
-            return _plain(start_response, "400 Bad Request", "bad content length")
+            return _refused(start_response, "400 Bad Request", "bad content length")
         if length > self.max_body:
-            return _plain(start_response, "413 Payload Too Large", "request body too large")
+            return _refused(start_response, "413 Payload Too Large", "request body too large")
         stamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP")
         if stamp is not None and not guard.valid_timestamp(stamp):
-            return _plain(start_response, "401 Unauthorized", "invalid request")
+            return _refused(start_response, "401 Unauthorized", "invalid request")
         ctype = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
         if ctype not in ("application/json", "application/x-www-form-urlencoded"):
-            return _plain(start_response, "415 Unsupported Media Type", "unsupported content type")
+            return _refused(
+                start_response, "415 Unsupported Media Type", "unsupported content type"
+            )
         # Verify before parsing anything (bolt parses first), then refuse shapes bolt cannot
         # handle with a 400 instead of a crash; bolt verifies the signature again.
         body = environ["wsgi.input"].read(length) if length else b""
         signature = environ.get("HTTP_X_SLACK_SIGNATURE")
         if not guard.signature_ok(self.secret, body, stamp, signature):
             log.warning("request refused: invalid or stale signature")
-            return _plain(start_response, "401 Unauthorized", "invalid request")
+            return _refused(start_response, "401 Unauthorized", "invalid request")
         problem = guard.malformed(body, ctype)
         if problem:
             log.warning("request refused: malformed", extra={"error": problem})
-            return _plain(start_response, "400 Bad Request", "malformed request")
+            return _refused(start_response, "400 Bad Request", "malformed request")
         environ = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
         try:
             return self.handler(environ, start_response)
         except Exception as exc:  # noqa: BLE001 - bolt choked on a signed request: 400, not 500
             log.error("request could not be handled", extra={"error": type(exc).__name__})
-            return _plain(start_response, "400 Bad Request", "malformed request")
+            return _refused(start_response, "400 Bad Request", "malformed request")
+
+    def healthz(self, start_response: Callable[..., Any]) -> list[bytes]:
+        """Liveness: the process serves (the database is readiness's business)."""
+        return _plain(start_response, "200 OK", "ok")
+
+    def readyz(self, start_response: Callable[..., Any]) -> list[bytes]:
+        """Readiness: database, schema and outbox (`bot.probes.readiness`), as one JSON line."""
+        services = self.services
+        reason = probes.readiness(
+            engine=services.engine,
+            sessions=services.sessions,
+            clock=services.clock,
+            max_age=services.settings.ready_outbox_max_age,
+        )
+        status = "200 OK" if reason is None else "503 Service Unavailable"
+        return _answer(start_response, status, probes.ready_body(reason), "application/json")
+
+    def metrics(self, start_response: Callable[..., Any]) -> list[bytes]:
+        """Prometheus text: every worker's counters and the database's gauges."""
+        gauges = probes.DatabaseGauges(sessions=self.services.sessions, clock=self.services.clock)
+        body = metrics.exposition(gauges).decode()
+        return _answer(start_response, "200 OK", body, metrics.CONTENT_TYPE)
+
+
+PROBES: dict[str, Callable[[WsgiApp, Callable[..., Any]], list[bytes]]] = {
+    "/healthz": WsgiApp.healthz,
+    "/readyz": WsgiApp.readyz,
+    "/metrics": WsgiApp.metrics,
+}
 
 
 def _error_response(error: Exception, body: Any) -> BoltResponse:
@@ -251,11 +286,21 @@ def _error_response(error: Exception, body: Any) -> BoltResponse:
     )
 
 
+def _refused(start_response: Callable[..., Any], status: str, text: str) -> list[bytes]:
+    """A request turned away before bolt saw it, counted by its HTTP status."""
+    metrics.add(metrics.REFUSED, status.split(" ", 1)[0])
+    return _plain(start_response, status, text)
+
+
 def _plain(start_response: Callable[..., Any], status: str, text: str) -> list[bytes]:
+    return _answer(start_response, status, text, "text/plain; charset=utf-8")
+
+
+def _answer(
+    start_response: Callable[..., Any], status: str, text: str, content_type: str
+) -> list[bytes]:
     body = text.encode()
-    start_response(
-        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
-    )
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
     return [body]
 
 

@@ -1,10 +1,10 @@
-"""A tiny health endpoint for Socket Mode, which otherwise listens on no port at all.
+"""A tiny probe endpoint for Socket Mode, which otherwise listens on no port at all.
 
-`HealthServer` answers `GET /healthz` (and `HEAD`) with 200 `ok` when `problems()` returns
-nothing, else 503 with the problems as one short plain-text line; every other path or method
-gets 404. Standard library only (`ThreadingHTTPServer` on a daemon thread), one request per
-connection, no access log: only errors are logged. HTTP mode does not use it: gunicorn
-serves `/healthz` there (`bot/app.py`).
+`HealthServer` answers `GET` (and `HEAD`) on the paths of its `routes` (`/healthz`,
+`/readyz`, `/metrics` in `bot.server`), each a function returning the status, the body and
+its content type; every other path or method gets 404. Standard library only
+(`ThreadingHTTPServer` on a daemon thread), one request per connection, no access log: only
+errors are logged. HTTP mode does not use it: gunicorn serves the same paths (`bot/app.py`).
 """
 
 from __future__ import annotations
@@ -19,14 +19,16 @@ from typing import Any
 
 log = logging.getLogger("careloop.health")
 
-HEALTH_PATH = "/healthz"
+# What a path answers: (HTTP status, body, content type).
+Answer = tuple[int, str, str]
+Routes = dict[str, Callable[[], Answer]]
 
 
 class HealthServer:
-    """`GET /healthz` on `host:port`, served from a daemon thread until `stop()`."""
+    """`GET` of each route on `host:port`, served from a daemon thread until `stop()`."""
 
-    def __init__(self, host: str, port: int, problems: Callable[[], list[str]]) -> None:
-        self._server = _Server((host, port), _Handler, problems)
+    def __init__(self, host: str, port: int, routes: Routes) -> None:
+        self._server = _Server((host, port), _Handler, routes)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.2},
@@ -51,10 +53,10 @@ class HealthServer:
         self._server.server_close()
 
 
-def start_health_server(host: str, port: int, problems: Callable[[], list[str]]) -> HealthServer:
-    """Listen on `host:port` and answer health checks from a daemon thread. Raises OSError
+def start_health_server(host: str, port: int, routes: Routes) -> HealthServer:
+    """Listen on `host:port` and answer probes from a daemon thread. Raises OSError
     when the address cannot be bound (port taken, host not local)."""
-    return HealthServer(host, port, problems).start()
+    return HealthServer(host, port, routes).start()
 
 
 class _Server(ThreadingHTTPServer):
@@ -65,9 +67,9 @@ class _Server(ThreadingHTTPServer):
         self,
         address: tuple[str, int],
         handler: type[BaseHTTPRequestHandler],
-        problems: Callable[[], list[str]],
+        routes: Routes,
     ) -> None:
-        self.problems = problems
+        self.routes = routes
         if ":" in address[0]:  # an IPv6 HOST such as "::"
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
@@ -100,22 +102,22 @@ class _Handler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
     def _answer(self, *, body: bool) -> None:
-        if self.path.split("?", 1)[0] != HEALTH_PATH:
+        route = self.server.routes.get(self.path.split("?", 1)[0])
+        if route is None:
             self._send(404, "not found", body=body)
             return
-        problems = self.server.problems()
-        if problems:
-            self._send(503, "; ".join(problems), body=body)
-        else:
-            self._send(200, "ok", body=body)
+        status, text, content_type = route()
+        self._send(status, text, body=body, content_type=content_type)
 
     def _not_found(self) -> None:
         self._send(404, "not found", body=True)
 
-    def _send(self, status: int, text: str, *, body: bool) -> None:
+    def _send(
+        self, status: int, text: str, *, body: bool, content_type: str = "text/plain; charset=utf-8"
+    ) -> None:
         data = text.encode()
         self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("Connection", "close")

@@ -19,6 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from slack_sdk.errors import SlackApiError
 
+from bot import metrics
 from bot.flows.critical_sweep import critical_sweep
 from bot.flows.retention import purge
 from bot.flows.sweep import sweep
@@ -147,12 +148,13 @@ def _every(
 
 
 def _add_sweep(scheduler: BackgroundScheduler, services: Services) -> None:
-    """The overdue sweep every `sweep_interval`, first at once."""
+    """The overdue sweep every `sweep_interval`, first at once, timed for `/metrics`."""
+    pace = metrics.SweepPace(max(services.catalogue.sweep_interval.total_seconds(), 1.0))
     run = partial(
         sweep, sessions=services.sessions, catalogue=services.catalogue, clock=services.clock,
         outbox=services.outbox, on_call=services.consults.roster,
     )  # fmt: skip
-    _every(scheduler, services, "sweep", run, services.catalogue.sweep_interval)
+    _every(scheduler, services, "sweep", partial(pace.run, run), services.catalogue.sweep_interval)
 
 
 def _add_critical_sweep(scheduler: BackgroundScheduler, services: Services) -> None:

@@ -1,31 +1,39 @@
-"""Serving: HTTP mode on gunicorn (threaded workers, each running its own background work)
-and Socket Mode for hospitals that cannot expose a public URL (with an optional health
-endpoint on HEALTH_PORT, `bot/health.py`). Both stop cleanly on SIGTERM."""
+"""Serving: HTTP mode on gunicorn (threaded workers, each running its own background work,
+gunicorn's log lines through CareLoop's logging, metrics shared between workers) and Socket
+Mode for hospitals that cannot expose a public URL (with optional probes and metrics on
+HEALTH_PORT, `bot/health.py`). Both stop cleanly on SIGTERM."""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
+from prometheus_client import multiprocess
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from bot import metrics, probes
 from bot.app import build_app, build_services, build_wsgi
 from bot.checks import token_at_start_up
 from bot.domain.catalogue import Catalogue
 from bot.domain.catalogue_load import load_catalogue
-from bot.health import HealthServer, start_health_server
+from bot.health import Answer, HealthServer, start_health_server
 from bot.runtime import Runtime
+from bot.services import Services
 from bot.settings import ConfigError, Settings
 from storage import repo
-from storage.db import create_db_engine, migrate, ping
+from storage.db import create_db_engine, migrate
 
 log = logging.getLogger("careloop.server")
+
+TEXT, JSON = "text/plain; charset=utf-8", "application/json"
 
 
 def prepare_database(settings: Settings, catalogue: Catalogue | None = None) -> None:
@@ -101,12 +109,14 @@ class CareLoopServer(BaseApplication):
             # request by default anyway.
             "keepalive": 0,
             "worker_connections": settings.web_threads,
-            "accesslog": None,
+            "accesslog": "-",  # one JSON line per Slack request, through CareLoop's logging
             "errorlog": "-",
+            "logger_class": CareLoopGunicornLogger,
             "loglevel": settings.log_level.lower(),
             "proc_name": "careloop",
             "post_worker_init": _start_worker,
             "worker_exit": _stop_worker,
+            "child_exit": _worker_gone,
             "limit_request_line": 8190,
         }
         # gunicorn >= 25.1 opens a control socket at one fixed per-user path; an embedded
@@ -122,6 +132,51 @@ class CareLoopServer(BaseApplication):
         wsgi = build_wsgi(services)
         wsgi.runtime = Runtime(services)  # type: ignore[attr-defined]
         return wsgi
+
+
+# Paths an access line may name; anything else is logged as "other" (no free text in logs).
+LOGGED_PATHS = {"/slack/events"}
+# Polled every few seconds by orchestrators and Prometheus: not worth a line each.
+QUIET_PATHS = {"/healthz", "/readyz", "/metrics"}
+
+
+class CareLoopGunicornLogger(GunicornLogger):
+    """gunicorn's error and access lines through CareLoop's root handler (JSON or text, with
+    the PHI filter, `bot.logs`), instead of gunicorn's own plain-text handlers."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.propagate = True
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        path = environ.get("PATH_INFO", "")
+        if path in QUIET_PATHS:
+            return
+        shown = path if path in LOGGED_PATHS else "other"
+        method = str(environ.get("REQUEST_METHOD", ""))[:10]
+        status = (
+            getattr(resp, "status_code", None) or str(getattr(resp, "status", "")).split(" ")[0]
+        )
+        self.access_log.info(
+            "%s %s %s",
+            method,
+            shown,
+            status,
+            extra={
+                "path": shown,
+                "status": status,
+                "seconds": round(request_time.total_seconds(), 4),
+            },
+        )
+
+
+def _worker_gone(server: Any, worker: Any) -> None:
+    """A worker exited: its live gauges (the delivery-lock holder) leave the shared values."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)
 
 
 def _start_worker(worker: Any) -> None:
@@ -145,6 +200,10 @@ def serve(settings: Settings, *, port: int | None = None) -> None:
     token_at_start_up(settings)
     bind_port = settings.port if port is None else port  # --port 0: any free port
     log.info("serving HTTP", extra={"path": f"{settings.host}:{bind_port}"})
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # gunicorn's master serves nothing and holds no lock: the live gauges it made at
+        # import are no process's values (each worker makes its own after the fork).
+        multiprocess.mark_process_dead(os.getpid())
     CareLoopServer(settings, port=bind_port, host=settings.host).run()
 
 
@@ -170,7 +229,7 @@ def socket(settings: Settings) -> None:
     health: HealthServer | None = None
     try:
         # Up before connecting: a probe during start-up hears "slack connection down".
-        health = _start_health(settings, services.engine, handler.client.is_connected)
+        health = _start_health(services, handler.client.is_connected)
         _connect(handler, settings)
         runtime.start()  # only once connected: a refused token starts no background work
         if handler.client.is_connected():
@@ -186,30 +245,40 @@ def socket(settings: Settings) -> None:
         services.engine.dispose()
 
 
-def _start_health(
-    settings: Settings, engine: Engine, connected: Callable[[], bool]
-) -> HealthServer | None:
-    """Socket Mode's `GET /healthz` on HOST:HEALTH_PORT (None when HEALTH_PORT is unset):
-    503 while the Socket Mode connection is down or the database does not answer."""
+def _start_health(services: Services, connected: Callable[[], bool]) -> HealthServer | None:
+    """Socket Mode's probes on HOST:HEALTH_PORT (None when HEALTH_PORT is unset): `/healthz`
+    (the process serves), `/readyz` (as in HTTP mode, and 503 while the Socket Mode
+    connection is down) and `/metrics`."""
+    settings = services.settings
     if settings.health_port is None:
         return None
 
-    def problems() -> list[str]:
-        found = []
-        if not ping(engine):
-            found.append("database unreachable")
-        if not connected():
-            found.append("slack connection down")
-        return found
+    def ready() -> Answer:
+        reason = probes.readiness(
+            engine=services.engine,
+            sessions=services.sessions,
+            clock=services.clock,
+            max_age=settings.ready_outbox_max_age,
+        )
+        if reason is None and not connected():
+            reason = "slack connection down"
+        return (200 if reason is None else 503), probes.ready_body(reason), JSON
 
+    def scrape() -> Answer:
+        gauges = probes.DatabaseGauges(sessions=services.sessions, clock=services.clock)
+        return 200, metrics.exposition(gauges).decode(), metrics.CONTENT_TYPE
+
+    routes = {"/healthz": lambda: (200, "ok", TEXT), "/readyz": ready, "/metrics": scrape}
     try:
-        server = start_health_server(settings.host, settings.health_port, problems)
+        server = start_health_server(settings.host, settings.health_port, routes)
     except OSError as exc:
         detail = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
         raise ConfigError(
             f"HEALTH_PORT: cannot listen on {settings.host}:{settings.health_port}: {detail}"
         ) from None
-    log.info("health checks at /healthz", extra={"path": f"{settings.host}:{server.port}"})
+    log.info(
+        "probes at /healthz, /readyz and /metrics", extra={"path": f"{settings.host}:{server.port}"}
+    )
     return server
 
 

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     slack_timeout: float = Field(10.0, gt=0, alias="SLACK_TIMEOUT")
     max_body_bytes: int = Field(512 * 1024, ge=1, alias="MAX_BODY_BYTES")
     health_port: int | None = Field(None, ge=1, le=65535, alias="HEALTH_PORT")
+    # /readyz fails while the oldest undelivered outbox message is older than this (0: off).
+    ready_outbox_max_age: float = Field(300.0, ge=0, alias="READY_OUTBOX_MAX_AGE")
 
     @field_validator(
         "web_concurrency",

@@ -52,6 +52,8 @@ _BOT_VARS = (
     "SLACK_SIGNING_SECRET_FILE",
     "SLACK_APP_TOKEN_FILE",
     "DATABASE_URL_FILE",
+    "READY_OUTBOX_MAX_AGE",
+    "PROMETHEUS_MULTIPROC_DIR",
 )
 
 # The cardiology service of tests.harness, alone, with SLA clocks a test can choose.

@@ -205,15 +205,21 @@ def test_a_burst_of_more_requests_than_threads_is_all_served_one_per_connection(
     assert refs == sorted(f"CARD-{n}" for n in range(1, 25))
 
 
-def test_healthz_answers_503_when_the_database_goes_away(
+def test_readyz_answers_503_when_the_database_goes_away_while_healthz_stays_200(
     empty_db_url: str, slack: FakeSlack, procs: Procs, catalogue: Path
 ):
+    """/healthz is liveness (the process serves; a restart would not bring the database
+    back), /readyz readiness (the database answers, among others)."""
     if not use_postgres():
         pytest.skip("a SQLite file cannot be taken away from an open connection")
     bot = procs.serve(bot_env(empty_db_url, slack.url, catalogue))
     bot.wait_healthy()
+    assert http_get(bot.port, "/readyz") == READY
     drop_postgres(empty_db_url)
-    assert wait_until(lambda: bot.healthz() == 503, 15), bot.tail()
+    assert wait_until(
+        lambda: http_get(bot.port, "/readyz") == not_ready("database unreachable"), 15
+    ), bot.tail()
+    assert bot.healthz() == 200
     assert bot.running()  # reports the outage; does not crash
 
 
@@ -621,6 +627,14 @@ def socket_env(db_url: str, slack: FakeSlack, catalogue: Path, health_port: int)
     )
 
 
+READY = (200, '{"status": "ready"}')
+
+
+def not_ready(reason: str) -> tuple[int, str]:
+    """What /readyz answers when the process should get no work: 503 and one JSON line."""
+    return 503, json.dumps({"status": "not ready", "reason": reason})
+
+
 def http_get(port: int, path: str = "/healthz", method: str = "GET") -> tuple[int | None, str]:
     """Status and body of one request to 127.0.0.1:port, or (None, "") when nothing answers."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
@@ -634,12 +648,15 @@ def http_get(port: int, path: str = "/healthz", method: str = "GET") -> tuple[in
         conn.close()
 
 
-def test_socket_mode_health_port_answers_ok_once_connected_404_elsewhere_and_503_when_slack_drops(
+def test_socket_mode_health_port_is_ready_once_connected_404_elsewhere_and_not_when_slack_drops(
     db_url: str, slack: FakeSlack, procs: Procs, catalogue: Path, socket_link: SocketModeEndpoint
 ):
     health = free_port()
     bot = procs.start(["-m", "bot", "socket"], socket_env(db_url, slack, catalogue, health))
-    assert wait_until(lambda: http_get(health) == (200, "ok"), 30), bot.tail()
+    assert wait_until(lambda: http_get(health, "/readyz") == READY, 30), bot.tail()
+    assert http_get(health) == (200, "ok")
+    status, scrape = http_get(health, "/metrics")
+    assert status == 200 and "careloop_database_up 1.0" in scrape
     # Logged once background work has started, which may be just after the first 200.
     assert wait_until(lambda: "connected in Socket Mode" in bot.output(), 10), bot.tail()
     assert socket_link.connected() == 1
@@ -653,7 +670,9 @@ def test_socket_mode_health_port_answers_ok_once_connected_404_elsewhere_and_503
     # Slack closes the websocket and refuses new ones: down until it lets the bot back in.
     socket_link.accepting = False
     socket_link.drop()
-    assert wait_until(lambda: http_get(health) == (503, "slack connection down"), 15), bot.tail()
+    down = not_ready("slack connection down")
+    assert wait_until(lambda: http_get(health, "/readyz") == down, 15), bot.tail()
+    assert http_get(health) == (200, "ok")  # alive: slack_sdk keeps reconnecting
     assert bot.running()
 
     assert_clean_exit(bot, bot.terminate())
@@ -665,22 +684,24 @@ def test_plain_python_m_bot_health_says_slack_connection_down_until_the_websocke
     db_url: str, slack: FakeSlack, procs: Procs, catalogue: Path, socket_link: SocketModeEndpoint
 ):
     """slack_sdk does not raise when the websocket handshake fails: it logs and retries (every
-    10 s). The process stays up, and /healthz says why it is not ready."""
+    10 s). The process stays up, and /readyz says why it is not ready."""
     socket_link.accepting = False
     health = free_port()
     bot = procs.start(["-m", "bot"], socket_env(db_url, slack, catalogue, health))
     assert wait_until(lambda: socket_link.refused >= 1, 30), bot.tail()
-    assert wait_until(lambda: http_get(health) == (503, "slack connection down"), 10), bot.tail()
+    down = not_ready("slack connection down")
+    assert wait_until(lambda: http_get(health, "/readyz") == down, 10), bot.tail()
+    assert http_get(health) == (200, "ok")
     assert wait_until(lambda: "websocket not connected yet" in bot.output(), 10), bot.tail()
     assert bot.running()
 
     socket_link.accepting = True  # the next retry gets in
-    assert wait_until(lambda: http_get(health) == (200, "ok"), 25), bot.tail()
+    assert wait_until(lambda: http_get(health, "/readyz") == READY, 25), bot.tail()
     assert socket_link.handshakes == 1
     assert_clean_exit(bot, bot.terminate())
 
 
-def test_socket_mode_health_answers_503_when_the_database_goes_away(
+def test_socket_mode_readyz_answers_503_when_the_database_goes_away(
     empty_db_url: str,
     slack: FakeSlack,
     procs: Procs,
@@ -691,9 +712,11 @@ def test_socket_mode_health_answers_503_when_the_database_goes_away(
         pytest.skip("a SQLite file cannot be taken away from an open connection")
     health = free_port()
     bot = procs.start(["-m", "bot", "socket"], socket_env(empty_db_url, slack, catalogue, health))
-    assert wait_until(lambda: http_get(health) == (200, "ok"), 30), bot.tail()
+    assert wait_until(lambda: http_get(health, "/readyz") == READY, 30), bot.tail()
     drop_postgres(empty_db_url)
-    assert wait_until(lambda: http_get(health) == (503, "database unreachable"), 15), bot.tail()
+    down = not_ready("database unreachable")
+    assert wait_until(lambda: http_get(health, "/readyz") == down, 15), bot.tail()
+    assert http_get(health) == (200, "ok")
     assert bot.running()  # reports the outage; does not crash
 
 

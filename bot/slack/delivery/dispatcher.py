@@ -26,6 +26,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import metrics
 from bot.domain.clock import Clock, SystemClock
 from bot.domain.vocabulary import Kind
 from bot.slack.delivery import transport
@@ -133,6 +134,9 @@ class Dispatcher:
 
     def _lead(self) -> bool:
         if self.leadership is None:
+            if not self.leading:
+                self.leading = True
+                metrics.put(metrics.LOCK_HELD, 1)
             return True
         try:
             leading = self.leadership.held()
@@ -145,6 +149,7 @@ class Dispatcher:
                 extra={"event": "outbox_leader" if leading else "outbox_standby"},
             )
             self.leading = leading
+            metrics.put(metrics.LOCK_HELD, 1 if leading else 0)
         return leading
 
     def _run(self) -> None:
@@ -256,6 +261,8 @@ class Dispatcher:
                 msg.attempts = max(msg.attempts - 1, 0)
             if error:
                 msg.last_error = error[:255]
+        if count:
+            metrics.add(metrics.RETRIED, _kind(msg))
 
     # ------------------------------------------------------------------ delivery
     def _deliver(self, msg: OutboxMessage) -> None:
@@ -381,6 +388,17 @@ class Dispatcher:
                 self.on_result(s, msg, outcome)
         if outcome.status == "sent":
             self.delivered += 1
+            metrics.add(metrics.DELIVERED, _kind(msg))
+        else:
+            metrics.add(metrics.FAILED_MESSAGES, _kind(msg))
 
     def _permalink(self, channel: str, ts: str) -> str | None:
         return transport.permalink(self.client, channel, ts)
+
+
+def _kind(msg: OutboxMessage) -> str:
+    """The message's kind as a metric label: one of `Kind`, never anything else."""
+    return msg.kind if msg.kind in _KINDS else "other"
+
+
+_KINDS = frozenset(Kind)

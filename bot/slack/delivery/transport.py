@@ -1,7 +1,8 @@
 """The Slack Web API as delivery uses it: one `Call`, made on the delivery client, and how
 its failures are read. A timeout or a dropped connection is `Unclear` (Slack may have acted);
 HTTP 429 and 5xx answers, and the errors in `RETRYABLE_ERRORS`, are worth retrying after a
-`backoff` or the `retry_after` Slack asked for; any other error answer is a refusal."""
+`backoff` or the `retry_after` Slack asked for; any other error answer is a refusal.
+`MeteredClient` counts every call by method and outcome (`bot.metrics`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from urllib.error import URLError
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+
+from bot import metrics
 
 RETRYABLE_ERRORS = {
     "ratelimited",
@@ -33,6 +36,31 @@ class Call:
 
     method: str
     args: dict[str, Any]
+
+
+class MeteredClient(WebClient):
+    """A WebClient that counts each Web API call by method and outcome, and the seconds of
+    Retry-After Slack asked for."""
+
+    def api_call(self, api_method: str, **kwargs: Any) -> Any:  # type: ignore[override]
+        try:
+            response = super().api_call(api_method, **kwargs)
+        except SlackApiError as exc:
+            status, error = answer_of(exc)
+            if rate_limited(status, error):
+                outcome = "ratelimited"
+                metrics.add(
+                    metrics.RETRY_AFTER, api_method, amount=retry_after(exc.response.headers)
+                )
+            else:
+                outcome = "server_error" if status >= 500 else "error"
+            metrics.add(metrics.SLACK_CALLS, api_method, outcome)
+            raise
+        except Exception:
+            metrics.add(metrics.SLACK_CALLS, api_method, "unclear")
+            raise
+        metrics.add(metrics.SLACK_CALLS, api_method, "ok")
+        return response
 
 
 def send(client: WebClient, call: Call) -> dict[str, Any]:
