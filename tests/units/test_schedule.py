@@ -1,0 +1,101 @@
+"""The schedule parser on calendars shaped like real exports (Google Calendar with TZID, an
+exception and a moved instance; Outlook all-day fortnightly weeks with attendees; an Amion
+export naming somebody nobody knows)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from bot.domain.schedule import (
+    ScheduleError,
+    gaps,
+    last_change,
+    next_change,
+    on_call_at,
+    parse_calendar,
+    shifts,
+)
+
+HERE = Path(__file__).parent / "ics"
+NOW = datetime(2026, 3, 16, tzinfo=timezone.utc)
+PEOPLE = {"Dr Jane Smith": "U0JANESM1"}
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+def load(name: str):
+    return parse_calendar((HERE / name).read_text(), now=NOW)
+
+
+def test_google_weekly_rotation_with_tzid_exdate_and_moved_instance() -> None:
+    cal = load("google_weekly.ics")
+    found = shifts(cal, start=utc(2026, 3, 16), end=utc(2026, 4, 3), people=PEOPLE)
+    # London is on GMT until 29 March: 08:00 local is 08:00 UTC.
+    assert on_call_at(found, utc(2026, 3, 16, 9)) == ("U0DAYDOC1",)
+    assert on_call_at(found, utc(2026, 3, 16, 21)) == ("U0JANESM1",)
+    # The moved Wednesday starts at 10:00 with someone else; the night ended at 08:00,
+    # so 08:00–10:00 is a gap.
+    assert on_call_at(found, utc(2026, 3, 18, 9)) == ()
+    assert on_call_at(found, utc(2026, 3, 18, 11)) == ("U0DAYDOC2",)
+    assert (utc(2026, 3, 18, 8), utc(2026, 3, 18, 10)) in gaps(found, utc(2026, 3, 18), utc(2026, 3, 19))
+    # EXDATE: no day shift on Friday 20 March.
+    assert on_call_at(found, utc(2026, 3, 20, 12)) == ()
+    # After the DST change (29 March) 08:00 London is 07:00 UTC.
+    assert on_call_at(found, utc(2026, 3, 30, 7, 30)) == ("U0DAYDOC1",)
+    assert next_change(found, utc(2026, 3, 30, 7, 30)) == utc(2026, 3, 30, 19)
+    assert last_change(found, utc(2026, 3, 30, 7, 30)) == utc(2026, 3, 30, 7)
+
+
+def test_outlook_all_day_weeks_resolve_attendees_by_email() -> None:
+    cal = load("outlook_allday.ics")
+    assert cal.emails() == {"sam.patel@hospital.example", "lee.chan@hospital.example"}
+    emails = {"sam.patel@hospital.example": "U0SAMPAT1", "lee.chan@hospital.example": "U0LEECHA1"}
+    found = shifts(cal, start=utc(2026, 3, 1), end=utc(2026, 4, 1), emails=emails)
+    # All-day weeks run midnight to midnight New York time (UTC-5 before 8 March).
+    assert found[0].start == utc(2026, 3, 2, 5)
+    assert on_call_at(found, utc(2026, 3, 4)) == ("U0SAMPAT1",)
+    assert on_call_at(found, utc(2026, 3, 12)) == ("U0LEECHA1",)
+    assert on_call_at(found, utc(2026, 3, 18)) == ("U0SAMPAT1",)  # fortnightly: week 3
+
+
+def test_an_unknown_person_is_reported_never_guessed() -> None:
+    cal = load("unknown_person.ics")
+    found = shifts(cal, start=utc(2026, 3, 16), end=utc(2026, 3, 18), people=PEOPLE)
+    assert found[0].people == ()
+    assert found[0].unresolved == "Cardiology call - Dr Nobody Known"
+    assert found[1].people == ("U0JANESM1",)
+    assert on_call_at(found, utc(2026, 3, 16, 9)) == ()
+    # An unresolved attendee e-mail is not matched either.
+    outlook = shifts(load("outlook_allday.ics"), start=utc(2026, 3, 1), end=utc(2026, 3, 8))
+    assert outlook[0].people == () and outlook[0].unresolved
+
+
+def test_overlapping_events_name_both() -> None:
+    text = (HERE / "unknown_person.ics").read_text().replace(
+        "Dr Nobody Known", "<@U0FIRST01> and <@U0SECOND1>"
+    ).replace("DTSTART:20260316T200000Z", "DTSTART:20260316T180000Z")
+    found = shifts(parse_calendar(text, now=NOW), start=utc(2026, 3, 16), end=utc(2026, 3, 18), people=PEOPLE)
+    assert on_call_at(found, utc(2026, 3, 16, 19)) == ("U0FIRST01", "U0SECOND1", "U0JANESM1")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("hello", "not an iCalendar file"),
+        ("BEGIN:VCALENDAR\nVERSION:2.0\nEND:VCALENDAR\n", "no events"),
+    ],
+)
+def test_broken_calendars_are_one_line_errors(text: str, problem: str) -> None:
+    with pytest.raises(ScheduleError, match=problem) as err:
+        parse_calendar(text, now=NOW)
+    assert "\n" not in str(err.value)
+
+
+def test_gaps_cover_the_whole_window_when_nobody_is_scheduled() -> None:
+    start = utc(2026, 1, 1)
+    assert gaps([], start, start + timedelta(hours=12)) == [(start, start + timedelta(hours=12))]
