@@ -15,9 +15,10 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from bot.app import build_app, build_services, build_wsgi
+from bot.app import build_app, build_schedules, build_services, build_wsgi
 from bot.domain.catalogue import Catalogue
 from bot.domain.catalogue_load import load_catalogue
+from bot.domain.clock import SystemClock
 from bot.health import HealthServer, start_health_server
 from bot.runtime import Runtime
 from bot.settings import Settings
@@ -144,6 +145,7 @@ def serve(settings: Settings, *, port: int | None = None) -> None:
             "and use `python -m bot socket`)."
         )
     catalogue = load_catalogue(settings.consult_config)  # fail before forking, in one line
+    build_schedules(settings, catalogue, SystemClock(), None)  # a broken schedule too
     prepare_database(settings, catalogue)
     bind_port = settings.port if port is None else port  # --port 0: any free port
     log.info("serving HTTP", extra={"path": f"{settings.host}:{bind_port}"})

@@ -18,12 +18,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import icalendar
 import recurring_ical_events
+
+from bot.domain.catalogue import Service
 
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 _BARE_ID = re.compile(r"\b([UW][A-Z0-9]{8,})\b")
@@ -93,7 +95,9 @@ def shifts(
     try:
         events = recurring_ical_events.of(calendar.ical).between(start, end)
     except Exception as exc:  # the library raises many kinds for a malformed rule
-        raise ScheduleError(f"cannot expand the events ({' '.join(str(exc).split())[:120]})") from None
+        raise ScheduleError(
+            f"cannot expand the events ({' '.join(str(exc).split())[:120]})"
+        ) from None
     found = []
     for event in events:
         begin = _instant(event.get("DTSTART"), calendar.zone)
@@ -121,7 +125,9 @@ def changes(found: Sequence[Shift]) -> list[datetime]:
 
 def last_change(found: Sequence[Shift], at: datetime) -> datetime | None:
     """The latest moment ≤ `at` where the people on call changed, or None."""
-    before = [m for m in changes(found) if m <= at and on_call_at(found, m) != _just_before(found, m)]
+    before = [
+        m for m in changes(found) if m <= at and on_call_at(found, m) != _just_before(found, m)
+    ]
     return before[-1] if before else None
 
 
@@ -158,9 +164,9 @@ def _instant(prop: Any, zone: timezone | ZoneInfo) -> datetime | None:
     value = getattr(prop, "dt", None)
     if isinstance(value, datetime):
         local = value if value.tzinfo else value.replace(tzinfo=zone)
-        return local.astimezone(timezone.utc)
+        return local.astimezone(UTC)
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=zone).astimezone(timezone.utc)
+        return datetime(value.year, value.month, value.day, tzinfo=zone).astimezone(UTC)
     return None
 
 
@@ -192,3 +198,38 @@ def _who(
         ids = [emails[e] for e in _attendees(event) if e in emails]
     label = summary.strip() or ", ".join(_attendees(event)) or "an event without a name"
     return tuple(dict.fromkeys(ids)), label
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A service's on-call as `/consult oncall` shows it: who now, until when, who next,
+    and the end of an override in force (None when there is none)."""
+
+    service: Service
+    people: tuple[str, ...]
+    until: datetime | None = None
+    following: tuple[str, ...] = ()
+    override_until: datetime | None = None
+    overridden: bool = False
+
+
+_HHMM = re.compile(r"(\d{1,2}):(\d{2})")
+
+
+def override_end(
+    now: datetime, *, hours: timedelta | None, clock_time: str | None, zone: str
+) -> datetime | None:
+    """When an override asked `for` a duration or `until` HH:MM (next such time in `zone`)
+    ends; None when neither was given. ValueError for a time that is not HH:MM."""
+    if hours is not None:
+        return now + hours
+    if clock_time is None:
+        return None
+    match = _HHMM.fullmatch(clock_time.strip())
+    if not match or int(match[1]) > 23 or int(match[2]) > 59:
+        raise ValueError(f"{clock_time!r} is not a time; use HH:MM, e.g. 18:00")
+    local = now.astimezone(ZoneInfo(zone))
+    end = local.replace(hour=int(match[1]), minute=int(match[2]), second=0, microsecond=0)
+    if end <= local:
+        end += timedelta(days=1)
+    return end.astimezone(UTC)

@@ -65,6 +65,10 @@ class Template(StrEnum):
     ON_CALL_CHANGED = "on_call_changed"
     TEXT = "text"
     DIGEST = "digest"
+    SHIFT_STARTED = "shift_started"  # to the incoming on-call, listing the consults moved
+    HANDOFF_REMINDER = "handoff_reminder"  # to the outgoing consultant, with a hand-off button
+    COVERAGE_GAP = "coverage_gap"  # to the leads: nobody scheduled from … until …
+    SCHEDULE_PROBLEM = "schedule_problem"  # to the leads: a schedule failed to load
 
 
 class Artifact(StrEnum):

@@ -16,6 +16,7 @@ from bot.domain.clock import Clock
 from bot.domain.vocabulary import Kind, Template
 from bot.flows.home import build_home_view
 from bot.flows.outbox import Outbox
+from bot.flows.schedules import ScheduleBook
 from bot.reports.chart import digest_chart_png
 from bot.slack.delivery.dispatcher import LinkLookup, Outcome
 from bot.slack.delivery.transport import Call
@@ -29,8 +30,15 @@ class Composer:
     """Composes outbox messages for delivery and records delivered consult cards."""
 
     def __init__(
-        self, *, sessions: sessionmaker[Session], catalogue: Catalogue, clock: Clock, outbox: Outbox
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        catalogue: Catalogue,
+        clock: Clock,
+        outbox: Outbox,
+        schedules: ScheduleBook | None = None,
     ) -> None:
+        self.schedules = schedules
         self.sessions = sessions
         self.catalogue = catalogue
         self.clock = clock
@@ -50,7 +58,7 @@ class Composer:
             if msg.kind == Kind.UPLOAD:
                 return _upload_call(s, payload, params)
             if msg.kind == Kind.HOME:
-                view = build_home_view(payload["user"], session=s, ctx=ctx)
+                view = build_home_view(payload["user"], session=s, ctx=ctx, book=self.schedules)
                 return Call("views.publish", {"user_id": payload["user"], "view": view})
             if template == Template.CONFIRMATION and consult is not None:
                 if not consult.channel_ts:

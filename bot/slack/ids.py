@@ -18,6 +18,7 @@ class ActionId(StrEnum):
     OPEN_MODAL = "consult_open_modal"
     SERVICE_SELECT = "consult_service_select"
     REPLY = "consult_requester_reply"  # the requester answers a need-info question from a DM
+    HANDOFF_ALL = "consult_handoff_all"  # the shift-end reminder: hand everything to <user>
 
 
 class CallbackId(StrEnum):

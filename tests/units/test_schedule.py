@@ -4,7 +4,7 @@ export naming somebody nobody knows)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,12 +20,12 @@ from bot.domain.schedule import (
 )
 
 HERE = Path(__file__).parent / "ics"
-NOW = datetime(2026, 3, 16, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 16, tzinfo=UTC)
 PEOPLE = {"Dr Jane Smith": "U0JANESM1"}
 
 
 def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def load(name: str):
@@ -42,7 +42,9 @@ def test_google_weekly_rotation_with_tzid_exdate_and_moved_instance() -> None:
     # so 08:00–10:00 is a gap.
     assert on_call_at(found, utc(2026, 3, 18, 9)) == ()
     assert on_call_at(found, utc(2026, 3, 18, 11)) == ("U0DAYDOC2",)
-    assert (utc(2026, 3, 18, 8), utc(2026, 3, 18, 10)) in gaps(found, utc(2026, 3, 18), utc(2026, 3, 19))
+    assert (utc(2026, 3, 18, 8), utc(2026, 3, 18, 10)) in gaps(
+        found, utc(2026, 3, 18), utc(2026, 3, 19)
+    )
     # EXDATE: no day shift on Friday 20 March.
     assert on_call_at(found, utc(2026, 3, 20, 12)) == ()
     # After the DST change (29 March) 08:00 London is 07:00 UTC.
@@ -76,10 +78,15 @@ def test_an_unknown_person_is_reported_never_guessed() -> None:
 
 
 def test_overlapping_events_name_both() -> None:
-    text = (HERE / "unknown_person.ics").read_text().replace(
-        "Dr Nobody Known", "<@U0FIRST01> and <@U0SECOND1>"
-    ).replace("DTSTART:20260316T200000Z", "DTSTART:20260316T180000Z")
-    found = shifts(parse_calendar(text, now=NOW), start=utc(2026, 3, 16), end=utc(2026, 3, 18), people=PEOPLE)
+    text = (
+        (HERE / "unknown_person.ics")
+        .read_text()
+        .replace("Dr Nobody Known", "<@U0FIRST01> and <@U0SECOND1>")
+        .replace("DTSTART:20260316T200000Z", "DTSTART:20260316T180000Z")
+    )
+    found = shifts(
+        parse_calendar(text, now=NOW), start=utc(2026, 3, 16), end=utc(2026, 3, 18), people=PEOPLE
+    )
     assert on_call_at(found, utc(2026, 3, 16, 19)) == ("U0FIRST01", "U0SECOND1", "U0JANESM1")
 
 
