@@ -72,13 +72,9 @@ def build_services(
     members = ChannelMembers(quick_client)
     schedules = build_schedules(settings, catalogue, clock, quick_client)
     consults = ConsultService(
-        catalogue=catalogue,
-        sessions=sessions,
-        clock=clock,
-        outbox=outbox,
-        members=members,
+        catalogue=catalogue, sessions=sessions, clock=clock, outbox=outbox, members=members,
         schedules=schedules,
-    )
+    )  # fmt: skip
     dispatcher = _build_dispatcher(
         settings, engine, sessions, catalogue, outbox, outbox_clock or SystemClock(), schedules
     )

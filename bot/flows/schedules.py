@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -80,35 +80,35 @@ class ScheduleBook:
             return given
         return os.path.join(self.base_dir, given)
 
-    def load_all(self, config_path: str) -> None:
-        """Load every schedule; the first that fails → CatalogueError naming it."""
+    def sources(self) -> Iterator[tuple[int, Service, str, str]]:
+        """(index in the catalogue, service, kind, path or URL) of every schedule."""
         for index, service in enumerate(self.catalogue.services):
             for kind in KINDS:
                 source = self.source(service, kind)
-                if source is None:
-                    continue
-                try:
-                    self._load(service, kind, source)
-                except (OSError, ValueError) as exc:
-                    key = f"services[{index}].{kind}"
-                    raise CatalogueError(config_path, key, f"{source}: {_reason(exc)}") from None
+                if source is not None:
+                    yield index, service, kind, source
+
+    def load_all(self, config_path: str) -> None:
+        """Load every schedule; the first that fails → CatalogueError naming it."""
+        for index, service, kind, source in self.sources():
+            try:
+                self._load(service, kind, source)
+            except (OSError, ValueError) as exc:
+                key = f"services[{index}].{kind}"
+                raise CatalogueError(config_path, key, f"{source}: {_reason(exc)}") from None
 
     def refresh(self, *, forget_emails: bool = False) -> list[Problem]:
         """Reload every schedule; one that fails keeps its last good calendar."""
         if forget_emails:
             self._emails = {k: v for k, v in self._emails.items() if v is not None}
         problems = []
-        for service in self.catalogue.scheduled():
-            for kind in KINDS:
-                source = self.source(service, kind)
-                if source is None:
-                    continue
-                try:
-                    self._load(service, kind, source)
-                except (OSError, ValueError) as exc:
-                    reason = _reason(exc)
-                    digest = hashlib.sha256(f"{source}\n{reason}".encode()).hexdigest()[:16]
-                    problems.append(Problem(service, source, reason, digest))
+        for _, service, kind, source in self.sources():
+            try:
+                self._load(service, kind, source)
+            except (OSError, ValueError) as exc:
+                reason = _reason(exc)
+                digest = hashlib.sha256(f"{source}\n{reason}".encode()).hexdigest()[:16]
+                problems.append(Problem(service, source, reason, digest))
         return problems
 
     def zone(self, service: Service) -> object:

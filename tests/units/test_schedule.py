@@ -106,3 +106,53 @@ def test_broken_calendars_are_one_line_errors(text: str, problem: str) -> None:
 def test_gaps_cover_the_whole_window_when_nobody_is_scheduled() -> None:
     start = utc(2026, 1, 1)
     assert gaps([], start, start + timedelta(hours=12)) == [(start, start + timedelta(hours=12))]
+
+
+def test_oncall_command_reads_reload_and_override_lengths() -> None:
+    from bot.domain.parsing import parse
+
+    assert parse("oncall reload").extra == {"reload": "yes"}
+    assert parse("oncall rad <@U0COVER01> for 4h").extra == {"for": "4h"}
+    until = parse("oncall rad <@U0COVER01> until 18:00")
+    assert (until.service, until.user, until.extra) == ("rad", "U0COVER01", {"until": "18:00"})
+    assert parse("oncall rad <@U0COVER01>").extra == {}
+    assert parse("oncall rad <@U0COVER01> for ever").error
+    assert parse("oncall rad <@U0COVER01> during 4h").error
+
+
+def test_override_end_for_a_length_or_until_a_clock_time_in_the_zone() -> None:
+    from bot.domain.schedule import override_end
+
+    now = utc(2026, 7, 1, 16)  # 17:00 in London (BST)
+    assert override_end(now, hours=timedelta(hours=4), clock_time=None, zone="UTC") == utc(
+        2026, 7, 1, 20
+    )
+    assert override_end(now, hours=None, clock_time="18:00", zone="Europe/London") == utc(
+        2026, 7, 1, 17
+    )
+    assert override_end(now, hours=None, clock_time="08:00", zone="Europe/London") == utc(
+        2026, 7, 2, 7
+    )
+    assert override_end(now, hours=None, clock_time=None, zone="UTC") is None
+    with pytest.raises(ValueError, match="not a time"):
+        override_end(now, hours=None, clock_time="25:00", zone="UTC")
+
+
+def test_catalogue_keys_for_schedules() -> None:
+    from bot.domain.catalogue_load import CatalogueError, parse_catalogue
+
+    base = '[[services]]\nkey = "rad"\nname = "Radiology"\nchannel = "CRAD"\n'
+    catalogue = parse_catalogue(
+        'people = { "Dr Jane Smith" = "U0JANESM1" }\nhandoff_reminder = "30m"\n'
+        + base
+        + 'schedule = "rad.ics"\nleads = ["U0LEAD001"]\n'
+    )
+    assert catalogue.people == {"Dr Jane Smith": "U0JANESM1"}
+    assert catalogue.handoff_reminder == timedelta(minutes=30)
+    assert catalogue.schedule_refresh == timedelta(minutes=15)
+    assert catalogue.coverage_warning == timedelta(hours=12)
+    assert [s.key for s in catalogue.scheduled()] == ["rad"]
+    with pytest.raises(CatalogueError, match=r"services\[0\].on_call: field required"):
+        parse_catalogue(base)
+    with pytest.raises(CatalogueError, match="name a backup, backup_schedule or leads"):
+        parse_catalogue(base + 'schedule = "rad.ics"\n')

@@ -5,7 +5,8 @@ only wires them together and forwards; the work is done in the parts."""
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -102,18 +103,10 @@ class ConsultService:
         return self.actions.snooze(ref, actor=actor, duration=duration, key=key)
 
     def set_on_call(
-        self,
-        *,
-        service_key: str,
-        actor: str,
-        user: str,
-        key: str | None = None,
-        length: timedelta | None = None,
-        until: str | None = None,
+        self, *, service_key: str, actor: str, user: str, key: str | None = None, **ends: Any
     ) -> tuple[Service, datetime | None]:
-        return self.roster.set(
-            service_key=service_key, actor=actor, user=user, key=key, length=length, until=until
-        )
+        """Change who is on call; `ends` may give `length` (timedelta) or `until` (HH:MM)."""
+        return self.roster.set(service_key=service_key, actor=actor, user=user, key=key, **ends)
 
     # ------------------------------------------------------------------ thread replies
     def record_reply(
