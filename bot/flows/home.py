@@ -22,7 +22,9 @@ def build_home_view(
     user: str, *, session: Session, ctx: RenderContext, book: ScheduleBook | None = None
 ) -> dict[str, Any]:
     """The Home tab view for `user`, from the database as it is now."""
-    on_call = OnCall(repo.on_call_overrides(session=session), ctx.now, book)
+    # On-call follows the domain's clock (the book's), which the delivery clock may not be.
+    now = book.now() if book else ctx.now
+    on_call = OnCall(repo.on_call_overrides(session=session), now, book)
     serving = [s for s in ctx.catalogue.services if user in on_call.people(s)]
     on_call_for = [s.key for s in serving]
     consults = repo.open_for_user(session=session, user=user)

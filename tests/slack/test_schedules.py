@@ -247,3 +247,17 @@ def test_two_processes_send_the_shift_change_message_once(
         assert waiting in started
     finally:
         twin.stop()
+
+
+def test_app_home_shows_the_shift_now_and_the_next_one(sched: Bot) -> None:
+    sched.clock.set(START + timedelta(hours=2))  # 09:00, the day shift until 20:00
+    before = len(sched.slack.calls_to("views.publish"))
+    sched.sender.event({"type": "app_home_opened", "user": DAY, "tab": "home", "channel": "DX"})
+    assert wait_until(lambda: len(sched.slack.calls_to("views.publish")) > before)
+    home = str(sched.slack.calls_to("views.publish")[-1].args["view"])
+    assert "On call now for Cardiology until" in home
+    assert str(int((START + timedelta(hours=13)).timestamp())) in home  # 20:00
+    sched.sender.event({"type": "app_home_opened", "user": JANE, "tab": "home", "channel": "DX"})
+    assert wait_until(lambda: len(sched.slack.calls_to("views.publish")) > before + 1)
+    jane = str(sched.slack.calls_to("views.publish")[-1].args["view"])
+    assert "On call now" not in jane and "Next shift: Cardiology" in jane
