@@ -27,8 +27,8 @@ import recurring_ical_events
 
 from bot.domain.catalogue import Service
 
-_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
-_BARE_ID = re.compile(r"\b([UW][A-Z0-9]{8,})\b")
+# A mention `<@U…>` or a bare id, in the order they are written.
+_SLACK_ID = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>|\b([UW][A-Z0-9]{8,})\b")
 
 
 class ScheduleError(ValueError):
@@ -190,7 +190,7 @@ def _who(
     """(Slack ids, what the event said) for one event."""
     summary = str(event.get("SUMMARY", ""))
     text = f"{summary}\n{event.get('DESCRIPTION', '')}"
-    ids = _MENTION.findall(text) + _BARE_ID.findall(_MENTION.sub(" ", text))
+    ids = [m[1] or m[2] for m in _SLACK_ID.finditer(text)]
     if not ids:
         lowered = summary.lower()
         ids = [uid for name, uid in people.items() if name.lower() in lowered]

@@ -261,3 +261,21 @@ def test_app_home_shows_the_shift_now_and_the_next_one(sched: Bot) -> None:
     assert wait_until(lambda: len(sched.slack.calls_to("views.publish")) > before + 1)
     jane = str(sched.slack.calls_to("views.publish")[-1].args["view"])
     assert "On call now" not in jane and "Next shift: Cardiology" in jane
+
+
+def test_overlapping_shifts_name_and_nudge_both(db_url: str, slack: FakeSlack, ics: Path) -> None:
+    ics.write_text(
+        SCHEDULE.replace("DESCRIPTION:U0DAYDOC1", "DESCRIPTION:U0DAYDOC1 with <@U0SECOND1>")
+    )
+    catalogue = parse_catalogue(scheduled_catalogue(ics), "test.toml")
+    bot = start_bot(db_url, slack, catalogue=catalogue, clock=FakeClock(START + timedelta(hours=2)))
+    try:
+        listing = bot.command("oncall", user=LEAD).text
+        assert f"<@{DAY}>, <@U0SECOND1>" in listing
+        ref = open_stat(bot, 12)
+        bot.clock.advance(timedelta(minutes=20))
+        assert ref in bot.sweep().nudged
+        bot.settle()
+        assert any(f"<@{DAY}>" in t and "<@U0SECOND1>" in t for t in bot.thread_texts(ref))
+    finally:
+        bot.stop()
