@@ -72,6 +72,8 @@ class ScheduleBook:
         self._emails: dict[str, str | None] = {}
         self._memo: dict[tuple[str, str], tuple[datetime, datetime, list[Shift]]] = {}
         self._lock = threading.Lock()
+        # Shift changes this process has acted on or found done (`bot.flows.shifts`).
+        self.seen: set[str] = set()
 
     def source(self, service: Service, kind: str) -> str | None:
         """Where `service`'s schedule of `kind` is read from (a path or URL), or None."""

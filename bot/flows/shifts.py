@@ -50,8 +50,10 @@ def watch_shifts(*, ctx: Context, roster: OnCallRoster) -> ShiftRound:
         try:
             with ctx.unit() as s:
                 on_call = roster.current(s)
-                if _change_shift(ctx, s, service, on_call):
-                    result.changed.append(service.key)
+                made = _change_shift(ctx, s, service, on_call)
+            if made:
+                _seen(on_call.book, made, service, "made")
+                result.changed.append(service.key)
             with ctx.unit() as s:
                 result.reminded += _remind(ctx, s, service, on_call)
             with ctx.unit() as s:
@@ -77,14 +79,27 @@ def _last_change(on_call: OnCall, service: Service) -> datetime | None:
     return None
 
 
-def _change_shift(ctx: Context, s: Session, service: Service, on_call: OnCall) -> bool:
-    """Move the waiting consults to the incoming on-call and tell them, once per change."""
+def _seen(book: ScheduleBook | None, key: str, service: Service, status: str) -> None:
+    """Remember (and log, once per process and change) a change made or found made."""
+    if book is not None:
+        book.seen.add(key)
+    log.info("shift change", extra={"service": service.key, "event": "shift", "status": status})
+
+
+def _change_shift(ctx: Context, s: Session, service: Service, on_call: OnCall) -> str | None:
+    """Move the waiting consults to the incoming on-call and tell them, once per change;
+    the change's key when this process made it."""
     moment = _last_change(on_call, service)
     if moment is None:
-        return False
+        return None
     now = on_call.now
-    if not repo.claim_key(session=s, key=f"shift:{service.key}:{moment.isoformat()}", at=now):
-        return False
+    key = f"shift:{service.key}:{moment.isoformat()}"
+    if on_call.book is not None and key in on_call.book.seen:
+        return None
+    if not repo.claim_key(session=s, key=key, at=now):
+        _seen(on_call.book, key, service, "found made")
+        return None
+    # Marked seen after the commit (`watch_shifts`): a rolled-back change is tried again.
     people = on_call.people(service)
     moved = repo.move_unowned_to(session=s, service=service.key, user=people[0])
     notify = ctx.notify(s, now)
@@ -97,9 +112,8 @@ def _change_shift(ctx: Context, s: Session, service: Service, on_call: OnCall) -
     )
     params = {"service": service.key, "ids": moved, "until": until.isoformat() if until else None}
     for person in people:
-        key = f"shift:{service.key}:{moment.isoformat()}:{person}"
-        notify.once(key).dm_user(person, Template.SHIFT_STARTED, params)
-    return True
+        notify.once(f"{key}:{person}").dm_user(person, Template.SHIFT_STARTED, params)
+    return key
 
 
 def _remind(ctx: Context, s: Session, service: Service, on_call: OnCall) -> int:

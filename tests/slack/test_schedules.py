@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from bot.app import build_schedules
 from bot.domain.catalogue_load import CatalogueError, parse_catalogue
@@ -20,6 +21,7 @@ from bot.domain.clock import FakeClock
 from bot.flows import shifts
 from bot.settings import Settings
 from bot.slack.ids import ActionId
+from storage.models import AuditEvent
 from tests.fake_slack import FakeSlack
 from tests.harness import (
     CARD_CHANNEL,
@@ -148,6 +150,11 @@ def test_override_for_a_while_then_the_schedule_resumes(sched: Bot) -> None:
     assert "is now on call for Cardiology until" in resp.text
     ref = open_stat(sched, 4)
     assert sched.consult(ref).on_call == COVER
+    with sched.services.sessions() as s:
+        [audit] = s.execute(
+            select(AuditEvent).where(AuditEvent.action == "on_call_changed")
+        ).scalars()
+        assert audit.actor == LEAD and audit.details["until"] == "2026-03-16T11:00:00+00:00"
     listing = sched.command("oncall", user=LEAD).text
     assert f"<@{COVER}>" in listing and "override" in listing and f"next <@{DAY}>" in listing
 
@@ -279,3 +286,13 @@ def test_overlapping_shifts_name_and_nudge_both(db_url: str, slack: FakeSlack, i
         assert any(f"<@{DAY}>" in t and "<@U0SECOND1>" in t for t in bot.thread_texts(ref))
     finally:
         bot.stop()
+
+
+def test_every_process_schedules_the_shift_and_refresh_jobs(sched: Bot, bot: Bot) -> None:
+    from bot.runtime import build_scheduler
+
+    scheduler = build_scheduler(sched.services)  # not started: no threads
+    assert scheduler.get_job("shifts") is not None
+    refresh = scheduler.get_job("schedule-refresh")
+    assert refresh is not None and refresh.trigger.interval == timedelta(minutes=15)
+    assert build_scheduler(bot.services).get_job("shifts") is None  # no schedules
