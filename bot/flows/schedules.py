@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from bot.domain.catalogue import Catalogue, Service
 from bot.domain.catalogue_load import CatalogueError
@@ -97,7 +98,7 @@ class ScheduleBook:
                 self._load(service, kind, source)
             except (OSError, ValueError) as exc:
                 key = f"services[{index}].{kind}"
-                raise CatalogueError(config_path, key, f"{source}: {_reason(exc)}") from None
+                raise CatalogueError(config_path, key, f"{shown(source)}: {_reason(exc)}") from None
 
     def refresh(self, *, forget_emails: bool = False) -> list[Problem]:
         """Reload every schedule; one that fails keeps its last good calendar."""
@@ -110,7 +111,7 @@ class ScheduleBook:
             except (OSError, ValueError) as exc:
                 reason = _reason(exc)
                 digest = hashlib.sha256(f"{source}\n{reason}".encode()).hexdigest()[:16]
-                problems.append(Problem(service, source, reason, digest))
+                problems.append(Problem(service, shown(source), reason, digest))
         return problems
 
     def zone(self, service: Service) -> object:
@@ -156,6 +157,14 @@ class ScheduleBook:
 
     def _known(self) -> dict[str, str]:
         return {email: user for email, user in self._emails.items() if user}
+
+
+def shown(source: str) -> str:
+    """A source as people may see it: a URL's path and query may be a secret (Google's
+    "secret address in iCal format"), so only its host is shown."""
+    if source.startswith("https://"):
+        return f"https://{urlsplit(source).hostname or ''}/…"
+    return source
 
 
 def _reason(exc: Exception) -> str:

@@ -156,3 +156,11 @@ def test_catalogue_keys_for_schedules() -> None:
         parse_catalogue(base)
     with pytest.raises(CatalogueError, match="name a backup, backup_schedule or leads"):
         parse_catalogue(base + 'schedule = "rad.ics"\n')
+
+
+def test_a_schedule_url_is_shown_without_its_secret_path() -> None:
+    from bot.flows.schedules import shown
+
+    secret = "https://calendar.google.com/calendar/ical/x%40group/private-abc123/basic.ics"
+    assert shown(secret) == "https://calendar.google.com/…"
+    assert shown("schedules/radiology.ics") == "schedules/radiology.ics"
