@@ -7,12 +7,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.authorization import AuthorizeResult
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,6 +28,7 @@ from bot.flows.compose import Composer
 from bot.flows.consults.service import ConsultService
 from bot.flows.critical import CriticalService
 from bot.flows.outbox import Outbox
+from bot.flows.schedules import ScheduleBook
 from bot.services import Services
 from bot.settings import Settings
 from bot.slack.delivery.dispatcher import Dispatcher
@@ -69,17 +73,49 @@ def build_services(
         retry_handlers=[],
     )
     members = ChannelMembers(quick_client)
+    schedules = build_schedules(settings, catalogue, clock, quick_client)
     consults = ConsultService(
-        catalogue=catalogue, sessions=sessions, clock=clock, outbox=outbox, members=members
-    )
+        catalogue=catalogue, sessions=sessions, clock=clock, outbox=outbox, members=members,
+        schedules=schedules,
+    )  # fmt: skip
     dispatcher = _build_dispatcher(
-        settings, engine, sessions, catalogue, outbox, outbox_clock or SystemClock()
+        settings, engine, sessions, catalogue, outbox, outbox_clock or SystemClock(), schedules
     )
     crit = CriticalService(consults.ctx, consults.permissions)
     return Services(
         settings, catalogue, clock, engine, sessions, outbox, consults, dispatcher,
         quick_client, members, crit,
     )  # fmt: skip
+
+
+def build_schedules(
+    settings: Settings, catalogue: Catalogue, clock: Clock, client: WebClient | None
+) -> ScheduleBook | None:
+    """The services' on-call schedules, loaded now (files relative to the catalogue);
+    a broken one → CatalogueError naming it. None when no service has a schedule."""
+    if not any(s.schedule or s.backup_schedule for s in catalogue.services):
+        return None
+    book = ScheduleBook(
+        catalogue,
+        base_dir=os.path.dirname(os.path.abspath(settings.consult_config)),
+        clock_now=clock.now,
+        lookup_email=(lambda email: lookup_email(client, email)) if client else None,
+    )
+    book.load_all(settings.consult_config)
+    return book
+
+
+def lookup_email(client: WebClient, email: str) -> str | None:
+    """The Slack user with this e-mail (`users.lookupByEmail`); None when there is none.
+    Other failures raise OSError, so the address is asked again at the next refresh."""
+    try:
+        return str(client.users_lookupByEmail(email=email)["user"]["id"])
+    except SlackApiError as exc:
+        if (exc.response or {}).get("error") == "users_not_found":
+            return None
+        raise OSError(f"users.lookupByEmail failed: {exc.response.get('error')}") from None
+    except (TimeoutError, ValueError) as exc:
+        raise OSError(str(exc)) from None
 
 
 def _build_dispatcher(
@@ -89,6 +125,7 @@ def _build_dispatcher(
     catalogue: Catalogue,
     outbox: Outbox,
     clock: Clock,
+    schedules: ScheduleBook | None = None,
 ) -> Dispatcher:
     """The outbox dispatcher on its own Slack client, with flows composing its messages
     and hearing what became of them."""
@@ -98,7 +135,9 @@ def _build_dispatcher(
         timeout=int(max(settings.slack_timeout, 1)),
         retry_handlers=[],  # the dispatcher schedules its own retries; never sleep on a thread
     )
-    composer = Composer(sessions=sessions, catalogue=catalogue, clock=clock, outbox=outbox)
+    composer = Composer(
+        sessions=sessions, catalogue=catalogue, clock=clock, outbox=outbox, schedules=schedules
+    )
     return Dispatcher(
         sessions=sessions,
         client=delivery_client,

@@ -20,6 +20,7 @@ from apscheduler.triggers.cron import CronTrigger
 from slack_sdk.errors import SlackApiError
 
 from bot import metrics
+from bot.flows import shifts
 from bot.flows.critical_sweep import critical_sweep
 from bot.flows.retention import purge
 from bot.flows.sweep import sweep
@@ -127,6 +128,8 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
     )
     _add_sweep(scheduler, services)
     _add_critical_sweep(scheduler, services)
+    if services.consults.schedules is not None:
+        _add_schedules(scheduler, services)
     if services.catalogue.digest.enabled:
         _add_digest(scheduler, services)
     if services.catalogue.retention is not None:
@@ -202,3 +205,18 @@ def _add_purge(scheduler: BackgroundScheduler, services: Services) -> None:
         ),
     )
     scheduler.add_job(job, CronTrigger(hour=3, minute=17, timezone="UTC"), id="purge")
+
+
+def _add_schedules(scheduler: BackgroundScheduler, services: Services) -> None:
+    """Shift changes, hand-off reminders and gap warnings every `sweep_interval` (at most a
+    minute); the schedules re-read every `schedule_refresh`."""
+    consults = services.consults
+    book = consults.schedules
+    assert book is not None
+    watch = _guard("shifts", lambda: shifts.watch_shifts(ctx=consults.ctx, roster=consults.roster))
+    every = min(max(services.catalogue.sweep_interval.total_seconds(), 1.0), 60.0)
+    scheduler.add_job(watch, "interval", seconds=every, id="shifts", next_run_time=None)
+    scheduler.get_job("shifts").modify(next_run_time=services.clock.now())  # type: ignore[union-attr]
+    refresh = _guard("schedule-refresh", lambda: shifts.refresh(ctx=consults.ctx, book=book))
+    seconds = max(services.catalogue.schedule_refresh.total_seconds(), 1.0)
+    scheduler.add_job(refresh, "interval", seconds=seconds, id="schedule-refresh")

@@ -20,10 +20,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from bot import metrics, probes
-from bot.app import build_app, build_services, build_wsgi
+from bot.app import build_app, build_schedules, build_services, build_wsgi
 from bot.checks import token_at_start_up
 from bot.domain.catalogue import Catalogue
 from bot.domain.catalogue_load import load_catalogue
+from bot.domain.clock import SystemClock
 from bot.health import Answer, HealthServer, start_health_server
 from bot.runtime import Runtime
 from bot.services import Services
@@ -196,6 +197,7 @@ def serve(settings: Settings, *, port: int | None = None) -> None:
     """HTTP mode: Slack requests at POST /slack/events, health at GET /healthz."""
     settings.require_slack("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
     catalogue = load_catalogue(settings.consult_config)  # fail before forking, in one line
+    build_schedules(settings, catalogue, SystemClock(), None)  # a broken schedule too
     prepare_database(settings, catalogue)
     token_at_start_up(settings)
     bind_port = settings.port if port is None else port  # --port 0: any free port

@@ -28,6 +28,7 @@ from handlers.common import open_modal, retired, services, tell
 from handlers.middleware import audited, refusal_notice, request_key_of
 
 log = logging.getLogger("careloop.handlers")
+SHIFT_END_NOTE = "End of shift."
 
 
 def register(app: App) -> None:
@@ -36,6 +37,7 @@ def register(app: App) -> None:
     for action_id, handler in BUTTONS.items():
         app.action(action_id)(_button(handler))
     app.action(ActionId.SERVICE_SELECT)(service_selected)
+    app.action(ActionId.HANDOFF_ALL)(handoff_all)
     app.action(re.compile(".*"))(unknown_button)
 
 
@@ -175,6 +177,27 @@ BUTTONS: dict[str, Button] = {
     ActionId.CRITICAL_NOT_MINE: critical.not_mine_button,
     ActionId.CRITICAL_FROM_CARD: critical.from_card_button,
 }
+
+
+def handoff_all(ack: Ack, body: dict[str, Any], context: dict[str, Any]) -> None:
+    """The shift-end reminder's "Hand off to …": every open consult of the person who
+    clicked goes to the incoming on-call (the `/consult handoff` flow); a second click
+    finds nothing left to hand off."""
+    ack()
+    svc = services(context)
+    user, channel = _who_where(body)
+    to = str(((body.get("actions") or [{}])[0]).get("value") or "")
+    try:
+        outcomes = svc.consults.handoff_all(actor=user, to=to, note=SHIFT_END_NOTE)
+    except Refused as refused:
+        tell(svc, user=user, channel=channel, text=f":warning: {refused}")
+        return
+    if not outcomes:
+        text = "You have no open consults assigned to you, so there is nothing to hand off."
+    else:
+        refs = ", ".join(o.consult.ref for o in outcomes)
+        text = f":arrows_counterclockwise: Handed off to <@{to}>: {refs}. They have the list."
+    tell(svc, user=user, channel=channel, text=text)
 
 
 def service_selected(ack: Ack, body: dict[str, Any], context: dict[str, Any]) -> None:

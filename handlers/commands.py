@@ -11,7 +11,8 @@ from typing import Any
 from slack_bolt import Ack, App
 
 import handlers.critical as critical
-from bot.domain.commands import QUICK_EXAMPLE, QUICK_USAGE, Verb
+from bot.domain.commands import QUICK_EXAMPLE, QUICK_USAGE, RELOAD, Verb
+from bot.domain.durations import parse_duration
 from bot.domain.lifecycle import Refused
 from bot.domain.parsing import Parsed, parse
 from bot.domain.text import escape
@@ -228,14 +229,27 @@ def handoff(cmd: Slash) -> str:
 
 
 def on_call(cmd: Slash) -> str:
-    """`/consult oncall`: who is on call; with a service and a person, change it."""
+    """`/consult oncall`: who is on call; `reload` re-reads the schedules; with a service
+    and a person (and `for 4h` or `until 18:00`), change it."""
     svc, parsed = cmd.svc, cmd.parsed
+    if parsed.extra.get(RELOAD):
+        failed = svc.consults.reload_schedules(actor=cmd.user)
+        if failed:
+            return f":warning: {failed} schedule(s) could not be loaded; their leads were told why."
+        return ":arrows_counterclockwise: Schedules reloaded."
     if parsed.user is None:
         return on_call_text(svc.consults.on_call_table())
-    service = svc.consults.set_on_call(
-        service_key=parsed.service or "", actor=cmd.user, user=parsed.user, key=cmd.key
+    length = parsed.extra.get("for")
+    service, until = svc.consults.set_on_call(
+        service_key=parsed.service or "",
+        actor=cmd.user,
+        user=parsed.user,
+        key=cmd.key,
+        length=parse_duration(length) if length else None,
+        until=parsed.extra.get("until"),
     )
-    return f":pager: <@{parsed.user}> is now on call for {escape(service.name)}."
+    ends = f" until {slack_date(until)}" if until else ""
+    return f":pager: <@{parsed.user}> is now on call for {escape(service.name)}{ends}."
 
 
 def stats(cmd: Slash) -> str | dict[str, Any]:

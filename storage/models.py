@@ -190,7 +190,8 @@ class ProcessedKey(Base):
 
 
 class OnCall(Base):
-    """Who is on call for a service now, when changed in Slack (overrides the catalogue)."""
+    """Who is on call for a service, when changed in Slack (overrides the catalogue); with
+    `until`, only until then (a scheduled service's schedule resumes after)."""
 
     __tablename__ = "on_call"
 
@@ -198,6 +199,7 @@ class OnCall(Base):
     user: Mapped[str] = mapped_column(String(32))
     set_by: Mapped[str] = mapped_column(String(32))
     set_at: Mapped[datetime]
+    until: Mapped[datetime | None]
 
 
 class ServiceCounter(Base):

@@ -226,18 +226,32 @@ def latest_consultant_reply(*, session: Session, consult_id: int) -> Reply | Non
     return session.execute(stmt).scalar()
 
 
-def on_call_overrides(*, session: Session) -> dict[str, str]:
-    """Service key → user set in Slack with /consult oncall."""
-    return {row.service: row.user for row in session.execute(select(OnCall)).scalars()}
+def on_call_overrides(*, session: Session) -> dict[str, tuple[str, datetime | None]]:
+    """Service key → (user, until) set in Slack with /consult oncall."""
+    rows = session.execute(select(OnCall)).scalars()
+    return {row.service: (row.user, row.until) for row in rows}
 
 
-def set_on_call(*, session: Session, service: str, user: str, set_by: str, at: datetime) -> None:
-    """Record who is on call for a service now."""
+def set_on_call(
+    *,
+    session: Session,
+    service: str,
+    user: str,
+    set_by: str,
+    at: datetime,
+    until: datetime | None = None,
+) -> None:
+    """Record who is on call for a service now (until `until`, if given)."""
     row = session.get(OnCall, service)
     if row is None:
-        session.add(OnCall(service=service, user=user, set_by=set_by, set_at=at))
+        session.add(OnCall(service=service, user=user, set_by=set_by, set_at=at, until=until))
     else:
-        row.user, row.set_by, row.set_at = user, set_by, at
+        row.user, row.set_by, row.set_at, row.until = user, set_by, at, until
+
+
+def assigned_open_in(*, session: Session, user: str, service: str) -> Sequence[Consult]:
+    """`user`'s open consults (any open state) at `service`, oldest first."""
+    return [c for c in assigned_open(session=session, user=user) if c.service == service]
 
 
 def answered_before(*, session: Session, before: datetime) -> Sequence[Consult]:

@@ -105,7 +105,11 @@ class Service(BaseModel):
     prefix: Annotated[str, pattern(_PREFIX_RE, "a prefix (1 to 6 capital letters, e.g. RAD)")]
     aliases: list[Annotated[str, pattern(_ALIAS_RE, "an alias (one word: letters, digits)")]] = []
     channel: ChannelId
-    on_call: UserId
+    # A schedule (ICS file relative to the catalogue, or an https:// URL) names who is on
+    # call when; the fixed `on_call` is then the fallback for its gaps (and may be left out).
+    on_call: UserId | None = None
+    schedule: NonEmpty | None = None
+    backup_schedule: NonEmpty | None = None
     backup: UserId | None = None
     leads: list[UserId] = []
     intake: list[IntakeField] = []
@@ -138,6 +142,15 @@ class Service(BaseModel):
     @classmethod
     def _known_urgencies(cls, value: object) -> object:
         return check_urgency_table(value, fill_defaults=False)
+
+    @model_validator(mode="after")
+    def _someone_on_call(self) -> Service:
+        if self.on_call is None and self.schedule is None:
+            raise AtKey(("on_call",), "field required (or a schedule)")
+        if self.on_call is None and not (self.backup or self.backup_schedule or self.leads):
+            # During a gap in the schedule consults must go to someone.
+            raise AtKey(("schedule",), "without on_call, name a backup, backup_schedule or leads")
+        return self
 
     @model_validator(mode="after")
     def _unique_intake(self) -> Service:
@@ -212,6 +225,11 @@ class Catalogue(BaseModel):
     retention: Duration | None = None
     digest: DigestSettings = DigestSettings()
     critical: CriticalSettings = CriticalSettings()
+    # Schedules: names in calendar events → Slack ids, and the schedule jobs' timings.
+    people: dict[str, UserId] = {}
+    schedule_refresh: Duration = timedelta(minutes=15)
+    handoff_reminder: Duration = timedelta(minutes=15)
+    coverage_warning: Duration = timedelta(hours=12)
 
     @field_validator("urgency", mode="before")
     @classmethod
@@ -295,6 +313,10 @@ class Catalogue(BaseModel):
         """The critical-result settings of `service` (`[critical]` with its override)."""
         found = service if isinstance(service, Service) else self.service_by_key(service)
         return merge_critical(self.critical, found.critical)
+
+    def scheduled(self) -> list[Service]:
+        """The services whose on-call comes from a schedule."""
+        return [s for s in self.services if s.schedule]
 
     def all_aliases(self) -> dict[str, str]:
         """Every lower-case name `service()` accepts (keys, aliases, prefixes) → service key."""

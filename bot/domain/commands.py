@@ -43,7 +43,7 @@ class Takes(Enum):
     REF = "ref"  # a consult reference, then text (required when `Command.missing_text`)
     PATIENT = "patient"  # a patient reference (required)
     COLLEAGUE = "colleague"  # @user, then an optional note
-    ON_CALL = "on_call"  # nothing (show), or <service> @user (change)
+    ON_CALL = "on_call"  # nothing (show), reload, or <service> @user [for 4h | until 18:00]
     STATS = "stats"  # [service] [period]
     CRITICAL = "critical"  # nothing (the form), or [service] @user <patient>: <finding>
 
@@ -79,6 +79,8 @@ class Command:
         return ((self.help_form or self.usage, self.description), *self.more)
 
 
+# `/consult oncall reload`: re-read the schedules.
+RELOAD = "reload"
 # Stats periods a person may type, in days.
 PERIODS = {"7d": 7, "30d": 30, "90d": 90}
 QUICK_USAGE = f"/consult <service> [{'|'.join(URGENCIES)}] <patient>: <question>"
@@ -104,8 +106,9 @@ COMMANDS: tuple[Command, ...] = (
     Command(Verb.REOPEN, Takes.REF, "/consult reopen RAD-42 <follow-up>", ""),
     Command(Verb.CANCEL, Takes.REF, "/consult cancel RAD-42 [reason]", "for requesters"),
     Command(Verb.PATIENT, Takes.PATIENT, "/consult patient <patient>", "a patient's open consults across services"),
-    Command(Verb.ON_CALL, Takes.ON_CALL, "/consult oncall <service> @colleague", "who is on call", help_form="/consult oncall",
-            more=(("/consult oncall <service> @user", "change it"),)),
+    Command(Verb.ON_CALL, Takes.ON_CALL, "/consult oncall <service> @colleague [for 4h | until 18:00]", "who is on call, until when, who next",
+            help_form="/consult oncall", more=(("/consult oncall <service> @user [for 4h | until 18:00]", "cover for someone (a scheduled service's rota resumes after)"),
+                                               ("/consult oncall reload", "re-read the schedules (leads)"))),
     Command(Verb.SNOOZE, Takes.REF, "/consult snooze RAD-42 30m", "hold a consult's reminders (at most 24h)",
             missing_text="Say for how long: `{usage}` (at most 24h)"),
     Command(Verb.CRITICAL, Takes.CRITICAL, CRITICAL_USAGE, "send a critical result; the clinician must confirm receipt",

@@ -10,7 +10,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot.domain.commands import BY_WORD, PERIODS, Command, Takes, Verb
+from bot.domain.commands import BY_WORD, PERIODS, RELOAD, Command, Takes, Verb
+from bot.domain.durations import parse_duration
 from bot.domain.text import clean, escape, normalize_ref
 from bot.domain.vocabulary import URGENCIES
 
@@ -84,14 +85,27 @@ def _handoff(command: Command, rest: str) -> Parsed:
 
 
 def _oncall(command: Command, rest: str) -> Parsed:
+    """Nothing (show), `reload`, or `<service> @user [for 4h | until 18:00]`."""
     if not rest:
         return Parsed(command.verb)
     parts = rest.split()
-    if len(parts) != 2 or parse_user(parts[1]) is None:
-        return Parsed(
-            command.verb, error=f"Usage: `{command.usage}` (or `/consult oncall` to see it)"
-        )
-    return Parsed(command.verb, service=parts[0], user=parse_user(parts[1]))
+    if [p.lower() for p in parts] == [RELOAD]:
+        return Parsed(command.verb, extra={RELOAD: "yes"})
+    usage = f"Usage: `{command.usage}` (or `/consult oncall` to see it)"
+    if len(parts) not in (2, 4) or parse_user(parts[1]) is None:
+        return Parsed(command.verb, error=usage)
+    parsed = Parsed(command.verb, service=parts[0], user=parse_user(parts[1]))
+    if len(parts) == 4:
+        word, value = parts[2].lower(), parts[3]
+        if word not in ("for", "until"):
+            return Parsed(command.verb, error=usage)
+        if word == "for":
+            try:
+                parse_duration(value)
+            except ValueError as exc:
+                return Parsed(command.verb, error=f"{escape(str(exc))} {usage}")
+        parsed.extra[word] = value
+    return parsed
 
 
 def _stats(command: Command, rest: str) -> Parsed:

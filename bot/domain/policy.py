@@ -70,10 +70,16 @@ class Ladder:
 
     @classmethod
     def build(
-        cls, *, first: str | None, backup: str | None, leads: list[str] | tuple[str, ...]
+        cls,
+        *,
+        first: str | tuple[str, ...] | None,
+        backup: str | None,
+        leads: list[str] | tuple[str, ...],
     ) -> Ladder:
+        """`first` may name several people (overlapping on-call shifts: all are nudged)."""
         levels: list[tuple[str, ...]] = []
-        for people in ((first,), (backup,), tuple(leads)):
+        firsts = first if isinstance(first, tuple) else (first,)
+        for people in (firsts, (backup,), tuple(leads)):
             level = tuple(p for p in people if p)
             seen = {p for lvl in levels for p in lvl}
             level = tuple(p for p in level if p not in seen)

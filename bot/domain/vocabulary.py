@@ -69,6 +69,10 @@ class Template(StrEnum):
     CRITICAL_ACKNOWLEDGED = "critical_acknowledged"  # to the sender: the read-back
     CRITICAL_FORWARDED = "critical_forwarded"  # to the sender: "not my patient", sent on
     CRITICAL_NOT_RECEIVED = "critical_not_received"  # to the sender at escalation: phone
+    SHIFT_STARTED = "shift_started"  # to the incoming on-call, listing the consults moved
+    HANDOFF_REMINDER = "handoff_reminder"  # to the outgoing consultant, with a hand-off button
+    COVERAGE_GAP = "coverage_gap"  # to the leads: nobody scheduled from … until …
+    SCHEDULE_PROBLEM = "schedule_problem"  # to the leads: a schedule failed to load
 
 
 # Critical results' references read CRIT-12 (`storage.critical.PREFIX` is the same word);

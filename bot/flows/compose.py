@@ -6,6 +6,7 @@ assembly; neither talks to Slack itself (links are asked for through delivery)."
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from bot.flows.critical import audit
 from bot.flows.home import build_home_view
 from bot.flows.notify import Notify
 from bot.flows.outbox import Outbox
+from bot.flows.schedules import ScheduleBook
 from bot.reports.chart import digest_chart_png
 from bot.reports.model import iso_z
 from bot.slack.delivery.dispatcher import LinkLookup, Outcome
@@ -31,16 +33,15 @@ from storage.models import Consult, OutboxMessage
 CRITICAL_TEMPLATES = "critical_"
 
 
+@dataclass(kw_only=True)
 class Composer:
     """Composes outbox messages for delivery and records delivered consult cards."""
 
-    def __init__(
-        self, *, sessions: sessionmaker[Session], catalogue: Catalogue, clock: Clock, outbox: Outbox
-    ) -> None:
-        self.sessions = sessions
-        self.catalogue = catalogue
-        self.clock = clock
-        self.outbox = outbox
+    sessions: sessionmaker[Session]
+    catalogue: Catalogue
+    clock: Clock
+    outbox: Outbox
+    schedules: ScheduleBook | None = None
 
     def compose(self, msg: OutboxMessage, permalink: LinkLookup) -> Call | None:
         """The Slack call for `msg` (None: nothing to send); `permalink` asks Slack for the
@@ -56,7 +57,7 @@ class Composer:
             if msg.kind == Kind.UPLOAD:
                 return _upload_call(s, payload, params)
             if msg.kind == Kind.HOME:
-                view = build_home_view(payload["user"], session=s, ctx=ctx)
+                view = build_home_view(payload["user"], session=s, ctx=ctx, book=self.schedules)
                 return Call("views.publish", {"user_id": payload["user"], "view": view})
             if template == Template.CONFIRMATION and consult is not None:
                 if not consult.channel_ts:

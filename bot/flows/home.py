@@ -8,19 +8,27 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from bot.domain.catalogue import Service
 from bot.domain.lifecycle import Status
+from bot.flows.consults.oncall import OnCall
 from bot.flows.critical import active_recipients
+from bot.flows.schedules import ScheduleBook
 from bot.reports.glance import week_at_a_glance
 from bot.slack.render.context import RenderContext
 from bot.slack.render.critical import critical_home
-from bot.slack.render.home import home_view
+from bot.slack.render.home import Duty, home_view
 from storage import critical, repo
 
 
-def build_home_view(user: str, *, session: Session, ctx: RenderContext) -> dict[str, Any]:
+def build_home_view(
+    user: str, *, session: Session, ctx: RenderContext, book: ScheduleBook | None = None
+) -> dict[str, Any]:
     """The Home tab view for `user`, from the database as it is now."""
-    overrides = repo.on_call_overrides(session=session)
-    on_call_for = [s.key for s in ctx.catalogue.services if overrides.get(s.key, s.on_call) == user]
+    # On-call follows the domain's clock (the book's), which the delivery clock may not be.
+    now = book.now() if book else ctx.now
+    on_call = OnCall(repo.on_call_overrides(session=session), now, book)
+    serving = [s for s in ctx.catalogue.services if user in on_call.people(s)]
+    on_call_for = [s.key for s in serving]
     consults = repo.open_for_user(session=session, user=user)
     waiting = [c for c in consults if c.assignee == user and c.status != Status.ANSWERED]
     for key in on_call_for:
@@ -34,4 +42,26 @@ def build_home_view(user: str, *, session: Session, ctx: RenderContext) -> dict[
         [r for r in pending if user in active_recipients(r)],
         ctx,
     )
-    return home_view(waiting=waiting, mine=mine, glance=glance, ctx=ctx, critical=crit)
+    duty = Duty(
+        now=[(s.name, on_call.next_change(s)) for s in serving],
+        next=_next_shift(user, ctx.catalogue.scheduled(), on_call, book),
+    )
+    return home_view(waiting=waiting, mine=mine, glance=glance, ctx=ctx, critical=crit, duty=duty)
+
+
+def _next_shift(
+    user: str, services: list[Service], on_call: OnCall, book: ScheduleBook | None
+) -> tuple[str, Any, Any] | None:
+    """(service name, start, end) of `user`'s next scheduled shift, if any."""
+    if book is None:
+        return None
+    found = [
+        (shift.start, shift.end, service.name)
+        for service in services
+        for shift in book.shifts(service, on_call.now)
+        if user in shift.people and shift.start > on_call.now
+    ]
+    if not found:
+        return None
+    start, end, name = min(found)
+    return name, start, end

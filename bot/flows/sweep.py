@@ -133,8 +133,9 @@ class _ChannelSweep:
         if c.nudge_phase == sla.Phase.REQUESTER:
             self._remind_requester(c, next_at)
             return None
-        # Whoever owns it (acknowledged, or handed off before acknowledging), else on-call.
-        first = c.assignee or self.on_call.of(service)
+        # Whoever owns it (acknowledged, or handed off before acknowledging), else everyone
+        # on call (overlapping shifts name several).
+        first = c.assignee or self.on_call.people(service)
         plan = sla.plan_nudge(
             ladder=sla.Ladder.build(first=first, backup=service.backup, leads=service.leads),
             state=sla.NudgeState(level=c.nudge_level, nudges_at_level=c.nudges_at_level),

@@ -21,6 +21,7 @@ class ActionId(StrEnum):
     CRITICAL_ACK = "critical_acknowledge"  # a critical result's Acknowledge receipt
     CRITICAL_NOT_MINE = "critical_not_mine"  # a critical result's Not my patient
     CRITICAL_FROM_CARD = "critical_from_card"  # the card's Critical result entry
+    HANDOFF_ALL = "consult_handoff_all"  # the shift-end reminder: hand everything to <user>
 
 
 class CallbackId(StrEnum):

@@ -14,6 +14,8 @@ BOT_SCOPES: dict[str, str] = {
     "channels:read": "conversations.members (who may acknowledge or answer)",
     "groups:read": "the same in private channels",
     "files:write": "the weekly digest chart",
+    "users:read": "required with users:read.email",
+    "users:read.email": "users.lookupByEmail: on-call schedule attendees",
 }
 
 

@@ -112,9 +112,8 @@ def test_changing_who_is_on_call(ward: Bot):
         told = bot.command(f"oncall cards <@{OUTSIDER}>", user=user).text
         assert told.startswith(":no_entry:") and "Only" in told, (user, told)
         assert refused_count(bot, user) == 1
-    assert [s.key for s, u in bot.services.consults.on_call_table() if u == ON_CALL] == [
-        "cardiology"
-    ]
+    table = bot.services.consults.on_call_table()
+    assert [row.service.key for row in table if row.people == (ON_CALL,)] == ["cardiology"]
     # The current on-call hands over; then only the new on-call (or a lead) may change it.
     assert "now on call" in bot.command(f"oncall cards <@{MEMBER}>", user=ON_CALL).text
     assert bot.command(f"oncall cards <@{BACKUP}>", user=ON_CALL).text.startswith(":no_entry:")

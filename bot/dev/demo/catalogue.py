@@ -8,11 +8,18 @@ after one nudge so the whole ladder fits in the demo.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 
-from bot.dev.demo.cast import CAST, REYES
+from bot.dev.demo.cast import CAST, CHEN, NOVAK, REYES
 
-__all__ = ["DEMO_CATALOGUE", "MINUTES_PER_SECOND", "demo_catalogue", "demo_seconds"]
+__all__ = [
+    "DEMO_CATALOGUE",
+    "MINUTES_PER_SECOND",
+    "demo_catalogue",
+    "demo_seconds",
+    "radiology_rota",
+]
 
 # One real second is this many minutes of the demo's day (at --speed 1).
 MINUTES_PER_SECOND = 5
@@ -43,3 +50,22 @@ def demo_catalogue(speed: float = 1.0) -> str:
     """The demo's catalogue TOML for `speed`."""
     ids = {p.name.split()[-1].lower(): p.id for p in CAST}
     return DEMO_CATALOGUE.format(lead=REYES.id, **demo_seconds(speed), **ids)
+
+
+def radiology_rota(now: datetime, night_from: datetime | None = None) -> str:
+    """The radiology rota (ICS): Dr Chen from an hour ago, and from `night_from` (when
+    given) Dr Novak on the night shift."""
+
+    def at(when: datetime) -> str:
+        return when.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+    day_end = night_from or now + timedelta(days=1)
+    events = [("day", now - timedelta(hours=1), day_end, CHEN.id)]
+    if night_from is not None:
+        events.append(("night", night_from, night_from + timedelta(days=1), NOVAK.id))
+    body = "".join(
+        f"BEGIN:VEVENT\nUID:{uid}@demo\nDTSTAMP:{at(now)}\nDTSTART:{at(start)}\n"
+        f"DTEND:{at(end)}\nSUMMARY:Radiology on call <@{who}>\nEND:VEVENT\n"
+        for uid, start, end, who in events
+    )
+    return f"BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//CareLoop demo//EN\n{body}END:VCALENDAR\n"

@@ -3,6 +3,7 @@ then appear there."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.dev.demo.acting import form_state
@@ -18,6 +19,7 @@ from bot.dev.demo.cast import (
     Person,
     service_channel,
 )
+from bot.dev.demo.catalogue import radiology_rota
 from bot.dev.demo.records import StepFailed
 from bot.dev.demo.screens import initial_value
 from bot.dev.demo.stage import Stage
@@ -305,6 +307,7 @@ class Demo(Stage):
             self.expect("Dr Chen acknowledges RAD-2", lambda: "You acknowledged RAD-2" in ack)
             self.pause(5)
             self._handoff_to_night()
+            self._night_shift_starts()
 
     def _urgent_request_by_form(self) -> None:
         see, act = self.screens, self.people
@@ -361,6 +364,19 @@ class Demo(Stage):
             "RAD-2 thread records the handoff", "RAD-2", "Handed off from @Dr Chen to @Dr Novak"
         )
         self.expect_dm("requester told who owns RAD-2 now", BROWN, "RAD-2 is now with @Dr Novak")
+
+    def _night_shift_starts(self) -> None:
+        """The rota (re-read every second) says Dr Novak's night starts in two seconds:
+        at the change of shift CareLoop tells him by itself."""
+        now = datetime.now(UTC)
+        self.rota_path.write_text(radiology_rota(now, now + timedelta(seconds=2)), "utf-8")
+        self.expect_dm(
+            "at the change of shift the rota puts Dr Novak on call, and he is told",
+            NOVAK,
+            "You are on call for",
+            "Radiology",
+            timeout=20,
+        )
 
     # ------------------------------------------------------------------ scene 5
     def cardiology_cancel(self) -> None:

@@ -7,11 +7,17 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.dev.demo.acting import Acting
 from bot.dev.demo.cast import CAST, MEMBERS
-from bot.dev.demo.catalogue import MINUTES_PER_SECOND, demo_catalogue, demo_seconds
+from bot.dev.demo.catalogue import (
+    MINUTES_PER_SECOND,
+    demo_catalogue,
+    demo_seconds,
+    radiology_rota,
+)
 from bot.dev.demo.output import Progress
 from bot.dev.demo.process import HEALTHY, TOKEN, BotProcess
 from bot.dev.demo.records import Action, DayClock, Entry, Step, StepFailed
@@ -44,6 +50,7 @@ class Stage:
     def start(self) -> None:
         """Write the catalogue, start the stand-in and the bot; wait for /healthz."""
         self.bot.catalogue_path.write_text(demo_catalogue(self.speed), encoding="utf-8")
+        self.rota_path.write_text(radiology_rota(datetime.now(UTC)), encoding="utf-8")
         self.fake.start()
         self.bot.api_url = self.fake.url
         for channel, users in MEMBERS.items():
@@ -61,6 +68,11 @@ class Stage:
         )
         self.bot.wait_healthy()
         self.record(HEALTHY, 0.0)
+
+    @property
+    def rota_path(self) -> Path:
+        """The radiology rota, next to the catalogue (`schedule = "radiology.ics"`)."""
+        return self.bot.catalogue_path.parent / "radiology.ics"
 
     def stop(self) -> int | None:
         """Stop the bot (see :meth:`BotProcess.stop`) and the stand-in; the bot's exit code."""

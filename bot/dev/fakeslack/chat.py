@@ -203,3 +203,11 @@ def users_info(ws: Workspace, args: Json) -> Json:
     }
     info.update(copy.deepcopy(ws.users.get(user, {})))
     return {"user": info}
+
+
+def users_lookup_by_email(ws: Workspace, args: Json) -> Json:
+    """The user with this e-mail, set with `FakeSlack.set_email`."""
+    user = ws.emails.get(str(args.get("email") or "").lower())
+    if user is None:
+        raise ApiError("users_not_found")
+    return {"user": {"id": user, "team_id": TEAM_ID, "profile": {"email": args.get("email")}}}

@@ -18,6 +18,7 @@ from bot.dev.fakeslack.chat import (
     conversations_open,
     conversations_replies,
     users_info,
+    users_lookup_by_email,
 )
 from bot.dev.fakeslack.files import files_complete_upload_external, files_get_upload_url_external
 from bot.dev.fakeslack.views import views_open, views_publish, views_push, views_update
@@ -36,6 +37,7 @@ METHODS: dict[str, Callable[[Workspace, Json], Json]] = {
     "conversations.open": conversations_open,
     "conversations.info": conversations_info,
     "users.info": users_info,
+    "users.lookupByEmail": users_lookup_by_email,
     "views.open": views_open,
     "views.push": views_push,
     "views.update": views_update,

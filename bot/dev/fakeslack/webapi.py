@@ -236,6 +236,11 @@ class FakeSlack:
         with self._lock:
             self._ws.members[channel] = list(users)
 
+    def set_email(self, user: str, email: str) -> None:
+        """Make ``users.lookupByEmail`` find ``user`` by ``email``."""
+        with self._lock:
+            self._ws.emails[email.lower()] = user
+
     def set_user(self, user: str, **fields: Any) -> None:
         """Override fields of the ``users.info`` answer for ``user`` (e.g. ``tz=...``)."""
         with self._lock:

@@ -88,6 +88,7 @@ class Workspace:
         self.triggers: set[str] = set()
         self.members: dict[str, list[str]] = {}
         self.users: dict[str, Json] = {}
+        self.emails: dict[str, str] = {}  # lower-case e-mail → user (users.lookupByEmail)
         self.pending_files: dict[str, Json] = {}
         self.uploads: list[Json] = []
         self.responses: list[tuple[str, Json]] = []

@@ -65,6 +65,9 @@ def only_requester_replies(ref: str) -> str:
     return f"Only the requester of {ref} can reply here; write in the consult's thread instead."
 
 
+NO_SCHEDULES = "No service has an on-call schedule, so there is nothing to reload."
+
+
 def may_not_set_on_call(service: Service) -> str:
     return f"Only {service.name}'s leads or its current on-call can change who is on call."
 

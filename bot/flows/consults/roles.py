@@ -32,7 +32,7 @@ class Permissions:
         if user in service.leads or user in self.catalogue.admins:
             roles.update({Role.LEAD, Role.CONSULTANT})
         named = {service.on_call, service.backup, consult.assignee, consult.on_call}
-        if user in named or user == self.roster.cached().of(service):
+        if user in named or user in self.roster.cached().people(service):
             roles.add(Role.CONSULTANT)
         if need_consultant and Role.CONSULTANT not in roles and user != consult.requester:
             if self.members.is_member(service.channel, user):

@@ -5,12 +5,16 @@ only wires them together and forwards; the work is done in the parts."""
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.domain.catalogue import Catalogue, Service
 from bot.domain.clock import Clock
-from bot.domain.lifecycle import Action
+from bot.domain.lifecycle import Action, Refused
+from bot.domain.schedule import Standing
+from bot.flows import shifts
 from bot.flows.consults import refusals
 from bot.flows.consults.actions import Actions, Outcome
 from bot.flows.consults.context import Context
@@ -21,6 +25,7 @@ from bot.flows.consults.queries import Lookups
 from bot.flows.consults.replies import Replies
 from bot.flows.consults.roles import Permissions
 from bot.flows.outbox import Outbox
+from bot.flows.schedules import ScheduleBook
 from bot.slack.membership import ChannelMembers
 from storage.models import Consult
 
@@ -37,9 +42,11 @@ class ConsultService:
         clock: Clock,
         outbox: Outbox,
         members: ChannelMembers,
+        schedules: ScheduleBook | None = None,
     ) -> None:
         self.ctx = Context(catalogue=catalogue, sessions=sessions, clock=clock, outbox=outbox)
-        self.roster = OnCallRoster(self.ctx)
+        self.schedules = schedules
+        self.roster = OnCallRoster(self.ctx, schedules)
         self.permissions = Permissions(catalogue, self.roster, members)
         self.lookups = Lookups(sessions)
         self.opener = Opener(self.ctx, self.roster)
@@ -96,9 +103,10 @@ class ConsultService:
         return self.actions.snooze(ref, actor=actor, duration=duration, key=key)
 
     def set_on_call(
-        self, *, service_key: str, actor: str, user: str, key: str | None = None
-    ) -> Service:
-        return self.roster.set(service_key=service_key, actor=actor, user=user, key=key)
+        self, *, service_key: str, actor: str, user: str, key: str | None = None, **ends: Any
+    ) -> tuple[Service, datetime | None]:
+        """Change who is on call; `ends` may give `length` (timedelta) or `until` (HH:MM)."""
+        return self.roster.set(service_key=service_key, actor=actor, user=user, key=key, **ends)
 
     # ------------------------------------------------------------------ thread replies
     def record_reply(
@@ -136,5 +144,11 @@ class ConsultService:
     def need_info_question(self, consult: Consult) -> tuple[str | None, str]:
         return self.lookups.need_info_question(consult)
 
-    def on_call_table(self) -> list[tuple[Service, str]]:
+    def reload_schedules(self, *, actor: str) -> int:
+        """`/consult oncall reload`: re-read the schedules (leads); how many failed."""
+        if self.schedules is None:
+            raise Refused(refusals.NO_SCHEDULES)
+        return shifts.reload(ctx=self.ctx, book=self.schedules, roster=self.roster, actor=actor)
+
+    def on_call_table(self) -> list[Standing]:
         return self.roster.table()

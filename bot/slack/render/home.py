@@ -1,10 +1,12 @@
-"""App Home rendering from plain data: 'waiting on me', 'my requests', and for leads their
+"""App Home rendering from plain data: the consultant's on-call now and next shift, 'waiting on me', 'my requests', and for leads their
 services' week at a glance (blocks built by the reports). References, services, urgency,
 status and age only: never patient details."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from bot.domain.lifecycle import Status
@@ -42,6 +44,28 @@ def _list(title: str, rows: Sequence[Consult], ctx: RenderContext) -> Blocks:
     return [section(f"*{title}*"), section(body)]
 
 
+@dataclass(frozen=True)
+class Duty:
+    """A consultant's on-call: (service name, until) for each service they cover now, and
+    their next scheduled shift (service name, start, end). No patient data."""
+
+    now: list[tuple[str, datetime | None]] = field(default_factory=list)
+    next: tuple[str, datetime, datetime] | None = None
+
+
+def _duty(duty: Duty) -> Blocks:
+    lines = [
+        f":pager: On call now for {escape(name)}" + (f" until {slack_date(until)}" if until else "")
+        for name, until in duty.now
+    ]
+    if duty.next:
+        name, start, end = duty.next
+        lines.append(
+            f":calendar: Next shift: {escape(name)}, {slack_date(start)} to {slack_date(end)}"
+        )
+    return [section("\n".join(lines))] if lines else []
+
+
 def home_view(
     *,
     waiting: Sequence[Consult],
@@ -49,13 +73,15 @@ def home_view(
     glance: Blocks,
     ctx: RenderContext,
     critical: Blocks | None = None,
+    duty: Duty | None = None,
 ) -> dict[str, Any]:
-    """The Home tab for one person: their unacknowledged critical results first, then
-    what waits on them, what they asked, and (for leads) the week at a glance (empty for
-    everyone else)."""
+    """The Home tab for one person: their unacknowledged critical results first, their
+    on-call, what waits on them, what they asked, and (for leads) the week at a glance
+    (empty for everyone else)."""
     blocks: Blocks = [
         section(":hospital: *CareLoop* — consults that always come back."),
         *(critical or []),
+        *(_duty(duty) if duty else []),
         *_list("Waiting on me", waiting, ctx),
         *_list("My requests", mine, ctx),
         *glance,

@@ -13,6 +13,7 @@ from typing import Any
 from bot.domain.text import escape
 from bot.domain.vocabulary import Template
 from bot.slack.ids import ActionId
+from bot.slack.render import shifts
 from bot.slack.render.card import consult_card
 from bot.slack.render.context import RenderContext
 from bot.slack.render.critical import (
@@ -366,4 +367,8 @@ TEMPLATES: dict[Template, Renderer] = {
     Template.CRITICAL_ACKNOWLEDGED: critical_acknowledged,
     Template.CRITICAL_FORWARDED: critical_forwarded,
     Template.CRITICAL_NOT_RECEIVED: critical_not_received,
+    Template.SHIFT_STARTED: shifts.shift_started,
+    Template.HANDOFF_REMINDER: shifts.handoff_reminder,
+    Template.COVERAGE_GAP: shifts.coverage_gap,
+    Template.SCHEDULE_PROBLEM: shifts.schedule_problem,
 }

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.domain.catalogue import Catalogue, Service
+from bot.domain.catalogue import Catalogue
 from bot.domain.commands import help_lines
+from bot.domain.schedule import Standing
 from bot.domain.text import escape
 from bot.slack.render.context import RenderContext
 from bot.slack.render.primitives import (
     age,
     mention,
     ref_link,
+    slack_date,
     status_word,
     urgency_label,
     user_text,
@@ -64,14 +66,26 @@ def patient_list(patient: str, consults: Sequence[Consult], ctx: RenderContext) 
     return f"*Open consults for patient {user_text(patient, 200)}*\n{rows}"
 
 
-def on_call_text(rows: Sequence[tuple[Service, str]]) -> str:
-    """`/consult oncall`: who is on call for every service."""
-    lines = "\n".join(
-        f"• *{escape(svc.name)}* (`{svc.key}`): {mention(user)}"
-        + (f", backup {mention(svc.backup)}" if svc.backup else "")
-        for svc, user in rows
-    )
-    return f"*On call now*\n{lines}"
+def on_call_text(rows: Sequence[Standing]) -> str:
+    """`/consult oncall`: for every service who is on call now, until when, who next, and
+    any override."""
+    return "*On call now*\n" + "\n".join(_standing(row) for row in rows)
+
+
+def _standing(row: Standing) -> str:
+    svc = row.service
+    line = f"• *{escape(svc.name)}* (`{svc.key}`): {', '.join(mention(u) for u in row.people)}"
+    if row.until:
+        line += f" until {slack_date(row.until)}"
+    if row.overridden:
+        line += (
+            " (override"
+            + (f" until {slack_date(row.override_until)}" if row.override_until else "")
+            + ")"
+        )
+    if row.following:
+        line += f"; next {', '.join(mention(u) for u in row.following)}"
+    return line + (f"; backup {mention(svc.backup)}" if svc.backup else "")
 
 
 def opened_ack(c: Consult, duplicate: bool, others: Sequence[Consult], ctx: RenderContext) -> str:
