@@ -276,7 +276,8 @@ def purge_closed(
         session.execute(update(Reply).where(Reply.consult_id.in_(ids)).values(text=None))
         session.execute(
             delete(OutboxMessage).where(
-                OutboxMessage.consult_id.in_(ids), OutboxMessage.status.in_(("sent", "failed"))
+                OutboxMessage.consult_id.in_(ids),
+                OutboxMessage.status.in_(("sent", "failed", "superseded")),
             )
         )
     return [c.ref for c in rows]

@@ -54,7 +54,8 @@ def purge_session(
     refs = repo.purge_closed(session=session, before=before, at=now, also=closed)
     done = session.execute(
         delete(OutboxMessage).where(
-            OutboxMessage.created_at < before, OutboxMessage.status.in_(("sent", "failed"))
+            OutboxMessage.created_at < before,
+            OutboxMessage.status.in_(("sent", "failed", "superseded")),
         )
     )
     messages = int(getattr(done, "rowcount", 0) or 0)

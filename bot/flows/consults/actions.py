@@ -98,7 +98,8 @@ class Actions:
             c.assignee = actor
             c.acknowledged_at = now
             clocks.start_answer_clock(c, now)
-            _tell(notify, c, Template.ACKNOWLEDGED_THREAD, Template.ACKNOWLEDGED, {"by": actor})
+            # No thread note: the card update shows who acknowledged and when.
+            notify.dm_requester(c, Template.ACKNOWLEDGED, {"by": actor})
 
         def repeat_ok(c: Consult) -> bool:
             return c.assignee == actor and c.status in (Status.ACKNOWLEDGED, Status.WAITING)

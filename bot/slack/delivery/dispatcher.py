@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.domain.clock import Clock, SystemClock
-from bot.domain.vocabulary import Kind
+from bot.domain.vocabulary import INFORMATIONAL, Kind
 from bot.slack.delivery import transport
 from bot.slack.delivery.landed import find_landed, stamp
 from bot.slack.delivery.pacing import ChannelPacer, paced_channel
@@ -187,7 +187,8 @@ class Dispatcher:
         now = self.clock.now()
         # Channels held back by pacing are left out of the query, and the rest come fairly
         # (each destination's first message before anyone's second), so a backlog in one
-        # channel never holds back another channel's messages or anyone's DMs.
+        # channel never holds back another channel's messages or anyone's DMs; within a
+        # destination, time-critical messages come before informational thread notes.
         held = self.pacer.held()
         with self.sessions() as s:
             rows = outbox_store.due_outbox(
@@ -196,6 +197,7 @@ class Dispatcher:
                 limit=self.batch,
                 skip=sorted(held),
                 per_destination=max(self.pacer.burst, 1),
+                informational=INFORMATIONAL,
             )
         handled = 0
         self.paced_for = min(held.values()) if held else None
