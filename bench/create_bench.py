@@ -12,7 +12,9 @@ of Acknowledge button presses on the consults it created. Prints throughput and 
 percentiles; no asserts.
 
     .venv/bin/python bench/create_bench.py [--requests 5000] [--concurrency 50]
-        [--acks 2000] [--workers 2] [--threads 8] [--rate 0] [--json]
+        [--acks 2000] [--workers 2] [--threads 8] [--rate 0] [--json] [--quick]
+
+`--quick` (a smoke run well under a minute: 200 requests, 10 clients) prints the same lines.
 
 `--rate R` paces the clients to R requests/s in total (open loop) instead of as fast as
 they can (closed loop): latency at a given load rather than at saturation.
@@ -243,7 +245,12 @@ def main() -> None:
     parser.add_argument("--threads", default="8")
     parser.add_argument("--rate", type=float, default=0.0, help="total req/s (0 = flat out)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 200 requests, 50 warm-up, 10 clients"
+    )
     opts = parser.parse_args()
+    if opts.quick:
+        opts.requests, opts.warmup, opts.acks, opts.concurrency = 200, 50, 200, 10
 
     with tempfile.TemporaryDirectory() as tmp, FakeSlack() as slack, Procs(Path(tmp)) as procs:
         # The bare app runs before and after CareLoop, and CareLoop is compared with the
