@@ -182,24 +182,46 @@ def due_outbox_ids(
 
 
 def supersede_pending(
-    *, session: Session, consult_id: int, kind: str, template: str, keep: int
+    *, session: Session, consult_id: int, kind: str, template: str, newest: OutboxMessage
 ) -> int:
-    """Mark the consult's still-queued messages of `kind` and `template`, except `keep`,
-    `superseded` (a newer one carries their news); returns how many. A message already
-    leased for sending is left alone."""
-    stmt = (
+    """Of the consult's still-queued messages of `kind` and `template` (`newest`, flushed,
+    among them), one is sent: the oldest keeps its place in line (a nudge replaced every
+    interval under a backlog must not go to the back each time and never be sent) and
+    takes `newest`'s payload; the others, `newest` included, are marked `superseded`.
+    Returns how many were. A message already leased for sending is left alone."""
+    queued = list(
+        session.execute(
+            select(OutboxMessage.id)
+            .where(
+                OutboxMessage.consult_id == consult_id,
+                OutboxMessage.kind == kind,
+                OutboxMessage.status == "pending",
+                OutboxMessage.payload["template"].as_string() == template,
+            )
+            .order_by(OutboxMessage.id)
+        ).scalars()
+    )
+    if len(queued) < 2:
+        return 0
+    oldest, rest = queued[0], queued[1:]
+    took = session.execute(
         update(OutboxMessage)
-        .where(
-            OutboxMessage.consult_id == consult_id,
-            OutboxMessage.kind == kind,
-            OutboxMessage.status == "pending",
-            OutboxMessage.id != keep,
-            OutboxMessage.payload["template"].as_string() == template,
-        )
+        .where(OutboxMessage.id == oldest, OutboxMessage.status == "pending")
+        .values(payload=newest.payload)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if took != 1:  # leased meanwhile: the newest goes out after it
+        rest = [i for i in rest if i != newest.id]
+    if not rest:
+        return 0
+    done = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(rest), OutboxMessage.status == "pending")
         .values(status="superseded")
         .execution_options(synchronize_session=False)
     )
-    return int(session.execute(stmt).rowcount or 0)
+    session.expire(newest, ["status"])
+    return int(done.rowcount or 0)
 
 
 def lease_outbox(

@@ -40,8 +40,9 @@ class Outbox:
         supersede: bool = False,
     ) -> bool:
         """Queue one message; False when `dedupe_key` was queued before (exactly once).
-        With `supersede`, the consult's messages of the same kind and template still
-        queued are marked `superseded`: this newer one carries their news."""
+        With `supersede`, only one of the consult's messages of the same kind and template
+        still queued is sent: the oldest, in its place in line, with this one's payload;
+        the rest are marked `superseded` (see `outbox_store.supersede_pending`)."""
         message = OutboxMessage(
             **_row(kind, template, now, consult_id, user, channel, params), dedupe_key=dedupe_key
         )
@@ -55,7 +56,7 @@ class Outbox:
                 consult_id=consult_id,
                 kind=kind,
                 template=template,
-                keep=message.id,
+                newest=message,
             )
         return added
 

@@ -1,8 +1,9 @@
 """Honest under backlog: when a channel is paced, its time-critical posts (cards, nudges)
 go before informational thread notes, a nudge may overtake its own consult's informational
-note but never its card, a nudge superseded while queued is never sent, the acknowledged
-note is not posted at all (the card shows it), and the requester's direct messages never
-wait behind the paced channel."""
+note but never its card, a nudge replaced while queued is sent once (in its place in line,
+with the newer content) and never back to back, the acknowledged note is not posted at all
+(the card shows it), and the requester's direct messages never wait behind the paced
+channel."""
 
 from __future__ import annotations
 
@@ -137,15 +138,37 @@ def test_a_nudge_superseded_while_queued_is_never_sent(paced):
     bot.clock.advance(timedelta(minutes=10))
     assert bot.sweep().nudged == [ref]
 
+    # One of the two is sent: the first, in its place in line, saying what the second says.
     first, second = _rows(bot, Template.NUDGE)
-    assert (first.status, second.status) == ("superseded", "pending")
+    assert (first.status, second.status) == ("pending", "superseded")
+    assert first.payload == second.payload
     for _ in range(3):
         pace.tick()
         bot.services.dispatcher.deliver_due()
     nudges = [t for t in bot.thread_texts(ref) if "not been acknowledged" in t]
     assert len(nudges) == 1
-    assert [r.status for r in _rows(bot, Template.NUDGE)] == ["superseded", "sent"]
+    assert [r.status for r in _rows(bot, Template.NUDGE)] == ["sent", "superseded"]
     assert bot.pending() == 0
+
+
+def test_a_replaced_nudge_keeps_its_place_in_line(paced):
+    """Under a backlog, a consult whose nudge is replaced every interval is not sent to the
+    back each time (it would never be sent)."""
+    bot, pace = paced
+    ref = _open(bot, "cards stat MRN 1: chest pain?")
+    pace.tick()
+    pace.hold(CARD_CHANNEL)
+    bot.clock.advance(timedelta(minutes=16))
+    assert bot.sweep().nudged == [ref]
+    others = [bot.command(f"cards routine MRN {i}: echo?", user=REQUESTER) for i in range(2)]
+    assert all(r.status == 200 for r in others)
+    bot.clock.advance(timedelta(minutes=10))
+    assert bot.sweep().nudged == [ref]
+    pace.tick()
+    bot.services.dispatcher.deliver_due()
+    # The nudge, queued before the two new cards, went before them.
+    assert len([t for t in bot.thread_texts(ref) if "not been acknowledged" in t]) == 1
+    assert len(_cards(bot)) == 1
 
 
 def test_acknowledging_posts_no_thread_note_and_tells_the_requester_at_once(paced):
