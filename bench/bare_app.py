@@ -1,5 +1,6 @@
 """The baseline for bench/create_bench.py: a bare bolt app whose /consult handler inserts one
-row and acks, served exactly like `python -m bot serve` (embedded gunicorn, gthread, the
+row and acks, and whose button handler runs one `UPDATE` of the row its value names and
+acks, served exactly like `python -m bot serve` (embedded gunicorn, gthread, the
 same workers/threads/keep-alive settings, bolt with process_before_response=True, signature
 checks on, a static authorize so no request waits on auth.test).
 
@@ -10,6 +11,7 @@ checks on, a static authorize so no request waits on auth.test).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -50,6 +52,14 @@ def build(engine: Engine, secret: str, token: str) -> Callable[..., Iterable[byt
         with engine.begin() as conn:
             conn.execute(rows.insert().values(user_id=command["user_id"], text=command["text"]))
         ack(text="ok")
+
+    @app.action(re.compile(".*"))
+    def press(ack: Ack, body: dict[str, Any]) -> None:
+        value = str((body.get("actions") or [{}])[0].get("value") or "0")
+        row = int(value.rsplit("-", 1)[-1] or 0)
+        with engine.begin() as conn:
+            conn.execute(rows.update().where(rows.c.id == row).values(text="acknowledged"))
+        ack()
 
     handler = SlackRequestHandler(app, path="/slack/events")
 

@@ -11,6 +11,7 @@ percentile query (all services in one query).
 
     .venv/bin/python bench/report_bench.py [--rows 1000000] [--runs 3] [--explain]
     .venv/bin/python bench/report_bench.py --sqlite [--rows 100000]
+    .venv/bin/python bench/report_bench.py --quick [--sqlite]   (10,000 rows, one run)
 
 No assertions: it prints what it measured.
 """
@@ -254,7 +255,10 @@ def main() -> int:
     parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
     parser.add_argument("--pg-admin", default=PG_ADMIN, help="admin URL of the PG server")
     parser.add_argument("--explain", action="store_true", help="print the PG query plan")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 10,000 rows, 1 run")
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.runs = args.rows or 10_000, 1
     rows = args.rows or (100_000 if args.sqlite else 1_000_000)
     until = datetime.now(UTC).replace(microsecond=0)
 

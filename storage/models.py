@@ -18,12 +18,16 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite has no BIGINT autoincrement; PostgreSQL ids can outgrow 32 bits over years of outbox.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+# A consult the sweep still watches (`storage.repo.OPEN_STATUSES`), as SQL.
+OPEN_CONSULT_SQL = "status IN ('open', 'acknowledged', 'waiting')"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -61,6 +65,13 @@ class Consult(Base):
     __table_args__ = (
         UniqueConstraint("service", "seq", name="uq_consults_service_seq"),
         Index("ix_consults_status_next_nudge", "status", "next_nudge_at"),
+        # The sweep's claim, oldest due first (migration 0004_sweep_index).
+        Index(
+            "ix_consults_open_next_nudge",
+            "next_nudge_at",
+            postgresql_where=text(OPEN_CONSULT_SQL),
+            sqlite_where=text(OPEN_CONSULT_SQL),
+        ),
         Index("ix_consults_channel_ts", "channel", "channel_ts"),
         Index("ix_consults_service_created", "service", "created_at"),
         Index("ix_consults_requester_status", "requester", "status"),

@@ -3,7 +3,7 @@ and counts. The dispatcher's delivery state lives in these rows."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +13,7 @@ from sqlalchemy import (
     cast,
     func,
     insert,
+    literal,
     or_,
     select,
     update,
@@ -80,22 +81,27 @@ def due_outbox(
     limit: int,
     skip: Sequence[str] = (),
     per_destination: int = 4,
+    informational: Collection[str] = (),
 ) -> list[tuple[int, str, dict[str, Any], str | None]]:
     """(id, kind, payload, consult channel) of due messages, fairly across destinations.
 
     Each destination contributes at most `per_destination` messages, and every destination's
     first message comes before anyone's second, so a backlog for one channel never fills
     the batch; destinations in `skip` (held back by pacing) are left out altogether. Within
-    a consult only the first undelivered message is due (see `due_outbox_ids`).
+    a destination, messages whose template is in `informational` come after the others.
+    Within a consult, a message waits for the older ones it must follow (see `_due_conditions`).
     """
     dest = _destination()
+    later = _is_informational(OutboxMessage.payload, informational)
     candidates = (
         select(
             OutboxMessage.id.label("id"),
-            func.row_number().over(partition_by=dest, order_by=OutboxMessage.id).label("rn"),
+            func.row_number()
+            .over(partition_by=dest, order_by=(later, OutboxMessage.id))
+            .label("rn"),
         )
         .outerjoin(Consult, Consult.id == OutboxMessage.consult_id)
-        .where(*_due_conditions(now))
+        .where(*_due_conditions(now, informational))
     )
     if skip:
         candidates = candidates.where(dest.not_in(list(skip)))
@@ -111,15 +117,41 @@ def due_outbox(
     return [(int(i), str(k), dict(p or {}), c) for i, k, p, c in session.execute(stmt)]
 
 
-def _due_conditions(now: datetime) -> tuple[Any, ...]:
-    """Pending (or leased past its lease), due, and first in line for its consult."""
+def _is_informational(payload: Any, informational: Collection[str]) -> Any:
+    """1 when the message's template is informational, else 0 (as SQL)."""
+    if not informational:
+        return literal(0)
+    return case((payload["template"].as_string().in_(sorted(informational)), 1), else_=0)
+
+
+def _due_conditions(now: datetime, informational: Collection[str] = ()) -> tuple[Any, ...]:
+    """Pending (or leased past its lease), due, and not behind an older undelivered message
+    of its consult that it must follow: the consult's card (everything follows it); in the
+    channel (thread notes, card updates), every older channel message except an
+    informational one overtaken by one that is not; a direct message, the older direct
+    messages to the same person. A person's direct messages never wait behind a paced
+    channel, and a nudge never waits behind a note the card already shows."""
     older = OutboxMessage.__table__.alias("older")
+    in_channel_lane = older.c.kind != "dm"
+    if informational:
+        overtakes = _is_informational(OutboxMessage.payload, informational) == 0
+        passable = _is_informational(older.c.payload, informational) == 1
+        in_channel_lane = in_channel_lane & ~(overtakes & passable)
+    same_lane = case(
+        (
+            OutboxMessage.kind == "dm",
+            (older.c.kind == "dm")
+            & (older.c.payload["user"].as_string() == OutboxMessage.payload["user"].as_string()),
+        ),
+        else_=in_channel_lane,
+    )
     blocked = (
         select(older.c.id)
         .where(
             older.c.consult_id == OutboxMessage.consult_id,
             older.c.id < OutboxMessage.id,
             older.c.status.in_(("pending", "sending")),
+            or_(older.c.kind == "post", same_lane),
         )
         .exists()
     )
@@ -133,19 +165,63 @@ def _due_conditions(now: datetime) -> tuple[Any, ...]:
     )
 
 
-def due_outbox_ids(*, session: Session, now: datetime, limit: int) -> list[int]:
-    """Ids of pending messages that are due and first in line for their consult.
-
-    A message waits while an older message of the same consult is still undelivered, so
-    each consult's messages reach Slack in order.
+def due_outbox_ids(
+    *, session: Session, now: datetime, limit: int, informational: Collection[str] = ()
+) -> list[int]:
+    """Ids of pending messages that are due and not waiting behind an older message of
+    their consult (see `_due_conditions`), so each consult's messages reach each place in
+    order.
     """
     stmt = (
         select(OutboxMessage.id)
-        .where(*_due_conditions(now))
+        .where(*_due_conditions(now, informational))
         .order_by(OutboxMessage.id)
         .limit(limit)
     )
     return list(session.execute(stmt).scalars())
+
+
+def supersede_pending(
+    *, session: Session, consult_id: int, kind: str, template: str, newest: OutboxMessage
+) -> int:
+    """Of the consult's still-queued messages of `kind` and `template` (`newest`, flushed,
+    among them), one is sent: the oldest keeps its place in line (a nudge replaced every
+    interval under a backlog must not go to the back each time and never be sent) and
+    takes `newest`'s payload; the others, `newest` included, are marked `superseded`.
+    Returns how many were. A message already leased for sending is left alone."""
+    queued = list(
+        session.execute(
+            select(OutboxMessage.id)
+            .where(
+                OutboxMessage.consult_id == consult_id,
+                OutboxMessage.kind == kind,
+                OutboxMessage.status == "pending",
+                OutboxMessage.payload["template"].as_string() == template,
+            )
+            .order_by(OutboxMessage.id)
+        ).scalars()
+    )
+    if len(queued) < 2:
+        return 0
+    oldest, rest = queued[0], queued[1:]
+    took = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == oldest, OutboxMessage.status == "pending")
+        .values(payload=newest.payload)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if took != 1:  # leased meanwhile: the newest goes out after it
+        rest = [i for i in rest if i != newest.id]
+    if not rest:
+        return 0
+    done = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(rest), OutboxMessage.status == "pending")
+        .values(status="superseded")
+        .execution_options(synchronize_session=False)
+    )
+    session.expire(newest, ["status"])
+    return int(done.rowcount or 0)
 
 
 def lease_outbox(

@@ -91,6 +91,30 @@ class CriticalStep(StrEnum):
     ESCALATED = "critical_escalated"
     ACKNOWLEDGED = "critical_acknowledged"
 
+    @property
+    def informational(self) -> bool:
+        """Whether this message only records a step (see `INFORMATIONAL`)."""
+        return self in INFORMATIONAL
+
+
+# Thread notes that record a step nobody is waiting on: the card update shows the new
+# state, and whoever must act is told by direct message. When a channel is paced (Slack's
+# one post a second), they go after time-critical posts there (new cards, nudges,
+# escalations, storm summaries, answers, questions and replies, card updates), and a
+# time-critical message of the same consult may overtake them. `ACKNOWLEDGED_THREAD` is
+# no longer queued at all (the card says who acknowledged and when); it stays here for
+# rows queued before that change.
+INFORMATIONAL: frozenset[Template] = frozenset(
+    {
+        Template.ACKNOWLEDGED_THREAD,
+        Template.SNOOZED_THREAD,
+        Template.HANDOFF_THREAD,
+        Template.CLOSED_THREAD,
+        Template.REOPENED_THREAD,
+        Template.CANCELLED_THREAD,
+    }
+)
+
 
 class Artifact(StrEnum):
     """What an outbox row of kind HOME or UPLOAD builds instead of a chat message."""

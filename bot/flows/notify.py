@@ -42,6 +42,11 @@ class Notify:
         """A reply in the consult's thread, under its card."""
         self._add(Kind.THREAD, template, consult_id=consult.id, params=params)
 
+    def latest_thread_note(self, consult: Consult, template: Template, params: Params) -> None:
+        """A thread note that replaces any note of the same template still queued for the
+        consult (a newer nudge makes an older, unsent one moot: it is marked `superseded`)."""
+        self._add(Kind.THREAD, template, consult_id=consult.id, params=params, supersede=True)
+
     def dm_requester(self, consult: Consult, template: Template, params: Params = None) -> None:
         """A direct message about `consult` to the person who requested it."""
         self.dm_about(consult, consult.requester, template, params)

@@ -37,14 +37,27 @@ class Outbox:
         channel: str | None = None,
         params: dict[str, Any] | None = None,
         dedupe_key: str | None = None,
+        supersede: bool = False,
     ) -> bool:
-        """Queue one message; False when `dedupe_key` was queued before (exactly once)."""
+        """Queue one message; False when `dedupe_key` was queued before (exactly once).
+        With `supersede`, only one of the consult's messages of the same kind and template
+        still queued is sent: the oldest, in its place in line, with this one's payload;
+        the rest are marked `superseded` (see `outbox_store.supersede_pending`)."""
         message = OutboxMessage(
             **_row(kind, template, now, consult_id, user, channel, params), dedupe_key=dedupe_key
         )
         added = outbox_store.add_outbox(session=session, message=message)
         if added:
             self._wake_on_commit(session)
+        if added and supersede and consult_id is not None:
+            session.flush()
+            outbox_store.supersede_pending(
+                session=session,
+                consult_id=consult_id,
+                kind=kind,
+                template=template,
+                newest=message,
+            )
         return added
 
     def rows(self, messages: list[dict[str, Any]], *, now: datetime) -> list[dict[str, Any]]:

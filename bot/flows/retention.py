@@ -55,7 +55,8 @@ def purge_session(
     results = critical.purge_acknowledged(session=session, before=before)
     done = session.execute(
         delete(OutboxMessage).where(
-            OutboxMessage.created_at < before, OutboxMessage.status.in_(("sent", "failed"))
+            OutboxMessage.created_at < before,
+            OutboxMessage.status.in_(("sent", "failed", "superseded")),
         )
     )
     messages = int(getattr(done, "rowcount", 0) or 0)

@@ -178,7 +178,7 @@ class _ChannelSweep:
         }
         n, notify = c.nudge_count, self.notify
         if thread:
-            notify.once(f"nudge:{c.id}:{n}").thread_note(c, Template.NUDGE, params)
+            notify.once(f"nudge:{c.id}:{n}").latest_thread_note(c, Template.NUDGE, params)
         first_of_phase = plan.level == 0 and plan.nudges_at_level == 1
         if plan.escalated:
             c.escalated_at = self.now

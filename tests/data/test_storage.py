@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 import threading
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import inspect, text
 
-from storage import creation, db
+from bot.domain.lifecycle import OPEN_STATES
+from storage import creation, db, repo
 from storage.db import create_db_engine, migrate, session_factory
-from storage.models import ServiceCounter
+from storage.models import Consult, ServiceCounter
 from tests.harness import use_postgres
 
 
@@ -135,3 +137,34 @@ def test_a_sequence_dropped_behind_the_process_is_made_again(bot, postgres_only)
     resp = bot.command("cards MRN 2: q?")
     assert "not saved" in resp.text
     assert bot.open("cards MRN 3: q?") == "CARD-2"
+
+
+def test_the_sweeps_claim_has_an_index_over_open_consults_in_nudge_order(db_url):
+    """Migration 0004_sweep_index: the claim of due nudges reads at most its limit, however
+    many consults are stored (timings and plans at 10k–1M: bench/sweep_bench.py)."""
+    assert set(repo.OPEN_STATUSES) == {s.value for s in OPEN_STATES}
+    engine = create_db_engine(db_url)
+    migrate(engine)
+    indexes = {i["name"]: i for i in inspect(engine).get_indexes("consults")}
+    assert indexes["ix_consults_open_next_nudge"]["column_names"] == ["next_nudge_at"]
+    now = datetime(2026, 3, 2, 10, tzinfo=UTC)
+    base = {"service": "cardiology", "urgency": "stat", "requester": "U1", "channel": "C1"}
+    sessions = session_factory(engine)
+    with sessions() as s, s.begin():
+        for n, (status, due) in enumerate(
+            [("open", 5), ("acknowledged", 1), ("waiting", 3), ("closed", 9), ("open", -5)]
+        ):
+            s.add(
+                Consult(
+                    ref=f"CARD-{n + 1}",
+                    seq=n + 1,
+                    status=status,
+                    created_at=now,
+                    next_nudge_at=now - timedelta(minutes=due),
+                    **base,
+                )
+            )
+    with sessions() as s, s.begin():
+        claimed = repo.claim_due_nudges(session=s, now=now, limit=2)
+        assert [c.ref for c in claimed] == ["CARD-1", "CARD-3"]  # oldest due first
+    engine.dispose()

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from bot.dev.fakeslack import BOT_USER_ID, FakeSlack
@@ -25,7 +25,7 @@ from tests.procs import Procs, bot_env, wait_until, write_catalogue
 
 CONSULTS = 300
 NUDGE_EVERY = 3.0
-SLOTS = 2  # nudge slots every consult must have had delivered before the processes stop
+SLOTS = 2  # nudge slots every consult must have had claimed before the processes stop
 
 
 @pytest.fixture
@@ -118,9 +118,16 @@ def test_two_processes_never_send_the_same_nudge_twice(
         def delivered_slots() -> int:
             return min(len(thread_nudges(slack, ch, ts)) for _, ch, ts in consults)
 
-        assert wait_until(lambda: delivered_slots() >= SLOTS, 45, interval=0.25), (
-            f"only {delivered_slots()} slot(s) delivered to every consult\n" + bots[0].tail()
-        )
+        def claimed_slots() -> int:
+            with Session(engine) as s:
+                return int(s.execute(select(func.min(Consult.nudge_count))).scalar_one() or 0)
+
+        # Every consult claimed in SLOTS sweeps and nudged at least once in its thread. (A
+        # nudge still queued when the next is claimed is folded into it, not sent again:
+        # under a backlog a consult gets fewer nudges delivered than slots claimed.)
+        assert wait_until(
+            lambda: delivered_slots() >= 1 and claimed_slots() >= SLOTS, 45, interval=0.25
+        ), f"only {delivered_slots()} nudge(s) delivered to every consult\n" + bots[0].tail()
         for bot in bots:
             assert bot.terminate() == 0, bot.tail()
 
@@ -142,6 +149,7 @@ def test_two_processes_never_send_the_same_nudge_twice(
     queued: dict[int, list[int]] = {}
     sent: dict[int, list[int]] = {}
     for consult_id, outbox_id, status in nudges:
+        assert status in ("sent", "superseded", "pending", "sending"), status
         queued.setdefault(consult_id, []).append(outbox_id)
         if status == "sent":
             sent.setdefault(consult_id, []).append(outbox_id)
@@ -164,7 +172,7 @@ def test_two_processes_never_send_the_same_nudge_twice(
         for c in slack.calls_to("chat.postMessage")
         if c.ok and (c.args.get("metadata") or {}).get("event_type") == OUTBOX_EVENT_TYPE
     ]
-    assert len(posted) >= CONSULTS * (SLOTS + 1)  # the nudges and the requester notices
+    assert len(posted) >= CONSULTS * 2  # a nudge and a requester notice each, at least
     assert [i for i, times in Counter(posted).items() if times > 1] == []
 
     # Both processes took part, and between them they claimed each nudge once.

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from bot.domain import policy as sla
 from bot.domain.durations import parse_duration
 from bot.domain.lifecycle import Action, Refused, Status
-from bot.domain.text import clean
+from bot.domain.text import clean, normalize_ref
 from bot.domain.vocabulary import Template
 from bot.flows.consults import clocks, refusals
 from bot.flows.consults.context import Context
@@ -72,24 +74,39 @@ class Actions:
         audit_details: dict[str, Any] | None = None,
         repeat_ok: Callable[[Consult], bool] | None = None,
     ) -> Outcome:
-        """Check, transition, apply and audit one action on one consult, exactly once."""
+        """Check, transition, apply and audit one action on one consult, exactly once.
+
+        One transaction, few round trips (a button press at a peak is the hot path): the
+        row is read once, locked; the role is checked on it (channel membership, when
+        asked of Slack, is cached); the key is claimed in one statement; and the changes go
+        out in one flush at commit (the audit event first, then the row and the outbox)."""
         key = request_key(key)
-        current = self.lookups.get(ref)
-        self.permissions.check_role(current, actor, action)
+        asked = self.permissions.ask_first(ref, actor, action)
         with self.ctx.unit() as s:
-            consult = repo.get_by_ref(session=s, ref=current.ref, lock=True)
-            assert consult is not None
+            consult = self._locked(s, ref)
+            self.permissions.check_role(consult, actor, action, session=s, asked=asked)
             if key and not repo.claim_key(session=s, key=key, at=self.ctx.clock.now()):
                 return Outcome(consult, changed=False)
             if repeat_ok and repeat_ok(consult):
                 return Outcome(consult, changed=False)
             now = self.ctx.clock.now()
-            apply_transition(s, consult, action, Audit(actor, now, details=audit_details))
-            notify = self.ctx.notify(s, now)
-            apply(consult, now, notify)
-            notify.card_update(consult.id)
+            with s.no_autoflush:
+                apply_transition(s, consult, action, Audit(actor, now, details=audit_details))
+                notify = self.ctx.notify(s, now)
+                apply(consult, now, notify)
+                notify.card_update(consult.id)
         log.info("consult %s", action.value, extra={"ref": consult.ref, "actor": actor})
         return Outcome(consult)
+
+    def _locked(self, s: Session, ref: str) -> Consult:
+        """The consult `ref` names, its row locked, or Refused naming the reference."""
+        normal = normalize_ref(ref)
+        if normal is None:
+            raise Refused(refusals.not_a_reference(ref))
+        consult = repo.get_by_ref(session=s, ref=normal, lock=True)
+        if consult is None:
+            raise Refused(refusals.no_such_consult(normal))
+        return consult
 
     def acknowledge(self, ref: str, *, actor: str, key: str | None = None) -> Outcome:
         """The actor takes ownership; the requester is told."""
@@ -98,7 +115,8 @@ class Actions:
             c.assignee = actor
             c.acknowledged_at = now
             clocks.start_answer_clock(c, now)
-            _tell(notify, c, Template.ACKNOWLEDGED_THREAD, Template.ACKNOWLEDGED, {"by": actor})
+            # No thread note: the card update shows who acknowledged and when.
+            notify.dm_requester(c, Template.ACKNOWLEDGED, {"by": actor})
 
         def repeat_ok(c: Consult) -> bool:
             return c.assignee == actor and c.status in (Status.ACKNOWLEDGED, Status.WAITING)

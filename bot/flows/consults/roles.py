@@ -7,11 +7,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
 from bot.domain.catalogue import Catalogue, Service
 from bot.domain.lifecycle import CONSULTANT_ACTIONS, Action, Role, check_allowed, next_status
 from bot.flows.consults.oncall import OnCallRoster
 from bot.slack.membership import ChannelMembers
 from storage.models import Consult
+
+# Service channel -> its members as Slack said before a transaction (None: Slack could not).
+Asked = dict[str, frozenset[str] | None]
 
 
 @dataclass(frozen=True)
@@ -22,9 +27,20 @@ class Permissions:
     roster: OnCallRoster
     members: ChannelMembers
 
-    def roles(self, consult: Consult, user: str, *, need_consultant: bool = True) -> set[Role]:
+    def roles(
+        self,
+        consult: Consult,
+        user: str,
+        *,
+        need_consultant: bool = True,
+        session: Session | None = None,
+        asked: Asked | None = None,
+    ) -> set[Role]:
         """The roles `user` holds for `consult`; channel membership (a Slack call) is asked
-        only when `need_consultant` and no cheaper rule made them a consultant."""
+        only when `need_consultant` and no cheaper rule made them a consultant, and not at
+        all when `asked` (see `ask_first`) has the channel's answer. Inside a transaction,
+        pass its `session`: the on-call table is then read in it, when its cache is stale,
+        rather than on a second connection."""
         service = self.catalogue.service_by_key(consult.service)
         roles: set[Role] = set()
         if user == consult.requester:
@@ -32,10 +48,15 @@ class Permissions:
         if user in service.leads or user in self.catalogue.admins:
             roles.update({Role.LEAD, Role.CONSULTANT})
         named = {service.on_call, service.backup, consult.assignee, consult.on_call}
-        if user in named or user in self.roster.cached().people(service):
+        if user in named or user in self.roster.cached(session).people(service):
             roles.add(Role.CONSULTANT)
         if need_consultant and Role.CONSULTANT not in roles and user != consult.requester:
-            if self.members.is_member(service.channel, user):
+            if asked is not None and service.channel in asked:
+                members = asked[service.channel]
+                member = members is not None and user in members
+            else:
+                member = bool(self.members.is_member(service.channel, user))
+            if member:
                 roles.add(Role.CONSULTANT)
         return roles
 
@@ -43,18 +64,36 @@ class Permissions:
         """Whether `user` is one of `service`'s consultants: its on-call (named or current),
         backup or a lead, else (with `ask_slack`) a member of its channel."""
         named = {service.on_call, service.backup, *service.leads}
-        if user in named or user == self.roster.cached().of(service):
+        if user in named or user in self.roster.cached().people(service):
             return True
         return bool(ask_slack and self.members.is_member(service.channel, user))
+
+    def ask_first(self, ref: str, user: str, action: Action) -> Asked:
+        """Before any row is locked: the service channel's members, asked of Slack (or its
+        cache) when a role check of `action` on `ref` may need them (the service is the
+        one the reference's prefix names), so no Slack call waits under a row lock."""
+        service = self.catalogue.service(ref.partition("-")[0])
+        if action not in CONSULTANT_ACTIONS or service is None:
+            return {}
+        named = {service.on_call, service.backup, *service.leads, *self.catalogue.admins}
+        if user in named:
+            return {}
+        return {service.channel: self.members.members(service.channel)}
 
     def check(self, consult: Consult, user: str, action: Action) -> None:
         """Refused unless `user` may perform `action` on `consult` in its current state."""
         self.check_role(consult, user, action)
         next_status(consult.ref, consult.status, action)
 
-    def check_role(self, consult: Consult, user: str, action: Action) -> None:
+    def check_role(
+        self,
+        consult: Consult,
+        user: str,
+        action: Action,
+        session: Session | None = None,
+        asked: Asked | None = None,
+    ) -> None:
         """Refused unless `user` holds a role that may perform `action` on `consult`."""
-        need_consultant = action in CONSULTANT_ACTIONS
-        check_allowed(
-            consult.ref, action, self.roles(consult, user, need_consultant=need_consultant)
-        )
+        need = action in CONSULTANT_ACTIONS
+        roles = self.roles(consult, user, need_consultant=need, session=session, asked=asked)
+        check_allowed(consult.ref, action, roles)

@@ -4,9 +4,9 @@ Each message is leased (a conditional UPDATE, so two processes never take the sa
 turned into a Slack call by the injected composer, sent, and then marked sent. HTTP 429
 waits at least Retry-After; 5xx, timeouts and connection errors back off and retry for as
 long as it takes; permanent errors (e.g. channel_not_found) fail the message, and the
-injected result callback hears of it. A consult's messages go out in order. A post that may
-have landed is first looked for in Slack (see `landed`); while Slack cannot say, the post
-waits rather than risk a duplicate.
+injected result callback hears of it. A consult's messages go out in order per place
+(`storage.outbox_store.due_outbox`). A post that may have landed is first looked for in
+Slack (see `landed`); while Slack cannot say, the post waits rather than risk a duplicate.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import metrics
 from bot.domain.clock import Clock, SystemClock
-from bot.domain.vocabulary import Kind
+from bot.domain.vocabulary import INFORMATIONAL, Kind
 from bot.slack.delivery import transport
 from bot.slack.delivery.landed import find_landed, stamp
 from bot.slack.delivery.pacing import ChannelPacer, paced_channel
@@ -192,7 +192,8 @@ class Dispatcher:
         now = self.clock.now()
         # Channels held back by pacing are left out of the query, and the rest come fairly
         # (each destination's first message before anyone's second), so a backlog in one
-        # channel never holds back another channel's messages or anyone's DMs.
+        # channel never holds back another channel's messages or anyone's DMs; within a
+        # destination, time-critical messages come before informational thread notes.
         held = self.pacer.held()
         with self.sessions() as s:
             rows = outbox_store.due_outbox(
@@ -201,6 +202,7 @@ class Dispatcher:
                 limit=self.batch,
                 skip=sorted(held),
                 per_destination=max(self.pacer.burst, 1),
+                informational=INFORMATIONAL,
             )
         handled = 0
         self.paced_for = min(held.values()) if held else None
@@ -218,8 +220,10 @@ class Dispatcher:
             msg = self._lease(message_id)
             if msg is None:
                 continue
-            # The due query returns only the first undelivered message of each consult, so
-            # a consult's messages go out one at a time, in order.
+            # The due query returns a consult's message only when nothing it must follow is
+            # undelivered (its card; in its thread, older notes unless they are informational
+            # and this one is not; the same person's older DMs), so each place gets a
+            # consult's messages in order.
             self._deliver(msg)
             handled += 1
         return handled
