@@ -51,13 +51,8 @@ class Outbox:
             self._wake_on_commit(session)
         if added and supersede and consult_id is not None:
             session.flush()
-            outbox_store.supersede_pending(
-                session=session,
-                consult_id=consult_id,
-                kind=kind,
-                template=template,
-                newest=message,
-            )
+            same = {"consult_id": consult_id, "kind": kind, "template": template}
+            outbox_store.supersede_pending(session=session, newest=message, **same)
         return added
 
     def rows(self, messages: list[dict[str, Any]], *, now: datetime) -> list[dict[str, Any]]:

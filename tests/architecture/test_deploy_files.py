@@ -54,13 +54,17 @@ def test_the_systemd_unit_is_hardened_and_reads_credentials():
 def test_the_runbook_says_what_to_alert_on_and_what_to_do():
     text = read("docs/runbook.md")
     for metric in (
-        "careloop_outbox_oldest_pending_seconds",
+        "careloop_outbox_oldest_pending_age_seconds",
         'careloop_slack_api_calls_total{outcome="ratelimited"}',
         "careloop_sweep_lag_seconds",
-        "careloop_requests_total",
+        "careloop_request_duration_seconds_count",
         "/readyz",
     ):
         assert metric in text, metric
+    exported = read("bot/metrics.py") + read("bot/probes.py")
+    for name in set(re.findall(r"careloop_[a-z_]+", text)):
+        base = re.sub(r"_(count|sum|bucket)$", "", name)
+        assert f'"{base}"' in exported, f"the runbook names {name}, which /metrics does not serve"
     for case in ("Outbox stuck", "429 storm", "Sweep lag", "Token revoked", "Database down"):
         assert f"### {case}" in text, case
 
