@@ -28,14 +28,9 @@ class Permissions:
     members: ChannelMembers
 
     def roles(
-        self,
-        consult: Consult,
-        user: str,
-        *,
-        need_consultant: bool = True,
-        session: Session | None = None,
-        asked: Asked | None = None,
-    ) -> set[Role]:
+        self, consult: Consult, user: str, *, need_consultant: bool = True,
+        session: Session | None = None, asked: Asked | None = None,
+    ) -> set[Role]:  # fmt: skip
         """The roles `user` holds for `consult`; channel membership (a Slack call) is asked
         only when `need_consultant` and no cheaper rule made them a consultant, and not at
         all when `asked` (see `ask_first`) has the channel's answer. Inside a transaction,
@@ -86,13 +81,9 @@ class Permissions:
         next_status(consult.ref, consult.status, action)
 
     def check_role(
-        self,
-        consult: Consult,
-        user: str,
-        action: Action,
-        session: Session | None = None,
+        self, consult: Consult, user: str, action: Action, *, session: Session | None = None,
         asked: Asked | None = None,
-    ) -> None:
+    ) -> None:  # fmt: skip
         """Refused unless `user` holds a role that may perform `action` on `consult`."""
         need = action in CONSULTANT_ACTIONS
         roles = self.roles(consult, user, need_consultant=need, session=session, asked=asked)
