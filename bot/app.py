@@ -79,8 +79,9 @@ def build_services(
         schedules=schedules,
     )  # fmt: skip
     dispatcher = _build_dispatcher(
-        settings, engine, sessions, catalogue, outbox, outbox_clock or SystemClock(), schedules
-    )
+        settings, engine, sessions, catalogue, outbox, outbox_clock or SystemClock(), schedules,
+        on_call_clock=clock,
+    )  # fmt: skip
     crit = CriticalService(consults.ctx, consults.permissions)
     return Services(
         settings, catalogue, clock, engine, sessions, outbox, consults, dispatcher,
@@ -126,6 +127,8 @@ def _build_dispatcher(
     outbox: Outbox,
     clock: Clock,
     schedules: ScheduleBook | None = None,
+    *,
+    on_call_clock: Clock | None = None,
 ) -> Dispatcher:
     """The outbox dispatcher on its own Slack client, with flows composing its messages
     and hearing what became of them."""
@@ -136,8 +139,9 @@ def _build_dispatcher(
         retry_handlers=[],  # the dispatcher schedules its own retries; never sleep on a thread
     )
     composer = Composer(
-        sessions=sessions, catalogue=catalogue, clock=clock, outbox=outbox, schedules=schedules
-    )
+        sessions=sessions, catalogue=catalogue, clock=clock, outbox=outbox, schedules=schedules,
+        on_call_clock=on_call_clock,
+    )  # fmt: skip
     return Dispatcher(
         sessions=sessions,
         client=delivery_client,

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.domain.catalogue import Catalogue
 from bot.domain.clock import Clock
 from bot.domain.vocabulary import CriticalStep, Kind, Template
+from bot.flows.consults.oncall import OnCall
 from bot.flows.critical import audit
 from bot.flows.home import build_home_view
 from bot.flows.notify import Notify
@@ -42,6 +43,8 @@ class Composer:
     clock: Clock
     outbox: Outbox
     schedules: ScheduleBook | None = None
+    # The clock who is on call is read by (the consults' clock); `clock` when not given.
+    on_call_clock: Clock | None = None
 
     def compose(self, msg: OutboxMessage, permalink: LinkLookup) -> Call | None:
         """The Slack call for `msg` (None: nothing to send); `permalink` asks Slack for the
@@ -101,7 +104,20 @@ class Composer:
             found = [repo.get_consult(session=s, consult_id=int(i)) for i in ids]
             return [c for c in found if c is not None]
 
-        return RenderContext(catalogue=self.catalogue, now=self.clock.now(), load=load)
+        now = self.clock.now()
+        found: list[OnCall] = []
+
+        def on_call(key: str) -> tuple[str, ...]:
+            # Read once per message, and only when a card or confirmation asks.
+            service = self.catalogue.service(key)
+            if service is None:
+                return ()
+            if not found:
+                at = (self.on_call_clock or self.clock).now()
+                found.append(OnCall(repo.on_call_overrides(session=s), at, self.schedules))
+            return found[0].people(service)
+
+        return RenderContext(catalogue=self.catalogue, now=now, load=load, on_call=on_call)
 
     def _ensure_permalink(self, consult_id: int, permalink: LinkLookup) -> None:
         """Fetch the card's link if chat.getPermalink failed when it was posted: the

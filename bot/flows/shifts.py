@@ -103,7 +103,12 @@ def _change_shift(ctx: Context, s: Session, service: Service, on_call: OnCall) -
     people = on_call.people(service)
     moved = repo.move_unowned_to(session=s, service=service.key, user=people[0])
     notify = ctx.notify(s, now)
-    for consult_id in moved:
+    redraw = set(moved)
+    if len(people) > 1 or len(on_call.at(moment - ONE_TICK).people(service)) > 1:
+        # Cards name everyone on call: redraw those whose on-call stayed but gained or lost
+        # a colleague (overlapping shifts).
+        redraw.update(c.id for c in repo.unassigned_open(session=s, service=service.key))
+    for consult_id in sorted(redraw):
         notify.card_update(consult_id)
     until = on_call.next_change(service)
     details = {"service": service.key, "at": moment.isoformat(), "to": list(people)}

@@ -280,6 +280,14 @@ def test_overlapping_shifts_name_and_nudge_both(db_url: str, slack: FakeSlack, i
         listing = bot.command("oncall", user=LEAD).text
         assert f"<@{DAY}>, <@U0SECOND1>" in listing
         ref = open_stat(bot, 12)
+        bot.settle()
+        both = f"<@{DAY}>, <@U0SECOND1>"
+        card = str(bot.card(ref)["blocks"])
+        assert f"waiting for {both} to acknowledge" in card
+        assert f"*On call*\\n{both}" in card
+        assert bot.consult(ref).on_call == DAY  # the first one; role checks compare it
+        confirmation = [t for t in bot.dm_texts("UREQ1") if ref in t and "On call:" in t]
+        assert confirmation and all(f"On call: {both} ·" in t for t in confirmation)
         bot.clock.advance(timedelta(minutes=20))
         assert ref in bot.sweep().nudged
         bot.settle()
@@ -296,3 +304,31 @@ def test_every_process_schedules_the_shift_and_refresh_jobs(sched: Bot, bot: Bot
     refresh = scheduler.get_job("schedule-refresh")
     assert refresh is not None and refresh.trigger.interval == timedelta(minutes=15)
     assert build_scheduler(bot.services).get_job("shifts") is None  # no schedules
+
+
+def test_a_colleague_joining_and_leaving_the_shift_redraws_the_waiting_card(
+    db_url: str, slack: FakeSlack, ics: Path
+) -> None:
+    extra = (
+        "BEGIN:VEVENT\nUID:extra@test\nDTSTAMP:20260301T000000Z\nDTSTART:20260316T100000Z\n"
+        "DTEND:20260316T120000Z\nSUMMARY:Radiology extra\nDESCRIPTION:U0SECOND1\nEND:VEVENT\n"
+    )
+    ics.write_text(SCHEDULE.replace("END:VCALENDAR", extra + "END:VCALENDAR"))
+    catalogue = parse_catalogue(scheduled_catalogue(ics), "test.toml")
+    bot = start_bot(db_url, slack, catalogue=catalogue, clock=FakeClock(START + timedelta(hours=2)))
+    try:
+        ref = open_stat(bot, 13)
+        bot.settle()
+        assert f"waiting for <@{DAY}> to acknowledge" in str(bot.card(ref)["blocks"])
+        bot.clock.set(START + timedelta(hours=3, minutes=1))  # 10:01: the extra shift starts
+        assert watch(bot).changed == ["cardiology"]
+        bot.settle()
+        both = f"waiting for <@{DAY}>, <@U0SECOND1> to acknowledge"
+        assert both in str(bot.card(ref)["blocks"])
+        assert bot.consult(ref).on_call == DAY
+        bot.clock.set(START + timedelta(hours=5, minutes=1))  # 12:01: it ends
+        assert watch(bot).changed == ["cardiology"]
+        bot.settle()
+        assert f"waiting for <@{DAY}> to acknowledge" in str(bot.card(ref)["blocks"])
+    finally:
+        bot.stop()

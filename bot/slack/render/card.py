@@ -24,12 +24,23 @@ from bot.slack.render.primitives import (
 from storage.models import Consult
 
 
-def status_line(c: Consult) -> str:
+def on_call_mentions(c: Consult, ctx: RenderContext) -> str:
+    """The consult's on-call; while it waits to be acknowledged and its on-call is still on
+    call, everyone on call with them too (overlapping shifts: all of them are nudged)."""
+    people: tuple[str | None, ...] = (c.on_call,)
+    if c.status == Status.OPEN and c.on_call:
+        now = ctx.on_call(c.service)
+        if c.on_call in now:
+            people = (c.on_call, *(p for p in now if p != c.on_call))
+    return ", ".join(mention(p) for p in people)
+
+
+def status_line(c: Consult, ctx: RenderContext) -> str:
     """Where the consult stands, and with whom."""
     status = Status(c.status)
     label = STATUS_LABELS[status]
     if status is Status.OPEN:
-        return f"*{label}* — waiting for {mention(c.on_call)} to acknowledge"
+        return f"*{label}* — waiting for {on_call_mentions(c, ctx)} to acknowledge"
     if status is Status.ACKNOWLEDGED:
         # The owner may differ from whoever acknowledged (handoffs): name the owner.
         return f"*{label}* {slack_date(c.acknowledged_at)} — owned by {mention(c.assignee)}"
@@ -79,14 +90,14 @@ def consult_card(c: Consult, ctx: RenderContext) -> tuple[str, Blocks]:
     blocks: Blocks = [
         section(
             f"{icon} *{c.ref}* · *{urgency_label(c.urgency)}* consult for "
-            f"*{escape(service.name)}*\n{status_line(c)}"
+            f"*{escape(service.name)}*\n{status_line(c, ctx)}"
         ),
         {
             "type": "section",
             "fields": [
                 {"type": "mrkdwn", "text": f"*Patient*\n{user_text(c.patient, 1900)}"},
                 {"type": "mrkdwn", "text": f"*Requested by*\n{mention(c.requester)}"},
-                {"type": "mrkdwn", "text": f"*On call*\n{mention(c.on_call)}"},
+                {"type": "mrkdwn", "text": f"*On call*\n{on_call_mentions(c, ctx)}"},
                 {"type": "mrkdwn", "text": f"*Assigned to*\n{mention(c.assignee)}"},
             ],
         },

@@ -1,5 +1,5 @@
 """What rendering may look up besides the consult in hand: the catalogue, other consults by
-id, and the time."""
+id, who is on call now, and the time."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ class RenderContext:
     catalogue: Catalogue
     now: datetime
     load: Callable[[list[int]], list[Consult]] = lambda ids: []
+    # Everyone on call now for a service key (looked up by the composer, not here).
+    on_call: Callable[[str], tuple[str, ...]] = lambda key: ()
 
     def service(self, key: str) -> Service:
         """The catalogue's service for `key` (KeyError when unknown)."""

@@ -14,7 +14,7 @@ from bot.domain.text import escape
 from bot.domain.vocabulary import Template
 from bot.slack.ids import ActionId
 from bot.slack.render import shifts
-from bot.slack.render.card import consult_card
+from bot.slack.render.card import consult_card, on_call_mentions
 from bot.slack.render.context import RenderContext
 from bot.slack.render.critical import (
     critical_acknowledged,
@@ -175,7 +175,7 @@ def _confirmation(c: Consult, p: Params, ctx: RenderContext) -> Rendered:
             f":white_check_mark: Your consult *{ref_link(c)}* is in <#{c.channel}> "
             f"for *{escape(name)}* ({urgency_label(c.urgency)}).\n"
             f"Patient: {user_text(c.patient, 300)}\n"
-            f"On call: {mention(c.on_call)} · acknowledge by {slack_date(c.acknowledge_due_at)} · "
+            f"On call: {on_call_mentions(c, ctx)} · acknowledge by {slack_date(c.acknowledge_due_at)} · "
             f"answer by {slack_date(c.answer_due_at)}\n"
             "I'll tell you when it is acknowledged, asked about, answered, overdue or escalated."
         )
