@@ -1,5 +1,6 @@
 """A `Report` written out for `python -m bot report`: JSON (the report's own shape), CSV
-(one row per service and per service and urgency; seconds, shares 0..1) and an aligned
+(one row per service and per service and urgency; seconds, shares 0..1; then, when critical
+results were sent, a blank line and a second table of them per service) and an aligned
 plain-text table (durations as '2h 05m', shares as percentages)."""
 
 from __future__ import annotations
@@ -40,6 +41,18 @@ CSV_COLUMNS = (
     "feedback_count",
     "feedback_helpful",
     "feedback_helpful_share",
+)
+
+# The CSV's second table (after a blank line), one row per service: critical results.
+CRITICAL_CSV_COLUMNS = (
+    "service",
+    "critical_sent",
+    "critical_acknowledged",
+    "critical_within_target",
+    "critical_forwarded",
+    "critical_escalated",
+    "critical_tta_median",
+    "critical_tta_p90",
 )
 
 TABLE_COLUMNS = (
@@ -106,12 +119,22 @@ def _flat_rows(report: Report) -> list[dict[str, Any]]:
 
 
 def report_csv(report: Report) -> str:
-    """One row per service (urgency "all") and per service and urgency; seconds, shares 0..1."""
+    """One row per service (urgency "all") and per service and urgency; seconds, shares 0..1.
+    When critical results were sent in the period: a blank line, then their own header and
+    one row per service (`CRITICAL_CSV_COLUMNS`); otherwise nothing more."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in _flat_rows(report):
         writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    if any(c.sent for c in report.critical):
+        out.write("\n")
+        critical = csv.writer(out, lineterminator="\n")
+        critical.writerow(CRITICAL_CSV_COLUMNS)
+        for c in report.critical:
+            counts = (c.sent, c.acknowledged, c.within_target, c.forwarded, c.escalated)
+            times = ("" if t is None else t for t in (c.median, c.p90))
+            critical.writerow((c.service, *counts, *times))
     return out.getvalue()
 
 

@@ -5,6 +5,7 @@ re-notification claim that two concurrent sweeps on PostgreSQL never double."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import threading
@@ -15,7 +16,8 @@ import pytest
 from bot.__main__ import main
 from bot.reports.compute import compute_report
 from bot.reports.critical import critical_log
-from bot.reports.export import report_json, report_table
+from bot.reports.export import report_csv, report_json, report_table
+from bot.reports.model import Report
 from storage import critical
 from tests.harness import RAD_ON_CALL, REQUESTER, TEST_CATALOGUE, Bot
 from tests.slack.test_critical_results import (
@@ -77,8 +79,29 @@ def test_report_figures_match_the_day(bot: Bot):  # noqa: F811
     assert by_service["cardiology"]["time_to_acknowledge"] == {"median": None, "p90": None}
     table = report_table(report)
     assert "radiology: 1/2/3, forwarded 1, escalated 1" in table
+    check_csv(report)
     # No patient data in the report.
     assert not any(f"MRN {n}" in table + json.dumps(data) for n in range(1, 5))
+
+
+def check_csv(report: Report) -> None:
+    """The CSV: the consult table unchanged, a blank line, then the critical table."""
+    out = report_csv(report)
+    consults, critical_part = out.split("\n\n")
+    assert consults + "\n" == report_csv(dataclasses.replace(report, critical=[]))
+    rows = list(csv.DictReader(io.StringIO(critical_part)))
+    assert [r["service"] for r in rows] == ["radiology", "pathology", "cardiology"]
+    rad, path, card = rows
+    assert rad == {
+        "service": "radiology", "critical_sent": "3", "critical_acknowledged": "2",
+        "critical_within_target": "1", "critical_forwarded": "1", "critical_escalated": "1",
+        "critical_tta_median": "26.0", "critical_tta_p90": rad["critical_tta_p90"],
+    }  # fmt: skip
+    assert float(rad["critical_tta_p90"]) == pytest.approx(37.2)
+    assert (path["critical_sent"], path["critical_within_target"]) == ("1", "1")
+    assert (path["critical_tta_median"], path["critical_tta_p90"]) == ("20.0", "20.0")
+    assert (card["critical_sent"], card["critical_tta_median"]) == ("0", "")
+    assert "MRN" not in out
 
 
 def test_log_rows_match_the_day(bot: Bot):  # noqa: F811

@@ -58,6 +58,9 @@ def test_demo_plays_the_day_and_cleans_up(tmp_path: Path):
         "CARD-2 is cancelled",
         "your rating of RAD-1 was recorded",
         "RAD-1 is closed",
+        "CRIT-1 has not been received",  # the critical result, escalated
+        "DM to Dr Walsh (house supervisor)",
+        "CRIT-1 acknowledged by @Dr Brown",  # then read back
         "(updated) card",
         "The lead's report",
         "CareLoop consults created",  # the report's own header
@@ -65,7 +68,7 @@ def test_demo_plays_the_day_and_cleans_up(tmp_path: Path):
     ):
         assert expected in out, expected
     assert "<@U" not in out and "<!date" not in out and "&gt;" not in out
-    assert "[1/8]" in done.stderr and "[8/8]" in done.stderr
+    assert "[1/9]" in done.stderr and "[9/9]" in done.stderr
     assert not list(tmp_path.glob("careloop-demo-*")), "the demo left its directory behind"
 
 
@@ -197,6 +200,6 @@ def test_blocks_render_with_buttons_fields_and_inputs():
 
 
 def test_the_roster_gives_every_person_an_id_a_name_and_a_role():
-    assert len(CAST) == len(PEOPLE) == 13
+    assert len(CAST) == len(PEOPLE) == 14
     assert all(p.id.startswith("U") and p.name.startswith("Dr ") and p.role for p in CAST)
     assert NOVAK.role == "radiology, night shift" and PEOPLE["UCARDOBI"].name == "Dr Obi"

@@ -14,7 +14,9 @@ The demo
    a stat radiology consult acknowledged and answered; a pathology consult nobody picks up,
    nudged and escalated to the backup and the lead, then answered; a consultant who needs
    information from the requester and gets it; a shift handoff; a requester who cancels; one
-   who rates an answer and closes it. Every step waits (with a time limit) for what it should
+   who rates an answer and closes it; a critical result from the night radiologist that is
+   not acknowledged at first, is escalated to the house supervisor, then acknowledged with a
+   read-back. Every step waits (with a time limit) for what it should
    produce in the stand-in, and the demo stops with a non-zero exit naming the step when it
    does not come;
 4. stops the bot with SIGTERM and runs ``python -m bot report`` on the database: the lead's
@@ -33,7 +35,7 @@ The demo never reads the bot's database while it runs: everything it checks is w
 This module runs it (:func:`run_demo`); the pieces: ``catalogue`` (the demo catalogue, from
 the shipped ``catalogue.toml.in``), ``cast`` (people and channels), ``process`` (the bot's
 processes), ``stage`` (stand-in, bot, people and checks), ``screens`` (what people see),
-``acting`` (what they do), ``day`` (the scenes), ``transcript`` and ``output``.
+``acting`` (what they do), ``day`` and ``critical`` (the scenes), ``transcript`` and ``output``.
 """
 
 from __future__ import annotations
@@ -109,10 +111,11 @@ def _play(demo: Demo, progress: Progress) -> StepFailed | None:
             demo.clock.t0 = time.time()
         demo.play()
         demo.settle()
-        with demo.scene(7):
+        last = len(demo.SCENES) - 1
+        with demo.scene(last):
             exit_code = demo.stop()
             detail = "" if exit_code == 0 else f"exit code {exit_code}"
-            demo.steps.append(Step(STOPS_CLEANLY, demo.SCENES[7], exit_code == 0, 0.0, detail))
+            demo.steps.append(Step(STOPS_CLEANLY, demo.SCENES[last], exit_code == 0, 0.0, detail))
             if exit_code != 0:
                 raise StepFailed(STOPS_CLEANLY, detail)
             demo.run_report()

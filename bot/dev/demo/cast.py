@@ -34,9 +34,11 @@ UPATHMOREAU   Dr Moreau      pathology lead
 UCARDLI       Dr Li          cardiology on call
 UCARDKOWAL    Dr Kowalski    cardiology backup
 UCARDOBI      Dr Obi         cardiology lead
+UWALSH        Dr Walsh       house supervisor
 """
 CAST = tuple(Person(*re.split(r"\s{2,}", row)) for row in _ROSTER.strip().splitlines())
-AHMED, BROWN, GARCIA, CHEN, NOVAK, OKOYE, REYES, SINGH, PATEL, MOREAU, LI, KOWALSKI, OBI = CAST
+(AHMED, BROWN, GARCIA, CHEN, NOVAK, OKOYE, REYES, SINGH, PATEL, MOREAU, LI, KOWALSKI, OBI,
+ WALSH) = CAST  # fmt: skip
 PEOPLE = {p.id: p for p in CAST}
 
 CHANNELS = {

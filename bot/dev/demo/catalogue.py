@@ -3,7 +3,8 @@ the cast's Slack ids and the day's compressed clocks.
 
 Every duration is in *demo seconds* at --speed 1 (one second = five minutes): stat
 15m/1h/10m, urgent 1h/4h/30m, routine 4h/24h/2h, as in the example catalogue, but escalating
-after one nudge so the whole ladder fits in the demo.
+after one nudge so the whole ladder fits in the demo. Critical results: acknowledged within
+30m, re-notified every 10m, escalated to the house supervisor after two re-notifications.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ _BASE_SECONDS = {
     "routine_ack": 48,
     "routine_answer": 288,
     "routine_nudge": 24,
+    "critical_ack": 6,
+    "critical_renotify": 2,
 }
 
 

@@ -20,9 +20,9 @@ from bot.dev.demo.cast import (
     service_channel,
 )
 from bot.dev.demo.catalogue import radiology_rota
+from bot.dev.demo.critical import CriticalScene
 from bot.dev.demo.records import StepFailed
 from bot.dev.demo.screens import initial_value
-from bot.dev.demo.stage import Stage
 from bot.dev.fakeslack.requests import plain_text
 from bot.domain.vocabulary import Urgency
 from bot.slack.ids import ActionId, BlockId, CallbackId
@@ -30,7 +30,7 @@ from bot.slack.ids import ActionId, BlockId, CallbackId
 Json = dict[str, Any]
 
 
-class Demo(Stage):
+class Demo(CriticalScene):
     """The running demo: the Slack stand-in, the bot process, the people and the checks."""
 
     SCENES = (
@@ -41,6 +41,7 @@ class Demo(Stage):
         "radiology: shift handoff to the night radiologist",
         "cardiology: a requester cancels",
         "radiology: the requester rates the answer and closes the consult",
+        "radiology: a critical result, not acknowledged at first, escalated, then read back",
         "end of the day: the lead's report",
     )
 
@@ -52,16 +53,7 @@ class Demo(Stage):
         self.radiology_handoff()
         self.cardiology_cancel()
         self.radiology_rating()
-
-    def expect_dm(self, name: str, person: Person, *needles: str, timeout: float = 10.0) -> None:
-        """Wait for a DM to `person` holding every one of `needles`."""
-        see = self.screens
-        self.expect(
-            name,
-            lambda: see.has_dm(person, *needles),
-            timeout=timeout,
-            detail=see.seen(person, "dm"),
-        )
+        self.critical_result(7)
 
     def expect_thread(self, name: str, ref: str, *needles: str, timeout: float = 10.0) -> None:
         """Wait for a reply in the thread of `ref`'s card holding every one of `needles`."""

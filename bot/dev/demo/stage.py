@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.dev.demo.acting import Acting
-from bot.dev.demo.cast import CAST, MEMBERS
+from bot.dev.demo.cast import CAST, MEMBERS, Person
 from bot.dev.demo.catalogue import (
     MINUTES_PER_SECOND,
     demo_catalogue,
@@ -145,6 +145,16 @@ class Stage:
                 raise StepFailed(name, message)
             time.sleep(0.02)
         self.record(name, time.monotonic() - started)
+
+    def expect_dm(self, name: str, person: Person, *needles: str, timeout: float = 10.0) -> None:
+        """Wait for a DM to `person` holding every one of `needles`."""
+        see = self.screens
+        self.expect(
+            name,
+            lambda: see.has_dm(person, *needles),
+            timeout=timeout,
+            detail=see.seen(person, "dm"),
+        )
 
     def transcript(self) -> list[Entry]:
         """Everything people did and saw, in time order."""
