@@ -213,10 +213,9 @@ def _add_schedules(scheduler: BackgroundScheduler, services: Services) -> None:
     consults = services.consults
     book = consults.schedules
     assert book is not None
-    watch = _guard("shifts", lambda: shifts.watch_shifts(ctx=consults.ctx, roster=consults.roster))
-    every = min(max(services.catalogue.sweep_interval.total_seconds(), 1.0), 60.0)
-    scheduler.add_job(watch, "interval", seconds=every, id="shifts", next_run_time=None)
-    scheduler.get_job("shifts").modify(next_run_time=services.clock.now())  # type: ignore[union-attr]
+    watch = partial(shifts.watch_shifts, ctx=consults.ctx, roster=consults.roster)
+    every = min(services.catalogue.sweep_interval, timedelta(minutes=1))
+    _every(scheduler, services, "shifts", watch, every)
     refresh = _guard("schedule-refresh", lambda: shifts.refresh(ctx=consults.ctx, book=book))
     seconds = max(services.catalogue.schedule_refresh.total_seconds(), 1.0)
     scheduler.add_job(refresh, "interval", seconds=seconds, id="schedule-refresh")
