@@ -9,12 +9,9 @@ and CPU time per create; `--profile` adds a cProfile summary.
 from __future__ import annotations
 
 import argparse
-import cProfile
 import io
-import pstats
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import event  # noqa: E402
 
+from bench.timing import print_profile, timed  # noqa: E402
 from bot.app import build_wsgi  # noqa: E402
 from bot.dev.fakeslack import FakeSlack  # noqa: E402
 from bot.dev.fakeslack.requests import sign  # noqa: E402
@@ -91,21 +89,17 @@ def run(url: str, creates: int, profile: bool) -> None:
         print(f"SQL statements of one create: {len(statements)}")
         for sql in statements:
             print("   ", sql)
-        prof = cProfile.Profile() if profile else None
-        wall, cpu = time.perf_counter(), time.process_time()
-        if prof:
-            prof.enable()
-        for n in range(100, 100 + creates):
-            create(n)
-        if prof:
-            prof.disable()
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+
+        def creates_timed() -> None:
+            for n in range(100, 100 + creates):
+                create(n)
+
+        wall, cpu, prof = timed(creates_timed, profile)
         print(
             f"{creates} creates: {wall / creates * 1000:.2f} ms wall, "
             f"{cpu / creates * 1000:.2f} ms CPU per create"
         )
-        if prof:
-            pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+        print_profile(prof, "tottime", 30)
         bot.stop()
 
 

@@ -10,12 +10,9 @@ summary; `--quick` presses 100 cards (a smoke run well under a minute).
 from __future__ import annotations
 
 import argparse
-import cProfile
 import io
-import pstats
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import event  # noqa: E402
 
+from bench.timing import print_profile, timed  # noqa: E402
 from bot.app import build_wsgi  # noqa: E402
 from bot.dev.fakeslack import FakeSlack  # noqa: E402
 from bot.dev.fakeslack.requests import Response, SlackSender  # noqa: E402
@@ -93,23 +91,19 @@ def run(url: str, presses: int, profile: bool) -> None:
         print(f"SQL statements of one acknowledge press: {len(statements)}")
         for sql in statements:
             print("   ", sql)
-        prof = cProfile.Profile() if profile else None
-        wall, cpu = time.perf_counter(), time.process_time()
-        if prof:
-            prof.enable()
-        for ref in refs[51:]:
-            press(ref)
-        if prof:
-            prof.disable()
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+
+        def presses_timed() -> None:
+            for ref in refs[51:]:
+                press(ref)
+
+        wall, cpu, prof = timed(presses_timed, profile)
         acked = sum(1 for c in bot.consults() if c.assignee == ON_CALL)
         assert acked == total, (acked, total)
         print(
             f"{presses} acknowledge presses ({engine.dialect.name}): "
             f"{wall / presses * 1000:.2f} ms wall, {cpu / presses * 1000:.2f} ms CPU per press"
         )
-        if prof:
-            pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
+        print_profile(prof, "cumulative", 40)
         bot.stop()
 
 
