@@ -25,6 +25,7 @@ from bot.flows.consults.drafts import NOTE_MAX, QUESTION_MAX
 from bot.flows.consults.keys import request_key
 from bot.flows.consults.queries import Lookups
 from bot.flows.consults.roles import Permissions
+from bot.flows.followup_owner import consult_answered
 from bot.flows.notify import Notify
 from bot.flows.work import Audit, apply_transition
 from storage import repo
@@ -141,6 +142,7 @@ class Actions:
             clocks.stop_clocks(c)
             params = {"by": actor, "text": answer}
             _tell(notify, c, Template.ANSWER_THREAD, Template.ANSWERED, params)
+            consult_answered(notify, c)  # follow-ups waiting on this answer: owners told
 
         return self._act(ref, actor, Action.ANSWER, apply, key=key)
 
