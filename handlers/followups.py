@@ -32,15 +32,13 @@ FIELDS = {
 }
 
 
-def opened_notice(opened: Opened) -> str:
+def opened_notice(opened: Opened, consult: str | None = None) -> str:
     """What the person reads after opening a follow-up (no patient data)."""
     f = opened.followup
     if opened.duplicate:
         return f"{f.ref} was already saved."
     owner = "You own it" if f.owner == f.creator else f"<@{f.owner}> owns it and has been told"
-    return (
-        f":clipboard: {f.ref} saved. {owner}; due {due_text(f)}. `/consult followups` lists yours."
-    )
+    return f":clipboard: {f.ref} saved. {owner}; due {due_text(f, consult)}. `/consult followups` lists yours."
 
 
 def command(
@@ -57,7 +55,8 @@ def command(
         patient="" if linked else parsed.patient,
         consult=(parsed.ref or "") if linked else "",
     )
-    return opened_notice(svc.followups.create(draft, creator=user, origin_key=key))
+    opened = svc.followups.create(draft, creator=user, origin_key=key)
+    return opened_notice(opened, draft.consult)
 
 
 def mine(svc: Services, user: str) -> str:
@@ -116,7 +115,7 @@ def submitted(svc: Services, user: str, view: dict[str, Any], key: str | None) -
         due=_text(values, BlockId.DUE),
     )  # fmt: skip
     opened = svc.followups.create(draft, creator=user, origin_key=key)
-    return None if opened.duplicate else opened_notice(opened)
+    return None if opened.duplicate else opened_notice(opened, draft.consult.strip().upper())
 
 
 def error_block(refused: Refused) -> str:

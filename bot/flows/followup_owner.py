@@ -60,7 +60,7 @@ def consult_answered(notify: Notify, consult: Consult) -> list[str]:
         if f.due_at is None:
             f.due_at = now + timedelta(seconds=f.due_within or 0)
             f.next_nudge_at = f.due_at
-        tell_owner(notify, f, "answer_in", "answer_in", consult=consult.ref)
+        tell_owner(notify, f, "answer_in", "answer_in", consult_ref=consult.ref)
         audit(notify.session, f, FollowUpStep.ANSWER_IN, "careloop", now, consult=consult.ref)
         refs.append(str(f.ref))
     return refs

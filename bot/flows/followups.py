@@ -237,12 +237,12 @@ class FollowUpService:
         now = self.ctx.clock.now()
         with self.ctx.unit() as s:
             f = self._may_act(s, ref, actor)
+            if key and not repo.claim_key(session=s, key=key, at=now):
+                return None  # a replay (a refusal below rolls the key back)
             if f.done_at is not None:
                 raise Refused(f"{f.ref} is already done.")
             if to == f.owner:
                 raise Refused(f"{f.ref} is already with <@{to}>; choose someone else.")
-            if key and not repo.claim_key(session=s, key=key, at=now):
-                return None
             previous, f.owner = f.owner, to
             f.handovers = (f.handovers or 0) + 1
             audit(s, f, FollowUpStep.HANDED_OVER, actor, now, to=to, previous=previous)

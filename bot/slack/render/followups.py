@@ -41,7 +41,7 @@ def due_text(f: FollowUp, consult_ref: str | None = None) -> str:
 def _head(f: FollowUp, p: Params, consult: str | None) -> str:
     why = p.get("why")
     if why == "answer_in":
-        return f":inbox_tray: *The answer to {p.get('consult') or consult} is in.* Follow-up *{f.ref}* is now yours to do"
+        return f":inbox_tray: *The answer to {p.get('consult_ref') or consult} is in.* Follow-up *{f.ref}* is now yours to do"
     if why == "overdue":
         return f":alarm_clock: *{f.ref} is overdue* — reminder {int(p.get('reminder') or 0)}"
     if why == "handed_over":
