@@ -16,7 +16,6 @@ from sqlalchemy import select
 
 from bot.dev.fakeslack.requests import state_values, static_select, users_select
 from bot.domain.catalogue_load import parse_catalogue
-from bot.domain.clock import FakeClock
 from bot.flows.followup_sweep import FollowUpSweepResult, followup_sweep
 from bot.slack.ids import ActionId, BlockId, CallbackId
 from storage.models import AuditEvent
