@@ -9,6 +9,7 @@ from typing import Any
 
 from bot.domain.lifecycle import Refused
 from bot.domain.parsing import Parsed
+from bot.domain.vocabulary import OUTCOME_LABELS
 from bot.flows.followups import FollowUpDraft, FollowUpInvalid, Opened
 from bot.services import Services
 from bot.slack.ids import BlockId
@@ -19,7 +20,7 @@ from bot.slack.render.followups import (
     followup_list,
     followup_new_modal,
 )
-from handlers.common import open_modal
+from handlers.common import open_modal, tell
 
 NOT_OPENED = ":warning: Slack did not open the form just now; try again in a moment."
 # The form's fields, by the flow's field names (a refusal is shown next to its field).
@@ -132,7 +133,9 @@ def done(
 ) -> None:
     """The Done form: the outcome and the note, once."""
     note = _text(_values(view), BlockId.NOTE)
-    svc.followups.done(ref, actor=user, outcome=value, note=note, key=key)
+    if svc.followups.done(ref, actor=user, outcome=value, note=note, key=key):
+        label = OUTCOME_LABELS.get(value, value)
+        tell(svc, user=user, channel=None, text=f":white_check_mark: {ref} done: {label}.")
 
 
 def handed_over(
