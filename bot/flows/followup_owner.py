@@ -3,7 +3,8 @@
 whoever covers for them), `tell_owner` queues the owner's message exactly once, and
 `consult_answered` is the hook the consult's answer calls in its own transaction: every
 open follow-up waiting on that answer gets its due time (`due_within` after it) and its
-owner is told at once. Also the follow-ups' audit event (consult_id NULL, like critical
+owner is told at once (`consult_cancelled` likewise when the consult is cancelled: no answer
+will come). Also the follow-ups' audit event (consult_id NULL, like critical
 results: the follow-up's id and reference in `details`, never the patient)."""
 
 from __future__ import annotations
@@ -54,13 +55,25 @@ def consult_answered(notify: Notify, consult: Consult) -> list[str]:
     """The consult's answer is in (its transaction, `notify.now`): each open follow-up
     waiting on it without a fixed time is due `due_within` from now; every owner is told,
     once, that the answer is in and what is owed. The references told."""
+    return _settle_waiting(notify, consult, "answer_in")
+
+
+def consult_cancelled(notify: Notify, consult: Consult) -> list[str]:
+    """The consult was cancelled, so no answer will come: its waiting follow-ups are due
+    `due_within` from now and their owners are told (nothing owed is lost)."""
+    return _settle_waiting(notify, consult, "cancelled")
+
+
+def _settle_waiting(notify: Notify, consult: Consult, why: str) -> list[str]:
     now, refs = notify.now, []
     for f in followups.waiting_on_answer(session=notify.session, consult_id=consult.id):
         f.answer_at = now
         if f.due_at is None:
             f.due_at = now + timedelta(seconds=f.due_within or 0)
             f.next_nudge_at = f.due_at
-        tell_owner(notify, f, "answer_in", "answer_in", consult_ref=consult.ref)
-        audit(notify.session, f, FollowUpStep.ANSWER_IN, "careloop", now, consult=consult.ref)
+        tell_owner(notify, f, why, why, consult_ref=consult.ref)
+        audit(
+            notify.session, f, FollowUpStep.ANSWER_IN, "careloop", now, consult=consult.ref, why=why
+        )
         refs.append(str(f.ref))
     return refs

@@ -342,3 +342,16 @@ def test_retention_clears_done_follow_ups_only(bot: Bot):
     done, still = rows(bot)
     assert (done.patient, done.owed, done.note, done.outcome) == (None, None, None, "reached")
     assert (still.patient, still.owed) == ("MRN 2", "still owed")
+
+
+def test_a_cancelled_consult_does_not_leave_its_follow_up_waiting(bot: Bot):
+    ref = bot.open("cards stat MRN 88: dyspnoea?")
+    followup(bot, f"{ref}: call the GP with the plan")
+    bot.clock.advance(timedelta(hours=1))
+    bot.command(f"cancel {ref} transferred to another hospital")
+    bot.settle()
+    f = row(bot, "FU-1")
+    assert f.due_at == bot.clock.now() + timedelta(days=1) and f.next_nudge_at == f.due_at
+    assert f"{ref} was cancelled" in json.dumps(owed_dms(bot, REQUESTER)[-1]["blocks"])
+    bot.clock.advance(timedelta(days=1))
+    assert sweep(bot).nudged == ["FU-1"]

@@ -42,6 +42,8 @@ def _head(f: FollowUp, p: Params, consult: str | None) -> str:
     why = p.get("why")
     if why == "answer_in":
         return f":inbox_tray: *The answer to {p.get('consult_ref') or consult} is in.* Follow-up *{f.ref}* is now yours to do"
+    if why == "cancelled":
+        return f":no_entry_sign: *{p.get('consult_ref') or consult} was cancelled*, so no answer will come. Follow-up *{f.ref}* is still owed"
     if why == "overdue":
         return f":alarm_clock: *{f.ref} is overdue* — reminder {int(p.get('reminder') or 0)}"
     if why == "handed_over":
