@@ -27,6 +27,7 @@ from bot.domain.clock import Clock, SystemClock
 from bot.flows.compose import Composer
 from bot.flows.consults.service import ConsultService
 from bot.flows.critical import CriticalService
+from bot.flows.followups import FollowUpService
 from bot.flows.outbox import Outbox
 from bot.flows.schedules import ScheduleBook
 from bot.services import Services
@@ -83,9 +84,10 @@ def build_services(
         on_call_clock=clock,
     )  # fmt: skip
     crit = CriticalService(consults.ctx, consults.permissions)
+    owed = FollowUpService(consults.ctx, consults.permissions)
     return Services(
         settings, catalogue, clock, engine, sessions, outbox, consults, dispatcher,
-        quick_client, members, crit,
+        quick_client, members, crit, owed,
     )  # fmt: skip
 
 

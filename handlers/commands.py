@@ -11,6 +11,7 @@ from typing import Any
 from slack_bolt import Ack, App
 
 import handlers.critical as critical
+import handlers.followups as followups
 from bot.domain.commands import QUICK_EXAMPLE, QUICK_USAGE, RELOAD, Verb
 from bot.domain.durations import parse_duration
 from bot.domain.lifecycle import Refused
@@ -211,6 +212,16 @@ def send_critical(cmd: Slash) -> str:
     return critical.command(cmd.svc, cmd.parsed, cmd.user, cmd.trigger_id, cmd.key)
 
 
+def followup(cmd: Slash) -> str:
+    """`/consult followup <patient or ref>: <what is owed>`, or the form."""
+    return followups.command(cmd.svc, cmd.parsed, cmd.user, cmd.trigger_id, cmd.key)
+
+
+def my_followups(cmd: Slash) -> str:
+    """`/consult followups`: the follow-ups I own."""
+    return followups.mine(cmd.svc, cmd.user)
+
+
 def patient(cmd: Slash) -> str:
     """`/consult patient <patient>`: a patient's open consults."""
     found = cmd.svc.consults.for_patient(cmd.parsed.patient)
@@ -274,6 +285,8 @@ HANDLERS: dict[Verb, Callable[[Slash], str | dict[str, Any]]] = {
     **dict.fromkeys(REF_VERBS, on_consult),
     Verb.ACK: acknowledge,
     Verb.CRITICAL: send_critical,
+    Verb.FOLLOWUP: followup,
+    Verb.FOLLOWUPS: my_followups,
     Verb.PATIENT: patient,
     Verb.HANDOFF: handoff,
     Verb.ON_CALL: on_call,

@@ -34,6 +34,8 @@ class Verb(StrEnum):
     STATS = "stats"
     SNOOZE = "snooze"
     CRITICAL = "critical"
+    FOLLOWUP = "followup"
+    FOLLOWUPS = "followups"
 
 
 class Takes(Enum):
@@ -46,6 +48,7 @@ class Takes(Enum):
     ON_CALL = "on_call"  # nothing (show), reload, or <service> @user [for 4h | until 18:00]
     STATS = "stats"  # [service] [period]
     CRITICAL = "critical"  # nothing (the form), or [service] @user <patient>: <finding>
+    FOLLOWUP = "followup"  # nothing (the form), or <patient or consult ref>: <what is owed>
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ QUICK_USAGE = f"/consult <service> [{'|'.join(URGENCIES)}] <patient>: <question>
 QUICK_EXAMPLE = f"/consult rad {Urgency.STAT} MRN 12345: CT head, r/o bleed?"
 _STATS_USAGE = f"/consult stats [service] [{'|'.join(PERIODS)}]"
 CRITICAL_USAGE = "/consult critical [service] @clinician <patient>: <finding>"
+FOLLOWUP_USAGE = "/consult followup <patient or RAD-42>: <what is owed>"
 
 # In the order `/consult help` shows them. One row per line: a table, not code.
 # fmt: off
@@ -113,6 +117,9 @@ COMMANDS: tuple[Command, ...] = (
             missing_text="Say for how long: `{usage}` (at most 24h)"),
     Command(Verb.CRITICAL, Takes.CRITICAL, CRITICAL_USAGE, "send a critical result; the clinician must confirm receipt",
             help_form="/consult critical [service] @user <patient>: <finding>"),
+    Command(Verb.FOLLOWUP, Takes.FOLLOWUP, FOLLOWUP_USAGE, "track what is owed to a patient (alone: the form)",
+            help_form="/consult followup <patient or ref>: <what is owed>"),
+    Command(Verb.FOLLOWUPS, Takes.NOTHING, "/consult followups", "the follow-ups you own"),
     Command(Verb.STATS, Takes.STATS, _STATS_USAGE, "response times (service leads)"),
     Command(Verb.HELP, Takes.NOTHING, "/consult help", "this message", aliases=("?",)),
 )

@@ -140,6 +140,20 @@ def _critical(command: Command, rest: str) -> Parsed:
     )
 
 
+def _followup(command: Command, rest: str) -> Parsed:
+    """`<patient or consult ref>: <what is owed>`; nothing at all opens the form."""
+    if not rest:
+        return Parsed(command.verb)
+    patient, colon, owed = rest.partition(":")
+    if not colon or not patient.strip() or not owed.strip():
+        return Parsed(
+            command.verb,
+            error=f"Name the patient (or the consult) and what is owed: `{command.usage}`",
+        )
+    ref = normalize_ref(patient)
+    return Parsed(command.verb, ref=ref, patient=patient.strip(), question=owed.strip())
+
+
 def _quick(raw: str) -> Parsed:
     service, _, rest = raw.partition(" ")
     rest = rest.strip()
@@ -174,4 +188,5 @@ _READERS: dict[Takes, Callable[[Command, str], Parsed]] = {
     Takes.ON_CALL: _oncall,
     Takes.STATS: _stats,
     Takes.CRITICAL: _critical,
+    Takes.FOLLOWUP: _followup,
 }

@@ -27,11 +27,13 @@ from bot.slack.delivery.dispatcher import LinkLookup, Outcome
 from bot.slack.delivery.transport import Call
 from bot.slack.render.context import RenderContext
 from bot.slack.render.messages import render_message
-from storage import critical, repo
+from storage import critical, followups, repo
 from storage.models import Consult, OutboxMessage
 
 # Templates whose renderer gets a `CriticalResult` (params["critical"]) instead of a consult.
 CRITICAL_TEMPLATES = "critical_"
+# Templates whose renderer gets a `FollowUp` (params["followup"]) instead of a consult.
+FOLLOWUP_TEMPLATES = "followup_"
 
 
 @dataclass(kw_only=True)
@@ -70,6 +72,10 @@ class Composer:
             subject: Any = consult
             if str(template).startswith(CRITICAL_TEMPLATES):
                 subject = critical.by_id(session=s, critical_id=int(params["critical"]))
+                if subject is None:
+                    return None
+            if str(template).startswith(FOLLOWUP_TEMPLATES):
+                subject = followups.by_id(session=s, followup_id=int(params["followup"]))
                 if subject is None:
                     return None
             text, blocks = render_message(template, subject, params, ctx)

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from bot.domain.catalogue import Catalogue, Service
 from bot.domain.vocabulary import URGENCIES
 from bot.reports.critical import critical_figures
+from bot.reports.followups import followup_figures
 from bot.reports.model import Figures, Group, GroupKey, Report, ServiceReport, as_utc
 from bot.reports.postgres import period_groups_sql
 from bot.reports.queries import open_groups, period_groups_python
@@ -86,6 +87,7 @@ def compute_report(
         until=until,
         services=[_service(key, groups, open_now) for key in keys],
         critical=critical_figures(session, keys, since, until),
+        followups=followup_figures(session, keys, since, until, now, with_none=services is None),
     )
 
 

@@ -169,14 +169,19 @@ class Report:
     services: list[ServiceReport]
     # Critical results sent in the period, per service (`bot.reports.critical.CriticalFigures`).
     critical: list[Any] = field(default_factory=list)
+    # Follow-ups per service of the linked consult, then "none"
+    # (`bot.reports.followups.FollowupFigures`).
+    followups: list[Any] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        """``{"since", "until", "services": [...], "critical": [...]}``: times as `iso_z`."""
+        """``{"since", "until", "services": [...], "critical": [...], "followups": [...]}``:
+        times as `iso_z`."""
         return {
             "since": iso_z(self.since),
             "until": iso_z(self.until),
             "services": [s.as_dict() for s in self.services],
             "critical": [c.as_dict() for c in self.critical],
+            "followups": [f.as_dict() for f in self.followups],
         }
 
 

@@ -1,6 +1,7 @@
-"""Point 7, patient data: patient references and clinical text stay out of logs, App Home,
-modal titles, message metadata, notification fallback text and error messages; a service
-may require a patient-reference pattern; old closed consults can be purged of it all."""
+"""Point 7, patient data: patient references and clinical text (of consults and of
+follow-ups) stay out of logs, App Home, modal titles, message metadata, notification
+fallback text and error messages; a service may require a patient-reference pattern; old
+closed consults can be purged of it all."""
 
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ def full_lifecycle(bot: Bot) -> str:
     bot.command(f"cards stat {PATIENT}: {QUESTION}")
     ref = bot.consults()[-1].ref
     bot.settle()
+    bot.command(f"followup {ref}: call back, {NOTE}")  # told when the answer arrives
     bot.reply(ref, f"{REPLY} (consultant)", user=ON_CALL)
     bot.command(f"needinfo {ref} {NEED}", user=ON_CALL)
     bot.settle()
@@ -87,6 +89,14 @@ def full_lifecycle(bot: Bot) -> str:
         private_metadata=f"{ref}|0",
     )
     bot.command(f"close {ref}")
+    bot.sender.view_submission(
+        CallbackId.FOLLOWUP_DONE,
+        state_values({BlockId.OUTCOME: static_select("other"), BlockId.NOTE: f"{NOTE} {ANSWER}"}),
+        user=REQUESTER,
+        private_metadata="FU-1",
+    )
+    bot.command(f"followup {PATIENT}: {NEED}")  # stays open: on App Home, owed to a patient
+    bot.command("followups")
     bot.sender.view_submission(
         CallbackId.NEW_CONSULT,
         state_values(
@@ -171,6 +181,7 @@ def test_app_home_modal_titles_metadata_and_fallback_text_carry_no_patient_data(
     for view in published:
         assert leaks(json.dumps(view)) == [], view
     assert any("CARD-2" in json.dumps(v) for v in published)  # it does show references
+    assert any("Owed to patients" in json.dumps(v) and "FU-2" in json.dumps(v) for v in published)
     opened = [view_of(c) for c in calls if c.method in VIEW_METHODS and c.method != "views.publish"]
     assert opened
     for view in opened:

@@ -25,6 +25,7 @@ from bot.flows.consults.drafts import NOTE_MAX, QUESTION_MAX
 from bot.flows.consults.keys import request_key
 from bot.flows.consults.queries import Lookups
 from bot.flows.consults.roles import Permissions
+from bot.flows.followup_owner import consult_answered, consult_cancelled
 from bot.flows.notify import Notify
 from bot.flows.work import Audit, apply_transition
 from storage import repo
@@ -141,6 +142,7 @@ class Actions:
             clocks.stop_clocks(c)
             params = {"by": actor, "text": answer}
             _tell(notify, c, Template.ANSWER_THREAD, Template.ANSWERED, params)
+            consult_answered(notify, c)  # follow-ups waiting on this answer: owners told
 
         return self._act(ref, actor, Action.ANSWER, apply, key=key)
 
@@ -242,6 +244,7 @@ class Actions:
             clocks.end_waiting(self.ctx.catalogue, c, now)
             clocks.stop_clocks(c)
             notify.thread_note(c, Template.CANCELLED_THREAD, {"by": actor, "text": why})
+            consult_cancelled(notify, c)  # follow-ups waiting on its answer: due from now
             if c.assignee and c.assignee != actor:
                 notify.dm_about(c, c.assignee, Template.CANCELLED, {"by": actor})
 

@@ -23,6 +23,7 @@ from bot.slack.render.critical import (
     critical_result,
 )
 from bot.slack.render.digest import render_digest
+from bot.slack.render.followups import followup_done, followup_escalated, followup_owed
 from bot.slack.render.primitives import (
     Blocks,
     actions,
@@ -215,6 +216,7 @@ def _answered(c: Consult, p: Params, ctx: RenderContext) -> Rendered:
             button("Reopen", ActionId.REOPEN, c.ref),
             button("Helpful", ActionId.HELPFUL, c.ref),
             button("Not helpful", ActionId.NOT_HELPFUL, c.ref),
+            button("Follow-up", ActionId.FOLLOWUP_FROM_ANSWER, c.ref),
         ),
     ]
     return f"{c.ref} was answered", blocks
@@ -371,4 +373,8 @@ TEMPLATES: dict[Template, Renderer] = {
     Template.HANDOFF_REMINDER: shifts.handoff_reminder,
     Template.COVERAGE_GAP: shifts.coverage_gap,
     Template.SCHEDULE_PROBLEM: shifts.schedule_problem,
+    # A follow-up's renderers get the `FollowUp` (params["followup"]) instead of a consult.
+    Template.FOLLOWUP_OWED: followup_owed,
+    Template.FOLLOWUP_ESCALATED: followup_escalated,
+    Template.FOLLOWUP_DONE: followup_done,
 }
