@@ -10,6 +10,7 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk.errors import SlackApiError
 
+import handlers.cover as cover
 import handlers.critical as critical
 from bot.domain.lifecycle import Action, Refused
 from bot.domain.text import normalize_ref
@@ -176,6 +177,7 @@ BUTTONS: dict[str, Button] = {
     ActionId.CRITICAL_ACK: critical.acknowledge_button,
     ActionId.CRITICAL_NOT_MINE: critical.not_mine_button,
     ActionId.CRITICAL_FROM_CARD: critical.from_card_button,
+    ActionId.HANDOVER: cover.handover_button,
 }
 
 

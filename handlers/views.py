@@ -12,6 +12,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+import handlers.cover as cover
 import handlers.critical as critical
 from bot.domain.lifecycle import Refused
 from bot.flows.consults.drafts import Draft, DraftInvalid
@@ -197,4 +198,5 @@ REF_VIEWS: dict[str, tuple[str, Submission]] = {
     CallbackId.REPLY: (BlockId.REPLY, replied),
     CallbackId.CRITICAL_ACK: (BlockId.READ_BACK, critical.acknowledged),
     CallbackId.CRITICAL_FORWARD: (BlockId.FORWARD_TO, critical.forwarded),
+    CallbackId.HANDOVER: (BlockId.HANDOVER_TO, cover.handover_form),
 }

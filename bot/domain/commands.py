@@ -34,6 +34,8 @@ class Verb(StrEnum):
     STATS = "stats"
     SNOOZE = "snooze"
     CRITICAL = "critical"
+    COVER = "cover"
+    HANDOVER = "handover"
 
 
 class Takes(Enum):
@@ -46,6 +48,8 @@ class Takes(Enum):
     ON_CALL = "on_call"  # nothing (show), reload, or <service> @user [for 4h | until 18:00]
     STATS = "stats"  # [service] [period]
     CRITICAL = "critical"  # nothing (the form), or [service] @user <patient>: <finding>
+    COVER = "cover"  # nothing (show), off, or @user
+    REF_COLLEAGUE = "ref_colleague"  # a consult reference, @user, then an optional note
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,8 @@ class Command:
 
 # `/consult oncall reload`: re-read the schedules.
 RELOAD = "reload"
+# `/consult cover off`: end my cover.
+OFF = "off"
 # Stats periods a person may type, in days.
 PERIODS = {"7d": 7, "30d": 30, "90d": 90}
 QUICK_USAGE = f"/consult <service> [{'|'.join(URGENCIES)}] <patient>: <question>"
@@ -114,6 +120,10 @@ COMMANDS: tuple[Command, ...] = (
     Command(Verb.CRITICAL, Takes.CRITICAL, CRITICAL_USAGE, "send a critical result; the clinician must confirm receipt",
             help_form="/consult critical [service] @user <patient>: <finding>"),
     Command(Verb.STATS, Takes.STATS, _STATS_USAGE, "response times (service leads)"),
+    Command(Verb.COVER, Takes.COVER, "/consult cover @colleague", "while you are away, your consults' messages go to them and they may act for you",
+            help_form="/consult cover @user", more=(("/consult cover off", "end it"), ("/consult cover", "who covers whom"))),
+    Command(Verb.HANDOVER, Takes.REF_COLLEAGUE, "/consult handover RAD-42 @colleague [note]", "your side of one consult to a colleague, for good",
+            help_form="/consult handover RAD-42 @user [note]"),
     Command(Verb.HELP, Takes.NOTHING, "/consult help", "this message", aliases=("?",)),
 )
 # fmt: on

@@ -73,6 +73,11 @@ class Template(StrEnum):
     HANDOFF_REMINDER = "handoff_reminder"  # to the outgoing consultant, with a hand-off button
     COVERAGE_GAP = "coverage_gap"  # to the leads: nobody scheduled from … until …
     SCHEDULE_PROBLEM = "schedule_problem"  # to the leads: a schedule failed to load
+    COVER_STARTED = "cover_started"  # to a covering clinician: whom they cover, their consults
+    COVER_ENDED = "cover_ended"  # to the covering clinician: the cover is over
+    HANDOVER_THREAD = "handover_thread"  # the requester's side moved to a colleague, with a note
+    HANDOVER_RECEIVED = "handover_received"  # to the new requester: the consult, the buttons
+    HANDOVER_SENT = "handover_sent"  # to the previous requester: it is no longer theirs
 
 
 # Critical results' references read CRIT-12 (`storage.critical.PREFIX` is the same word);
@@ -112,6 +117,7 @@ INFORMATIONAL: frozenset[Template] = frozenset(
         Template.CLOSED_THREAD,
         Template.REOPENED_THREAD,
         Template.CANCELLED_THREAD,
+        Template.HANDOVER_THREAD,
     }
 )
 

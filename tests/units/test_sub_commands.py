@@ -33,6 +33,8 @@ GOOD_ARGS = {
     Takes.ON_CALL: "rad <@U0123ABC>",
     Takes.STATS: "rad 7d",
     Takes.CRITICAL: "rad <@U0123ABC> MRN 12345: massive PE",
+    Takes.COVER: "<@U0123ABC>",
+    Takes.REF_COLLEAGUE: "RAD-42 <@U0123ABC> going off shift",
 }
 
 
