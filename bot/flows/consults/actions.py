@@ -86,9 +86,11 @@ class Actions:
         asked = self.permissions.ask_first(ref, actor, action)
         with self.ctx.unit() as s:
             consult = self._locked(s, ref)
-            self.permissions.check_role(consult, actor, action, session=s, asked=asked)
+            # The key first: a replay of an action that took the actor's role away (a
+            # hand-over) finds it done rather than refused. A refusal rolls the claim back.
             if key and not repo.claim_key(session=s, key=key, at=self.ctx.clock.now()):
                 return Outcome(consult, changed=False)
+            self.permissions.check_role(consult, actor, action, session=s, asked=asked)
             if repeat_ok and repeat_ok(consult):
                 return Outcome(consult, changed=False)
             now = self.ctx.clock.now()
