@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from slack_bolt.request import BoltRequest
-from sqlalchemy import event, select, text
+from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 
 from bot.dev.fakeslack import FakeSlack
@@ -24,6 +24,7 @@ from bot.dev.fakeslack.requests import sign, state_values, static_select, users_
 from bot.domain.catalogue_load import parse_catalogue
 from bot.slack.ids import ActionId, BlockId, CallbackId
 from storage.models import AuditEvent, Base, Consult, OutboxMessage, Reply
+from storage.models_cover import RequesterCover
 from tests.harness import (
     CARD_CHANNEL,
     RAD_ON_CALL,
@@ -467,7 +468,7 @@ def test_cover_and_hand_over_keep_patient_data_in_message_bodies(bot: Bot, logs:
     assert leaks(logs.text) == []
     with bot.services.sessions() as s:
         audits = [(a.action, a.details) for a in s.execute(select(AuditEvent)).scalars()]
-        cover_rows = s.execute(text("SELECT * FROM requester_covers")).all()
+        cover_rows = [(r.user, r.cover) for r in s.execute(select(RequesterCover)).scalars()]
     assert {"cover_on", "cover_off", "handover"} <= {a for a, _ in audits}
     assert leaks(json.dumps(audits)) == [] and leaks(str(cover_rows)) == []
     calls = bot.slack.calls
