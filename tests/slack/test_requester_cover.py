@@ -166,6 +166,8 @@ def test_refusals_self_chains_apps_and_unknown_users(bot: Bot):
     assert "deactivated" in refused("cover <@UGONE>")
     bot.slack.fail("users.info", error="user_not_found")
     assert "not a Slack user" in refused("cover <@UNOBODY>")
+    bot.slack.fail("users.info", status=500)  # Slack cannot say: refused, not guessed
+    assert "try again" in refused("cover <@UMAYBE>")
     assert "Name who covers for you" in bot.command("cover bob").text
     # One level: someone covered cannot cover, and a cover cannot pass their own on.
     bot.command(f"cover <@{COVER}>", user=OTHER_REQUESTER)
@@ -175,7 +177,7 @@ def test_refusals_self_chains_apps_and_unknown_users(bot: Bot):
         assert covers.cover_for(s, REQUESTER) is None
         assert covers.cover_for(s, COVER) is None
     refusals = [r for r in audit_changes(bot, "refused") if r.details["attempted"] == "cover"]
-    assert len(refusals) == 6
+    assert len(refusals) == 7
 
 
 def test_a_retried_cover_command_changes_once(bot: Bot):
@@ -210,3 +212,17 @@ def test_the_recipient_is_decided_at_delivery(held: Bot):
     bot.command(f"cover <@{COVER}>")
     bot.services.dispatcher.drain()
     assert covered(bot.dm_texts(COVER), "Weight?")
+
+
+def test_reminders_while_waiting_on_the_requester_go_to_the_cover(bot: Bot):
+    ref = bot.open("cards stat MRN 7: chest pain?")
+    bot.command(f"ack {ref}", user=ON_CALL)
+    bot.command(f"needinfo {ref} Creatinine?", user=ON_CALL)
+    bot.command(f"cover <@{COVER}>")
+    bot.clock.advance(10 * MINUTE)
+    assert bot.sweep().reminded == [ref]
+    bot.settle()
+    reminder = dm_with(bot, COVER, "waiting for your reply")
+    assert "Covering for" in json.dumps(reminder["blocks"])
+    assert [e["action_id"] for e in reminder["blocks"][-1]["elements"]] == [ActionId.REPLY]
+    assert not [t for t in bot.dm_texts(REQUESTER) if "waiting for your reply" in t]
