@@ -8,7 +8,9 @@ made at delivery (a cover ended while a message waited is honoured)."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -226,3 +228,25 @@ def test_reminders_while_waiting_on_the_requester_go_to_the_cover(bot: Bot):
     assert "Covering for" in json.dumps(reminder["blocks"])
     assert [e["action_id"] for e in reminder["blocks"][-1]["elements"]] == [ActionId.REPLY]
     assert not [t for t in bot.dm_texts(REQUESTER) if "waiting for your reply" in t]
+
+
+def test_concurrent_cover_changes_cannot_build_a_chain(bot: Bot):
+    """A→B and B→C at the same moment: cover changes are serialised, so one of them sees
+    the other and is refused (one level, whichever came first)."""
+    for n in range(3):
+        a, b, c = f"UCHAINA{n}", f"UCHAINB{n}", f"UCHAINC{n}"
+        barrier = threading.Barrier(2)
+
+        def send(user: str, text: str, barrier: threading.Barrier = barrier) -> str:
+            barrier.wait()
+            return bot.command(text, user=user).text
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            first = pool.submit(send, a, f"cover <@{b}>")
+            second = pool.submit(send, b, f"cover <@{c}>")
+            told = [first.result(), second.result()]
+        assert sum(t.startswith(":no_entry:") for t in told) == 1, told
+        with bot.services.sessions() as s:
+            chain = covers.cover_for(s, a) == b and covers.cover_for(s, b) == c
+            assert not chain
+            assert (covers.cover_for(s, a), covers.cover_for(s, b)) in ((b, None), (None, c))
