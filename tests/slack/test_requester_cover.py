@@ -250,3 +250,29 @@ def test_concurrent_cover_changes_cannot_build_a_chain(bot: Bot):
             chain = covers.cover_for(s, a) == b and covers.cover_for(s, b) == c
             assert not chain
             assert (covers.cover_for(s, a), covers.cover_for(s, b)) in ((b, None), (None, c))
+
+
+def test_two_bots_on_one_database_route_by_the_cover_in_force(
+    postgres_only: None, db_url: str, slack: FakeSlack
+):
+    """The cover set through one process decides where the other process's messages go,
+    and ending it there is seen here at once: the answer is read from the database at
+    delivery, never from a process's memory."""
+    first = start_bot(db_url, slack, dispatcher=False)
+    second = start_bot(db_url, slack, clock=first.clock, dispatcher=False)
+    try:
+        first.command("cards stat MRN 8: chest pain?")
+        ref = first.consults()[-1].ref
+        first.services.dispatcher.drain()
+        first.command(f"cover <@{COVER}>")
+        second.command(f"ack {ref}", user=ON_CALL)
+        second.services.dispatcher.drain()
+        assert covered(second.dm_texts(COVER), "owns it now")
+        first.command("cover off")
+        second.command(f"answer {ref} Aspirin.", user=ON_CALL)
+        second.services.dispatcher.drain()
+        assert any("Aspirin." in t and "Covering" not in t for t in second.dm_texts(REQUESTER))
+        assert not [t for t in second.dm_texts(COVER) if "Aspirin." in t]
+    finally:
+        first.stop()
+        second.stop()
