@@ -36,6 +36,7 @@ from bot.slack.delivery.dispatcher import Dispatcher
 from bot.slack.delivery.pacing import ChannelPacer
 from bot.slack.delivery.transport import MeteredClient
 from bot.slack.membership import ChannelMembers
+from bot.slack.people import People
 from handlers import register_all
 from handlers.middleware import request_key
 from storage.db import SessionLock, create_db_engine, migrate, session_factory
@@ -77,7 +78,7 @@ def build_services(
     schedules = build_schedules(settings, catalogue, clock, quick_client)
     consults = ConsultService(
         catalogue=catalogue, sessions=sessions, clock=clock, outbox=outbox, members=members,
-        schedules=schedules,
+        schedules=schedules, people=People(quick_client),
     )  # fmt: skip
     dispatcher = _build_dispatcher(
         settings, engine, sessions, catalogue, outbox, outbox_clock or SystemClock(), schedules,

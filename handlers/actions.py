@@ -10,6 +10,7 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk.errors import SlackApiError
 
+import handlers.cover as cover
 import handlers.critical as critical
 import handlers.followups as followups
 from bot.domain.lifecycle import Action, Refused
@@ -180,6 +181,7 @@ BUTTONS: dict[str, Button] = {
     ActionId.FOLLOWUP_FROM_ANSWER: followups.from_answer_button,
     ActionId.FOLLOWUP_DONE: followups.done_button,
     ActionId.FOLLOWUP_HANDOVER: followups.handover_button,
+    ActionId.HANDOVER: cover.handover_button,
 }
 
 

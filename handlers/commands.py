@@ -10,6 +10,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+import handlers.cover as cover
 import handlers.critical as critical
 import handlers.followups as followups
 from bot.domain.commands import QUICK_EXAMPLE, QUICK_USAGE, RELOAD, Verb
@@ -291,4 +292,6 @@ HANDLERS: dict[Verb, Callable[[Slash], str | dict[str, Any]]] = {
     Verb.HANDOFF: handoff,
     Verb.ON_CALL: on_call,
     Verb.STATS: stats,
+    Verb.COVER: lambda cmd: cover.command(cmd.svc, cmd.parsed, cmd.user, cmd.key),
+    Verb.HANDOVER: lambda cmd: cover.handover_command(cmd.svc, cmd.parsed, cmd.user, cmd.key),
 }

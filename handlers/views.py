@@ -12,6 +12,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+import handlers.cover as cover
 import handlers.critical as critical
 import handlers.followups as followups
 from bot.domain.lifecycle import Refused
@@ -222,4 +223,5 @@ REF_VIEWS: dict[str, tuple[str, Submission]] = {
     CallbackId.CRITICAL_FORWARD: (BlockId.FORWARD_TO, critical.forwarded),
     CallbackId.FOLLOWUP_DONE: (BlockId.OUTCOME, followups.done),
     CallbackId.FOLLOWUP_HANDOVER: (BlockId.HANDOFF_TO, followups.handed_over),
+    CallbackId.HANDOVER: (BlockId.HANDOVER_TO, cover.handover_form),
 }

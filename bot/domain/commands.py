@@ -36,6 +36,8 @@ class Verb(StrEnum):
     CRITICAL = "critical"
     FOLLOWUP = "followup"
     FOLLOWUPS = "followups"
+    COVER = "cover"
+    HANDOVER = "handover"
 
 
 class Takes(Enum):
@@ -49,6 +51,8 @@ class Takes(Enum):
     STATS = "stats"  # [service] [period]
     CRITICAL = "critical"  # nothing (the form), or [service] @user <patient>: <finding>
     FOLLOWUP = "followup"  # nothing (the form), or <patient or consult ref>: <what is owed>
+    COVER = "cover"  # nothing (show), off, or @user
+    REF_COLLEAGUE = "ref_colleague"  # a consult reference, @user, then an optional note
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ class Command:
 
 # `/consult oncall reload`: re-read the schedules.
 RELOAD = "reload"
+# `/consult cover off`: end my cover.
+OFF = "off"
 # Stats periods a person may type, in days.
 PERIODS = {"7d": 7, "30d": 30, "90d": 90}
 QUICK_USAGE = f"/consult <service> [{'|'.join(URGENCIES)}] <patient>: <question>"
@@ -121,6 +127,10 @@ COMMANDS: tuple[Command, ...] = (
             help_form="/consult followup <patient or ref>: <what is owed>"),
     Command(Verb.FOLLOWUPS, Takes.NOTHING, "/consult followups", "the follow-ups you own"),
     Command(Verb.STATS, Takes.STATS, _STATS_USAGE, "response times (service leads)"),
+    Command(Verb.COVER, Takes.COVER, "/consult cover @colleague", "while you are away, your consults' messages go to them and they may act for you",
+            help_form="/consult cover @user", more=(("/consult cover off", "end it"), ("/consult cover", "who covers whom"))),
+    Command(Verb.HANDOVER, Takes.REF_COLLEAGUE, "/consult handover RAD-42 @colleague [note]", "your side of one consult to a colleague, for good",
+            help_form="/consult handover RAD-42 @user [note]"),
     Command(Verb.HELP, Takes.NOTHING, "/consult help", "this message", aliases=("?",)),
 )
 # fmt: on

@@ -76,6 +76,11 @@ class Template(StrEnum):
     FOLLOWUP_OWED = "followup_owed"  # to the owner: what is owed to the patient, Done / Hand over
     FOLLOWUP_ESCALATED = "followup_escalated"  # to `[followups] escalate_to`: overdue follow-up
     FOLLOWUP_DONE = "followup_done"  # to whoever opened it: done, with the outcome
+    COVER_STARTED = "cover_started"  # to a covering clinician: whom they cover, their consults
+    COVER_ENDED = "cover_ended"  # to the covering clinician: the cover is over
+    HANDOVER_THREAD = "handover_thread"  # the requester's side moved to a colleague, with a note
+    HANDOVER_RECEIVED = "handover_received"  # to the new requester: the consult, the buttons
+    HANDOVER_SENT = "handover_sent"  # to the previous requester: it is no longer theirs
 
 
 # Critical results' references read CRIT-12 (`storage.critical.PREFIX` is the same word);
@@ -147,6 +152,7 @@ INFORMATIONAL: frozenset[Template] = frozenset(
         Template.CLOSED_THREAD,
         Template.REOPENED_THREAD,
         Template.CANCELLED_THREAD,
+        Template.HANDOVER_THREAD,
     }
 )
 

@@ -1,5 +1,5 @@
 """Messages about a follow-up to the person who owes it, decided in one place:
-`recipients_for` says who receives what is meant for an owner (the owner; at merge, also
+`recipients_for` says who receives what is meant for an owner (the owner, and
 whoever covers for them), `tell_owner` queues the owner's message exactly once, and
 `consult_answered` is the hook the consult's answer calls in its own transaction: every
 open follow-up waiting on that answer gets its due time (`due_within` after it) and its
@@ -16,17 +16,17 @@ from sqlalchemy.orm import Session
 
 from bot.domain.vocabulary import FollowUpStep, Template
 from bot.flows.notify import Notify
-from storage import followups, repo
+from storage import covers, followups, repo
 from storage.models import Consult
 from storage.models_followups import FollowUp
 
 
 def recipients_for(session: Session, owner: str) -> list[str]:
     """Who receives the messages meant for `owner` of a follow-up (and may act as them):
-    the owner first. The ONE place that decides it: requester cover adds
-    `storage.covers.cover_for(session, owner)` here."""
-    del session  # read by the cover lookup once it is merged
-    return [owner]
+    the owner first, then whoever covers for them now (`/consult cover`). The ONE place
+    that decides it."""
+    cover = covers.cover_for(session, owner)
+    return [owner] if cover is None or cover == owner else [owner, cover]
 
 
 def audit(

@@ -20,7 +20,7 @@ from bot.domain.lifecycle import OPEN_STATES, Refused
 from bot.domain.text import clean, escape, normalize_ref
 from bot.domain.vocabulary import OUTCOME_LABELS, FollowUpOutcome, FollowUpStep, Template
 from bot.flows.consults.context import Context
-from bot.flows.consults.roles import Permissions
+from bot.flows.consults.roles import Permissions, acts_as_requester
 from bot.flows.followup_owner import audit, recipients_for, tell_owner
 from storage import followups, repo
 from storage.models import Consult
@@ -164,7 +164,7 @@ class FollowUpService:
             consult = repo.get_by_ref(session=s, ref=ref)
             if consult is None:
                 raise FollowUpInvalid("consult", f"{ref} is not a consult I know.")
-            if creator in (consult.requester, consult.assignee):
+            if creator == consult.assignee or acts_as_requester(s, consult, creator):
                 return
             service = self.ctx.catalogue.service(consult.service)
         if service is None or not self.permissions.speaks_for(service, creator):

@@ -25,6 +25,7 @@ class ActionId(StrEnum):
     FOLLOWUP_FROM_ANSWER = "followup_from_answer"  # the answer DM's Follow-up (the form)
     FOLLOWUP_DONE = "followup_done"  # the owner's Done (the outcome form)
     FOLLOWUP_HANDOVER = "followup_handover"  # the owner's Hand over (to a colleague)
+    HANDOVER = "consult_handover"  # the requester's Hand over: their side to a colleague
 
 
 class CallbackId(StrEnum):
@@ -41,6 +42,7 @@ class CallbackId(StrEnum):
     FOLLOWUP_NEW = "followup_new_modal"
     FOLLOWUP_DONE = "followup_done_modal"
     FOLLOWUP_HANDOVER = "followup_handover_modal"
+    HANDOVER = "consult_handover_modal"
 
 
 class BlockId(StrEnum):
@@ -66,6 +68,7 @@ class BlockId(StrEnum):
     DUE = "due"
     CONSULT = "consult"
     OUTCOME = "outcome"
+    HANDOVER_TO = "handover_to"
 
 
 # Outbox metadata: tells our own posts apart in channel history after an unclear failure.

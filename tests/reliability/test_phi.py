@@ -25,6 +25,7 @@ from bot.dev.fakeslack.requests import sign, state_values, static_select, users_
 from bot.domain.catalogue_load import parse_catalogue
 from bot.slack.ids import ActionId, BlockId, CallbackId
 from storage.models import AuditEvent, Base, Consult, OutboxMessage, Reply
+from storage.models_cover import RequesterCover
 from tests.harness import (
     CARD_CHANNEL,
     RAD_ON_CALL,
@@ -447,3 +448,49 @@ def test_database_statements_are_not_logged_at_debug(logs: LogCapture, tmp_path:
     finally:
         engine.dispose()
     assert leaks(logs.text) == []
+
+
+# ---------------------------------------------------------------------------- cover, hand-over
+def test_cover_and_hand_over_keep_patient_data_in_message_bodies(bot: Bot, logs: LogCapture):
+    """The hand-over note and the consult's patient reach the new requester and the
+    thread (message bodies) and nothing else: not the audit trail, the cover table, logs,
+    modal titles, fallback text or App Home."""
+    cover, new = "UCOVER1", "UNEWREQ"
+    bot.command(f"cards stat {PATIENT}: {QUESTION}")
+    ref = bot.consults()[-1].ref
+    bot.command(f"cover <@{cover}>")
+    bot.command(f"ack {ref}", user=ON_CALL)
+    bot.command(f"needinfo {ref} {NEED}", user=ON_CALL)
+    bot.command(f"cover <@{cover}>", user=new)
+    bot.click(ActionId.HANDOVER, ref, user=cover)  # the form, opened by the cover
+    bot.sender.view_submission(
+        CallbackId.HANDOVER,
+        state_values({BlockId.HANDOVER_TO: users_select(new), BlockId.NOTE: NOTE}),
+        user=cover,
+        private_metadata=ref,
+    )
+    bot.command("cover", user=cover)
+    bot.settle()  # delivered while the cover is in force
+    bot.command("cover off", user=new)
+    for user in (cover, new):
+        bot.sender.event({"type": "app_home_opened", "user": user, "tab": "home"})
+    bot.settle()
+    assert bot.consult(ref).requester == new
+    assert leaks(logs.text) == []
+    with bot.services.sessions() as s:
+        audits = [(a.action, a.details) for a in s.execute(select(AuditEvent)).scalars()]
+        cover_rows = [(r.user, r.cover) for r in s.execute(select(RequesterCover)).scalars()]
+    assert {"cover_on", "cover_off", "handover"} <= {a for a, _ in audits}
+    assert cover_rows and leaks(json.dumps(audits)) == [] and leaks(str(cover_rows)) == []
+    calls = bot.slack.calls
+    for call in calls:
+        if call.method in VIEW_METHODS:
+            view = view_of(call)
+            assert leaks(json.dumps(view.get("title"))) == []
+            if call.method == "views.publish":
+                assert leaks(json.dumps(view)) == []
+        elif call.method in MESSAGE_METHODS:
+            assert leaks(str(call.args.get("text") or "")) == [], call.args.get("text")
+    # Not vacuous: the note and the patient did reach the cover of the new requester.
+    to_cover = json.dumps([m.get("blocks") for m in bot.slack.dms(cover)])
+    assert NOTE in to_cover and PATIENT in to_cover

@@ -355,3 +355,25 @@ def test_a_cancelled_consult_does_not_leave_its_follow_up_waiting(bot: Bot):
     assert f"{ref} was cancelled" in json.dumps(owed_dms(bot, REQUESTER)[-1]["blocks"])
     bot.clock.advance(timedelta(days=1))
     assert sweep(bot).nudged == ["FU-1"]
+
+
+def test_overdue_nudges_reach_whoever_covers_for_the_owner_who_may_close_it(bot: Bot):
+    cover = "UCOVER1"
+    followup(bot, f"MRN 31: {OWED}")
+    assert f"<@{cover}> covers for you now" in bot.command(f"cover <@{cover}>").text
+    bot.clock.advance(timedelta(days=1, seconds=1))
+    assert sweep(bot).nudged == ["FU-1"]
+    (nudged,) = owed_dms(bot, cover)
+    assert f"You receive this for <@{REQUESTER}>" in json.dumps(nudged["blocks"])
+    assert len(owed_dms(bot, REQUESTER)) == 2  # the owner is nudged too
+    resp = submit_done(bot, "FU-1", "reached", "spoke to her", user=cover, view_id="VC1")
+    assert not (resp.json or {}).get("response_action"), resp.text
+    bot.settle()
+    assert row(bot, "FU-1").outcome == "reached"
+
+    # Cover off: the next follow-up's nudges reach the owner alone.
+    bot.command("cover off")
+    followup(bot, "MRN 32: phone the daughter")
+    bot.clock.advance(timedelta(days=1, seconds=1))
+    assert sweep(bot).nudged == ["FU-2"]
+    assert len(owed_dms(bot, cover)) == 1

@@ -34,6 +34,8 @@ GOOD_ARGS = {
     Takes.STATS: "rad 7d",
     Takes.CRITICAL: "rad <@U0123ABC> MRN 12345: massive PE",
     Takes.FOLLOWUP: "MRN 12345: call with the biopsy result",
+    Takes.COVER: "<@U0123ABC>",
+    Takes.REF_COLLEAGUE: "RAD-42 <@U0123ABC> going off shift",
 }
 
 

@@ -1,5 +1,6 @@
 """What people do to a consult once it exists: acknowledge, answer, ask the requester
-(need-info), hand off, close, reopen, cancel, rate and snooze. Each is one unit of work
+(need-info), hand off, hand over (the requester's side), close, reopen, cancel, rate and
+snooze. Each is one unit of work
 through `Actions._act`: check the actor's role, lock the row, honour the exactly-once key,
 apply the transition, make the action's own changes and queue its messages, then redraw
 the card."""
@@ -72,7 +73,7 @@ class Actions:
         apply: Apply,
         *,
         key: str | None = None,
-        audit_details: dict[str, Any] | None = None,
+        audit_details: dict[str, Any] | Callable[[Consult], dict[str, Any]] | None = None,
         repeat_ok: Callable[[Consult], bool] | None = None,
     ) -> Outcome:
         """Check, transition, apply and audit one action on one consult, exactly once.
@@ -80,19 +81,23 @@ class Actions:
         One transaction, few round trips (a button press at a peak is the hot path): the
         row is read once, locked; the role is checked on it (channel membership, when
         asked of Slack, is cached); the key is claimed in one statement; and the changes go
-        out in one flush at commit (the audit event first, then the row and the outbox)."""
+        out in one flush at commit (the audit event first, then the row and the outbox).
+        `audit_details` may be a function of the locked row, read before the change."""
         key = request_key(key)
         asked = self.permissions.ask_first(ref, actor, action)
         with self.ctx.unit() as s:
             consult = self._locked(s, ref)
-            self.permissions.check_role(consult, actor, action, session=s, asked=asked)
+            # The key first: a replay of an action that took the actor's role away (a
+            # hand-over) finds it done rather than refused. A refusal rolls the claim back.
             if key and not repo.claim_key(session=s, key=key, at=self.ctx.clock.now()):
                 return Outcome(consult, changed=False)
+            self.permissions.check_role(consult, actor, action, session=s, asked=asked)
             if repeat_ok and repeat_ok(consult):
                 return Outcome(consult, changed=False)
             now = self.ctx.clock.now()
+            details = audit_details(consult) if callable(audit_details) else audit_details
             with s.no_autoflush:
-                apply_transition(s, consult, action, Audit(actor, now, details=audit_details))
+                apply_transition(s, consult, action, Audit(actor, now, details=details))
                 notify = self.ctx.notify(s, now)
                 apply(consult, now, notify)
                 notify.card_update(consult.id)
@@ -204,6 +209,30 @@ class Actions:
                 for c in changed:
                     notify.dm_requester(c, Template.HANDED_OFF, {"to": to})
         return outcomes
+
+    def handover(
+        self, ref: str, *, actor: str, to: str, note: str = "", key: str | None = None
+    ) -> Outcome:
+        """The requester's side of one consult moves to `to` for good, with a note: the
+        thread records it, the new requester gets the consult and its buttons, the previous
+        one is told. The note is free text: in the thread and the DMs, never the audit."""
+        text = clean(note, max_length=NOTE_MAX)
+
+        def apply(c: Consult, now: datetime, notify: Notify) -> None:
+            previous = c.requester
+            c.requester = to
+            params = {"from": previous, "to": to, "by": actor, "note": text}
+            notify.thread_note(c, Template.HANDOVER_THREAD, params)
+            notify.dm_requester(c, Template.HANDOVER_RECEIVED, params)
+            notify.dm_about(c, previous, Template.HANDOVER_SENT, params)
+
+        def repeat_ok(c: Consult) -> bool:
+            return c.requester == to  # a repeat, or already theirs
+
+        return self._act(
+            ref, actor, Action.HANDOVER, apply, key=key, repeat_ok=repeat_ok,
+            audit_details=lambda c: {"requester_from": c.requester, "requester_to": to},
+        )  # fmt: skip
 
     def close(self, ref: str, *, actor: str, key: str | None = None) -> Outcome:
         """The requester confirms the loop is closed."""
