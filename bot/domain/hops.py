@@ -46,9 +46,7 @@ class Holder:
     user: str | None = None
 
 
-def holder_of(
-    status: str, *, service: str, assignee: str | None, requester: str
-) -> Holder | None:
+def holder_of(status: str, *, service: str, assignee: str | None, requester: str) -> Holder | None:
     """The holder a consult in `status` has (None: nobody, no hop runs)."""
     current = Status(status)
     if current is Status.OPEN:
@@ -93,6 +91,16 @@ class TimelineRow:
     hop: Hop
     seconds: float
     running: bool
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    """A step of a consult's timeline from its audit trail: a nudge, an escalation, a
+    reminder to the requester; `targets` are whom it went to (Slack user ids)."""
+
+    at: datetime
+    action: str
+    targets: tuple[str, ...] = ()
 
 
 def timeline(hops: Sequence[Hop], running: Hop | None, now: datetime) -> list[TimelineRow]:
