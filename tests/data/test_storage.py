@@ -38,6 +38,7 @@ def test_migrate_on_empty_database_creates_every_table_and_is_idempotent(tmp_pat
         "processed_keys",
         "on_call",
         "service_counters",
+        "consult_hops",
         "alembic_version",
     } <= tables
     with engine.connect() as conn:

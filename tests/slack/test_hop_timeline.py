@@ -8,7 +8,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from bot.reports.compute import compute_report
 from bot.reports.export import report_csv, report_json, report_table
@@ -210,3 +210,24 @@ def test_stats_shows_each_consultants_time_held(bot: Bot):
     assert f"<@{BACKUP}>: *5m* over 1 hop(s)" in text
     assert "In the queue (nobody owned it): median 10m" in text
     assert "4455667" not in text and "SECRET" not in text
+
+
+def test_the_acknowledge_press_costs_one_insert_and_no_read_of_hops(bot: Bot):
+    ref = bot.open(f"cards urgent {PATIENT}: {QUESTION}")
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(" ".join(statement.split()).lower())
+
+    engine = bot.services.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert "acknowledged" in bot.command(f"ack {ref}", user=ON_CALL).text
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    hop_statements = [s for s in seen if "consult_hops" in s]
+    assert len(hop_statements) == 1 and hop_statements[0].startswith("insert into consult_hops")
+    # The new holder goes out in the row's one UPDATE.
+    updates = [s for s in seen if s.startswith("update consults")]
+    assert len(updates) == 1 and "hop_role" in updates[0]
+    assert hops(bot, ref) == [("queue", None, 0.0)]
