@@ -3,7 +3,9 @@
 `consult_hops` stores each finished hop (the service queue, a consultant, the requester
 while the consult waits on them), and the consult row keeps the running hop: its holder's
 role, user and service and since when (all NULL: the queue of its service since
-`created_at`, so the one-statement create need not fill them).
+`created_at`, so the one-statement create need not fill them). Consults already stored get
+their running hop from their status (the owner since acknowledgement, the requester since
+the need-info question, nobody once answered); their past hops are not made up.
 
 Revision ID: 0005_hops
 Revises: 0004_sweep_index
@@ -41,6 +43,23 @@ def upgrade() -> None:
     op.add_column("consults", sa.Column("hop_user", sa.String(length=32), nullable=True))
     op.add_column("consults", sa.Column("hop_service", sa.String(length=64), nullable=True))
     op.add_column("consults", sa.Column("hop_since", sa.DateTime(timezone=True), nullable=True))
+    # Consults stored before hops existed: their running hop as well as it can be told, so
+    # their next change does not charge their whole past to the queue. (Open ones stay
+    # NULL: the queue since they were created, which is right.)
+    for statement in _BACKFILL:
+        op.execute(sa.text(statement))
+
+
+_BACKFILL = (
+    "UPDATE consults SET hop_role = 'consultant', hop_user = assignee, hop_service = service,"
+    " hop_since = COALESCE(acknowledged_at, created_at)"
+    " WHERE status = 'acknowledged' AND assignee IS NOT NULL",
+    "UPDATE consults SET hop_role = 'requester', hop_user = requester, hop_service = service,"
+    " hop_since = COALESCE(waiting_since, created_at) WHERE status = 'waiting'",
+    "UPDATE consults SET hop_role = 'none',"
+    " hop_since = COALESCE(answered_at, cancelled_at, closed_at, created_at)"
+    " WHERE status IN ('answered', 'closed', 'cancelled')",
+)
 
 
 def downgrade() -> None:
