@@ -65,13 +65,15 @@ def compute_report(
     until: datetime,
     now: datetime,
     services: list[str] | None = None,
+    holders: bool = True,
 ) -> Report:
     """Figures for consults created in ``[since, until)``, per service (catalogue order).
 
     Every catalogue service is listed, with zeros when it had no consults, unless
     `services` (keys or aliases) narrows the list; an unknown name raises ValueError.
     ``open_now``/``open_overdue`` count the consults open at `now`, whatever their age.
-    `Report.as_dict()` is the JSON shape (see the module docstring).
+    `Report.as_dict()` is the JSON shape (see the module docstring). `holders` False leaves
+    out the time held (`bot.reports.holders`) for callers that do not show it.
     """
     since, until, now = as_utc(since), as_utc(until), as_utc(now)
     if since > until:
@@ -89,7 +91,9 @@ def compute_report(
         until=until,
         services=[_service(key, groups, open_now) for key in keys],
         critical=critical_figures(session, keys, since, until),
-        held=holder_report(session, catalogue=catalogue, services=keys, since=since, until=until),
+        held=holder_report(session, catalogue=catalogue, services=keys, since=since, until=until)
+        if holders
+        else None,
     )
 
 
