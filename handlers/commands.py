@@ -25,6 +25,7 @@ from bot.slack.render.context import RenderContext
 from bot.slack.render.modals import new_consult_modal
 from bot.slack.render.primitives import slack_date
 from bot.slack.render.texts import consult_list, help_text, on_call_text, opened_ack, patient_list
+from bot.slack.render.timeline import timeline_reply
 from handlers.common import Services, open_modal, services
 from handlers.middleware import audited, refusal_notice, request_key_of
 
@@ -264,6 +265,13 @@ def on_call(cmd: Slash) -> str:
     return f":pager: <@{parsed.user}> is now on call for {escape(service.name)}{ends}."
 
 
+def show(cmd: Slash) -> dict[str, Any]:
+    """`/consult show <ref>`: the consult's card and timeline (requester, consultants, leads)."""
+    assert cmd.parsed.ref
+    shown = cmd.svc.consults.show(cmd.parsed.ref, user=cmd.user)
+    return timeline_reply(shown.consult, shown.rows, shown.events, _ctx(cmd.svc))
+
+
 def stats(cmd: Slash) -> str | dict[str, Any]:
     """`/consult stats [service] [period]`: response times (service leads)."""
     svc = cmd.svc
@@ -294,4 +302,5 @@ HANDLERS: dict[Verb, Callable[[Slash], str | dict[str, Any]]] = {
     Verb.STATS: stats,
     Verb.COVER: lambda cmd: cover.command(cmd.svc, cmd.parsed, cmd.user, cmd.key),
     Verb.HANDOVER: lambda cmd: cover.handover_command(cmd.svc, cmd.parsed, cmd.user, cmd.key),
+    Verb.SHOW: show,
 }

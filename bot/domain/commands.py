@@ -38,6 +38,7 @@ class Verb(StrEnum):
     FOLLOWUPS = "followups"
     COVER = "cover"
     HANDOVER = "handover"
+    SHOW = "show"
 
 
 class Takes(Enum):
@@ -115,6 +116,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(Verb.CLOSE, Takes.REF, "/consult close RAD-42", ""),
     Command(Verb.REOPEN, Takes.REF, "/consult reopen RAD-42 <follow-up>", ""),
     Command(Verb.CANCEL, Takes.REF, "/consult cancel RAD-42 [reason]", "for requesters"),
+    Command(Verb.SHOW, Takes.REF, "/consult show RAD-42", "a consult's card and timeline: who held it, how long, nudges, the answer"),
     Command(Verb.PATIENT, Takes.PATIENT, "/consult patient <patient>", "a patient's open consults across services"),
     Command(Verb.ON_CALL, Takes.ON_CALL, "/consult oncall <service> @colleague [for 4h | until 18:00]", "who is on call, until when, who next",
             help_form="/consult oncall", more=(("/consult oncall <service> @user [for 4h | until 18:00]", "cover for someone (a scheduled service's rota resumes after)"),

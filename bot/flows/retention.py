@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.domain.clock import Clock, SystemClock
 from bot.domain.durations import parse_duration
 from bot.domain.lifecycle import Action
+from bot.flows import hops
 from bot.flows.work import Audit, apply_transition, audit_change
 from bot.settings import Settings
 from storage import critical, followups, repo
@@ -52,6 +53,7 @@ def purge_session(
         consult.closed_at = now
         consult.next_nudge_at = None
         consult.nudge_phase = None
+        hops.settle(session, consult, now)  # answered: no hop runs; kept for symmetry
         closed.append(consult.id)
     refs = repo.purge_closed(session=session, before=before, at=now, also=closed)
     results = critical.purge_acknowledged(session=session, before=before)

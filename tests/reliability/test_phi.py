@@ -23,6 +23,8 @@ from sqlalchemy.exc import OperationalError
 from bot.dev.fakeslack import FakeSlack
 from bot.dev.fakeslack.requests import sign, state_values, static_select, users_select
 from bot.domain.catalogue_load import parse_catalogue
+from bot.reports.compute import compute_report
+from bot.reports.export import report_csv, report_json, report_table
 from bot.slack.ids import ActionId, BlockId, CallbackId
 from storage.models import AuditEvent, Base, Consult, OutboxMessage, Reply
 from storage.models_cover import RequesterCover
@@ -116,6 +118,9 @@ def full_lifecycle(bot: Bot) -> str:
     bot.command(f"patient {PATIENT}", user=RAD_ON_CALL)
     bot.command(f"cards urgent {PATIENT}: {QUESTION} again")  # stays open: on App Home
     bot.command("list")
+    shown = json.dumps(bot.command(f"show {ref}", user=REQUESTER).json)
+    assert PATIENT in shown and ANSWER in shown  # `show` is where patient data may go
+    bot.command(f"show {ref}", user="UOUTSIDE")  # refused
     for user in (REQUESTER, ON_CALL, BACKUP, LEAD, "UADMIN"):
         bot.sender.event({"type": "app_home_opened", "user": user, "tab": "home"})
     bot.settle()
@@ -218,6 +223,36 @@ def test_error_messages_carry_no_patient_data(bot: Bot):
     with bot.services.sessions() as s:
         refusals = [a.details for a in s.execute(select(AuditEvent)).scalars()]
     assert leaks(json.dumps(refusals)) == []
+
+
+def test_time_held_in_reports_and_stats_carries_no_patient_data(bot: Bot):
+    full_lifecycle(bot)
+    bot.clock.advance(timedelta(minutes=1))  # the period ends before now
+    now = bot.clock.now()
+    with bot.services.sessions() as s:
+        report = compute_report(
+            s, catalogue=bot.services.catalogue, since=now - timedelta(days=1), until=now,
+            now=now,
+        )  # fmt: skip
+    data = report.as_dict()
+    assert {(h["user"], h["role"]) for h in data["holders"]} >= {
+        (ON_CALL, "consultant"), (BACKUP, "consultant"), (REQUESTER, "requester"),
+    }  # fmt: skip
+    outputs = [report_json(report), report_csv(report), report_table(report)]
+    outputs.append(json.dumps(bot.command("stats cards 7d", user=LEAD).json))
+    assert "Time held" in outputs[-1]
+    for out in outputs:
+        assert leaks(out) == [], out
+    refused = bot.command(f"show {bot.consults()[0].ref}", user="UOUTSIDE").text
+    assert "Only the requester" in refused and leaks(refused) == []
+    with bot.services.sessions() as s:
+        audits = [
+            (a.action, a.details)
+            for a in s.execute(select(AuditEvent)).scalars()
+            if a.action == "show" or (a.details or {}).get("attempted") == "show"
+        ]
+    assert [a for a, _ in audits].count("show") == 1 and len(audits) >= 3
+    assert leaks(json.dumps(audits)) == []
 
 
 # ---------------------------------------------------------------------------- patterns

@@ -276,3 +276,13 @@ def test_two_bots_on_one_database_route_by_the_cover_in_force(
     finally:
         first.stop()
         second.stop()
+
+
+def test_the_cover_may_see_the_timeline_while_the_cover_lasts(bot: Bot):
+    ref = bot.open("cards stat MRN 6: chest pain?")
+    assert "can see its timeline" in bot.command(f"show {ref}", user=COVER).text
+    bot.command(f"cover <@{COVER}>")
+    shown = bot.command(f"show {ref}", user=COVER)
+    assert "Timeline" in json.dumps(shown.json) and "MRN 6" in json.dumps(shown.json)
+    bot.command("cover off")
+    assert "can see its timeline" in bot.command(f"show {ref}", user=COVER).text

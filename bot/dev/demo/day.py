@@ -359,6 +359,15 @@ class Demo(CriticalScene, FollowUpScene):
             "RAD-2 thread records the handoff", "RAD-2", "Handed off from @Dr Chen to @Dr Novak"
         )
         self.expect_dm("requester told who owns RAD-2 now", BROWN, "RAD-2 is now with @Dr Novak")
+        shown = self.people.command(BROWN, "show RAD-2", "CWARD4B")
+        self.expect(
+            "Dr Brown sees RAD-2's timeline: each hop with its holder",
+            lambda: all(
+                hop in shown
+                for hop in ("Radiology queue", "@Dr Chen, Radiology", "@Dr Novak, Radiology")
+            ),
+            detail=f"the bot answered {shown[:300]!r}",
+        )
 
     def _night_shift_starts(self) -> None:
         """The rota (re-read every second) says Dr Novak's night starts in two seconds:

@@ -20,6 +20,7 @@ from bot.domain.durations import parse_duration
 from bot.domain.lifecycle import Action, Refused, Status
 from bot.domain.text import clean, normalize_ref
 from bot.domain.vocabulary import Template
+from bot.flows import hops
 from bot.flows.consults import clocks, refusals
 from bot.flows.consults.context import Context
 from bot.flows.consults.drafts import NOTE_MAX, QUESTION_MAX
@@ -100,6 +101,7 @@ class Actions:
                 apply_transition(s, consult, action, Audit(actor, now, details=details))
                 notify = self.ctx.notify(s, now)
                 apply(consult, now, notify)
+                hops.settle(s, consult, now)
                 notify.card_update(consult.id)
         log.info("consult %s", action.value, extra={"ref": consult.ref, "actor": actor})
         return Outcome(consult)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from bot.domain.lifecycle import OPEN_STATES, Action, Refused, Status
 from bot.domain.text import clean
 from bot.domain.vocabulary import Template
+from bot.flows import hops
 from bot.flows.consults import clocks, refusals
 from bot.flows.consults.actions import Outcome
 from bot.flows.consults.context import Context
@@ -131,6 +132,7 @@ class Replies:
         apply_transition(notify.session, c, Action.INFO_GIVEN, Audit(user, notify.now))
         clocks.end_waiting(self.ctx.catalogue, c, notify.now)
         clocks.start_answer_clock(c, notify.now)
+        hops.settle(notify.session, c, notify.now)
         notify.card_update(c.id)
         if c.assignee:
             notify.dm_about(c, c.assignee, Template.INFO_GIVEN)

@@ -25,6 +25,7 @@ from bot.flows.consults.opening import Opened, Opener
 from bot.flows.consults.queries import Lookups
 from bot.flows.consults.replies import Replies
 from bot.flows.consults.roles import Permissions
+from bot.flows.consults.timeline import Shown, Timelines
 from bot.flows.outbox import Outbox
 from bot.flows.schedules import ScheduleBook
 from bot.slack.membership import ChannelMembers
@@ -57,6 +58,7 @@ class ConsultService:
         self.replies = Replies(self.ctx, self.lookups)
         self.people = people
         self.covers = Cover(self.ctx, people)
+        self.timelines = Timelines(self.ctx, self.permissions, self.lookups)
 
     def unit(self) -> AbstractContextManager[Session]:
         """One transaction; commits on success."""
@@ -173,6 +175,10 @@ class ConsultService:
         if self.schedules is None:
             raise Refused(refusals.NO_SCHEDULES)
         return shifts.reload(ctx=self.ctx, book=self.schedules, roster=self.roster, actor=actor)
+
+    def show(self, ref: str, *, user: str) -> Shown:
+        """`/consult show <ref>`: the card and timeline, for those who may see it."""
+        return self.timelines.show(ref, user=user)
 
     def on_call_table(self) -> list[Standing]:
         return self.roster.table()
