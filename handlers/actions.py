@@ -11,6 +11,7 @@ from slack_bolt import Ack, App
 from slack_sdk.errors import SlackApiError
 
 import handlers.critical as critical
+import handlers.moves as moves
 from bot.domain.lifecycle import Action, Refused
 from bot.domain.text import normalize_ref
 from bot.services import Services
@@ -176,6 +177,7 @@ BUTTONS: dict[str, Button] = {
     ActionId.CRITICAL_ACK: critical.acknowledge_button,
     ActionId.CRITICAL_NOT_MINE: critical.not_mine_button,
     ActionId.CRITICAL_FROM_CARD: critical.from_card_button,
+    ActionId.TRANSFER: _modal(moves.transfer_form, Action.TRANSFER),
 }
 
 

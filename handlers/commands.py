@@ -11,6 +11,7 @@ from typing import Any
 from slack_bolt import Ack, App
 
 import handlers.critical as critical
+import handlers.moves as moves
 from bot.domain.commands import QUICK_EXAMPLE, QUICK_USAGE, RELOAD, Verb
 from bot.domain.durations import parse_duration
 from bot.domain.lifecycle import Refused
@@ -278,4 +279,6 @@ HANDLERS: dict[Verb, Callable[[Slash], str | dict[str, Any]]] = {
     Verb.HANDOFF: handoff,
     Verb.ON_CALL: on_call,
     Verb.STATS: stats,
+    Verb.TRANSFER: lambda cmd: moves.transfer_command(cmd.svc, cmd.parsed, cmd.user, cmd.key),
+    Verb.URGENCY: lambda cmd: moves.urgency_command(cmd.svc, cmd.parsed, cmd.user, cmd.key),
 }

@@ -13,6 +13,7 @@ from typing import Any
 from slack_bolt import Ack, App
 
 import handlers.critical as critical
+import handlers.moves as moves
 from bot.domain.lifecycle import Refused
 from bot.flows.consults.drafts import Draft, DraftInvalid
 from bot.services import Services
@@ -197,4 +198,5 @@ REF_VIEWS: dict[str, tuple[str, Submission]] = {
     CallbackId.REPLY: (BlockId.REPLY, replied),
     CallbackId.CRITICAL_ACK: (BlockId.READ_BACK, critical.acknowledged),
     CallbackId.CRITICAL_FORWARD: (BlockId.FORWARD_TO, critical.forwarded),
+    CallbackId.TRANSFER: (BlockId.TRANSFER_TO, moves.transfer_submitted),
 }

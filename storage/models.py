@@ -132,6 +132,14 @@ class Consult(Base):
     purged_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(Integer, default=1)
 
+    # The latest transfer into this consult's service (NULL: never transferred); the reason
+    # is free text (PHI rules: purged with the rest). History: `consult_transfers`.
+    transferred_from: Mapped[str | None] = mapped_column(String(64))
+    former_ref: Mapped[str | None] = mapped_column(String(16))
+    transferred_by: Mapped[str | None] = mapped_column(String(32))
+    transferred_at: Mapped[datetime | None]
+    transfer_reason: Mapped[str | None] = mapped_column(Text)
+
 
 class AuditEvent(Base):
     """Append-only record of every transition: who did what to which consult, when."""

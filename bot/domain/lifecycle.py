@@ -42,12 +42,15 @@ class Action(StrEnum):
     CANCEL = "cancel"
     FEEDBACK = "feedback"
     SNOOZE = "snooze"
+    TRANSFER = "transfer"  # to another service (the wrong one was asked)
+    URGENCY = "urgency"  # the urgency changes; the clocks are re-computed
 
 
 class Role(StrEnum):
     REQUESTER = "requester"
     CONSULTANT = "consultant"  # member of the service channel, on-call, backup or lead
     LEAD = "lead"
+    OWNER = "owner"  # the consultant the consult is assigned to
 
 
 TRANSITIONS: dict[Action, dict[Status, Status]] = {
@@ -65,6 +68,8 @@ TRANSITIONS: dict[Action, dict[Status, Status]] = {
     Action.CANCEL: {s: Status.CANCELLED for s in OPEN_STATES},
     Action.FEEDBACK: {Status.ANSWERED: Status.ANSWERED, Status.CLOSED: Status.CLOSED},
     Action.SNOOZE: {s: s for s in OPEN_STATES},
+    Action.TRANSFER: {s: Status.OPEN for s in OPEN_STATES},
+    Action.URGENCY: {s: s for s in OPEN_STATES},
 }
 
 # Who may do what. Leads may also close, reopen and cancel.
@@ -79,6 +84,8 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.CANCEL: frozenset({Role.REQUESTER, Role.LEAD}),
     Action.FEEDBACK: frozenset({Role.REQUESTER}),
     Action.SNOOZE: frozenset({Role.CONSULTANT}),
+    Action.TRANSFER: frozenset({Role.CONSULTANT}),
+    Action.URGENCY: frozenset({Role.REQUESTER, Role.OWNER, Role.LEAD}),
 }
 # The actions only consultants may take: checking them may mean asking Slack whether the
 # user is a member of the service channel, and the requester may never take them.
@@ -95,7 +102,11 @@ _VERBS = {
     Action.CANCEL: "cancelled",
     Action.FEEDBACK: "rated",
     Action.SNOOZE: "snoozed",
+    Action.TRANSFER: "transferred",
+    Action.URGENCY: "given another urgency",
 }
+# How a refusal names an action whose word is not a verb.
+_DO = {Action.URGENCY: "change the urgency of"}
 
 
 class Refused(Exception):
@@ -136,13 +147,19 @@ def _not_now(ref: str, status: Status, action: Action) -> str:
 def check_allowed(ref: str, action: Action, roles: set[Role]) -> None:
     """Raise Refused unless one of `roles` may perform `action`."""
     if Role.REQUESTER in roles and action in CONSULTANT_ACTIONS:
-        raise Refused(f"You requested {ref}, so you cannot {action.value.replace('_', ' ')} it.")
+        raise Refused(f"You requested {ref}, so you cannot {_do(action)} it.")
     if roles & ALLOWED[action]:
         return
     who = {
         Role.CONSULTANT: "the service's consultants",
         Role.REQUESTER: "the requester",
         Role.LEAD: "the service's leads",
+        Role.OWNER: "the consultant who owns it",
     }
     allowed = " or ".join(who[r] for r in sorted(ALLOWED[action], key=str))
-    raise Refused(f"Only {allowed} can {action.value.replace('_', ' ')} {ref}.")
+    raise Refused(f"Only {allowed} can {_do(action)} {ref}.")
+
+
+def _do(action: Action) -> str:
+    """The action as a verb in a refusal: 'hand off', 'change the urgency of'."""
+    return _DO.get(action, action.value.replace("_", " "))

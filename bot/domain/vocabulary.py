@@ -73,6 +73,10 @@ class Template(StrEnum):
     HANDOFF_REMINDER = "handoff_reminder"  # to the outgoing consultant, with a hand-off button
     COVERAGE_GAP = "coverage_gap"  # to the leads: nobody scheduled from … until …
     SCHEDULE_PROBLEM = "schedule_problem"  # to the leads: a schedule failed to load
+    TRANSFERRED_CARD = "transferred_card"  # the old service's card: moved to …, no buttons
+    TRANSFERRED = "transferred"  # to the requester: moved to another service, new reference
+    URGENCY_THREAD = "urgency_thread"  # the thread note: urgency from … to …, and why
+    URGENCY_CHANGED = "urgency_changed"  # to the requester (or owner): the new deadlines
 
 
 # Critical results' references read CRIT-12 (`storage.critical.PREFIX` is the same word);

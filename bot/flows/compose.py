@@ -183,6 +183,11 @@ def _addressed(msg: OutboxMessage, consult: Consult | None, base: dict[str, Any]
     if msg.kind == Kind.POST:
         assert consult is not None
         return Call("chat.postMessage", base | {"channel": consult.channel} | post)
+    moved = (payload.get("params") or {}).get("ts")
+    if msg.kind == Kind.UPDATE and moved and payload.get("channel"):
+        # A card the consult left behind (a transfer): its own channel and ts, not the
+        # consult's current card.
+        return Call("chat.update", base | {"channel": payload["channel"], "ts": moved})
     if msg.kind in (Kind.UPDATE, Kind.THREAD):
         if consult is None or not consult.channel_ts:
             return None

@@ -34,6 +34,7 @@ from bot.reports.critical import critical_figures
 from bot.reports.model import Figures, Group, GroupKey, Report, ServiceReport, as_utc
 from bot.reports.postgres import period_groups_sql
 from bot.reports.queries import open_groups, period_groups_python
+from bot.reports.transfers import transfer_figures
 
 OpenCounts = dict[GroupKey, tuple[int, int]]
 
@@ -86,6 +87,7 @@ def compute_report(
         until=until,
         services=[_service(key, groups, open_now) for key in keys],
         critical=critical_figures(session, keys, since, until),
+        transfers=transfer_figures(session, keys, since, until),
     )
 
 

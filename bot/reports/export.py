@@ -1,7 +1,7 @@
 """A `Report` written out for `python -m bot report`: JSON (the report's own shape), CSV
 (one row per service and per service and urgency; seconds, shares 0..1; then, when critical
-results were sent, a blank line and a second table of them per service) and an aligned
-plain-text table (durations as '2h 05m', shares as percentages)."""
+results were sent, a blank line and a second table of them per service; likewise for
+transfers) and an aligned plain-text table (durations as '2h 05m', shares as percentages)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,15 @@ CRITICAL_CSV_COLUMNS = (
     "critical_escalated",
     "critical_tta_median",
     "critical_tta_p90",
+)
+
+# The CSV's table of transfers (after a blank line), one row per service.
+TRANSFER_CSV_COLUMNS = (
+    "service",
+    "transferred_out",
+    "transferred_in",
+    "time_to_transfer_median",
+    "time_to_transfer_p90",
 )
 
 TABLE_COLUMNS = (
@@ -135,7 +144,21 @@ def report_csv(report: Report) -> str:
             counts = (c.sent, c.acknowledged, c.within_target, c.forwarded, c.escalated)
             times = ("" if t is None else t for t in (c.median, c.p90))
             critical.writerow((c.service, *counts, *times))
+    _transfers_csv(report, out)
     return out.getvalue()
+
+
+def _transfers_csv(report: Report, out: io.StringIO) -> None:
+    """When consults were transferred in the period: a blank line, then their own header
+    and one row per service (`TRANSFER_CSV_COLUMNS`); otherwise nothing."""
+    if not any(t.transferred_out or t.transferred_in for t in report.transfers):
+        return
+    out.write("\n")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(TRANSFER_CSV_COLUMNS)
+    for t in report.transfers:
+        times = ("" if v is None else v for v in (t.median, t.p90))
+        writer.writerow((t.service, t.transferred_out, t.transferred_in, *times))
 
 
 def _table_cell(key: str, value: Any) -> str:
@@ -166,6 +189,7 @@ def report_table(report: Report) -> str:
         "'Waiting (req.)'. Open/Overdue are as of now."
     )
     out += _critical_table(report)
+    out += _transfers_table(report)
     return "\n".join(out) + "\n"
 
 
@@ -181,4 +205,18 @@ def _critical_table(report: Report) -> list[str]:
                 f"{c.forwarded}, escalated {c.escalated}, time to acknowledge median "
                 f"{format_elapsed(c.median)}, p90 {format_elapsed(c.p90)}"
             )
+    return lines
+
+
+def _transfers_table(report: Report) -> list[str]:
+    """The transfers' lines of the table (none when nothing was transferred)."""
+    moved = [t for t in report.transfers if t.transferred_out or t.transferred_in]
+    if not moved:
+        return []
+    lines = ["", "Transfers to another service (out / in; time at the service until sent on):"]
+    for t in moved:
+        lines.append(
+            f"  {t.service}: {t.transferred_out} out / {t.transferred_in} in, time until "
+            f"transfer median {format_elapsed(t.median)}, p90 {format_elapsed(t.p90)}"
+        )
     return lines

@@ -169,14 +169,18 @@ class Report:
     services: list[ServiceReport]
     # Critical results sent in the period, per service (`bot.reports.critical.CriticalFigures`).
     critical: list[Any] = field(default_factory=list)
+    # Transfers made in the period, per service (`bot.reports.transfers.TransferFigures`).
+    transfers: list[Any] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        """``{"since", "until", "services": [...], "critical": [...]}``: times as `iso_z`."""
+        """``{"since", "until", "services": [...], "critical": [...], "transfers": [...]}``:
+        times as `iso_z`."""
         return {
             "since": iso_z(self.since),
             "until": iso_z(self.until),
             "services": [s.as_dict() for s in self.services],
             "critical": [c.as_dict() for c in self.critical],
+            "transfers": [t.as_dict() for t in self.transfers],
         }
 
 

@@ -22,6 +22,7 @@ class ActionId(StrEnum):
     CRITICAL_NOT_MINE = "critical_not_mine"  # a critical result's Not my patient
     CRITICAL_FROM_CARD = "critical_from_card"  # the card's Critical result entry
     HANDOFF_ALL = "consult_handoff_all"  # the shift-end reminder: hand everything to <user>
+    TRANSFER = "consult_transfer"  # the card's Transfer: the form to send it to another service
 
 
 class CallbackId(StrEnum):
@@ -35,6 +36,7 @@ class CallbackId(StrEnum):
     CRITICAL_NEW = "critical_new_modal"
     CRITICAL_ACK = "critical_ack_modal"
     CRITICAL_FORWARD = "critical_forward_modal"
+    TRANSFER = "consult_transfer_modal"
 
 
 class BlockId(StrEnum):
@@ -55,6 +57,7 @@ class BlockId(StrEnum):
     TO = "to"
     FINDING = "finding"
     CALLBACK = "callback"
+    TRANSFER_TO = "transfer_to"
 
 
 # Outbox metadata: tells our own posts apart in channel history after an unclear failure.

@@ -33,6 +33,7 @@ GOOD_ARGS = {
     Takes.ON_CALL: "rad <@U0123ABC>",
     Takes.STATS: "rad 7d",
     Takes.CRITICAL: "rad <@U0123ABC> MRN 12345: massive PE",
+    Takes.REF_WORD: "RAD-42 stat wrong service, needs cardiology",
 }
 
 
