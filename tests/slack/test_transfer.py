@@ -120,10 +120,12 @@ def test_transfer_by_command_moves_the_consult_with_a_new_card_and_a_new_referen
     old_card = tbot.slack.message(CARD_CHANNEL, old_ts)
     old_text = json.dumps(old_card["blocks"])
     assert "*Transferred* to *Pathology*" in old_text and "PATH-1" in old_text
+    assert moved.permalink and moved.permalink in old_text  # a link to the new card
     assert buttons(old_card) == []
     # The requester is told, with the reason and the new reference.
     told = [t for t in tbot.dm_texts(REQUESTER) if "transferred your consult" in t]
     assert len(told) == 1 and "PATH-1" in told[0] and "not cardiac" in told[0]
+    assert moved.permalink in told[0]
     # Audited without free text.
     (audit,) = transfer_audits(tbot)
     assert audit == {

@@ -159,16 +159,17 @@ class Moves:
         c.nudge_level = c.nudges_at_level = 0
 
     def _queue_moved(self, c: Consult, card: dict[str, str | None], notify: Notify) -> None:
-        """The old card's last update (where it went, no buttons), the new card in the new
-        service's channel (recorded as the consult's card when posted), the requester's
-        message. In this order: the outbox keeps a consult's channel messages in order."""
+        """The new card in the new service's channel (recorded as the consult's card when
+        posted), then the old card's last update (where it went, linked to the new card, no
+        buttons), then the requester's message: the outbox sends a consult's messages after
+        its card, so both show the new card's link."""
         outbox, s, now = notify.outbox, notify.session, notify.now
+        outbox.add(s, kind=Kind.POST, template=Template.CARD, now=now, consult_id=c.id)
         if card["ts"]:
             outbox.add(
                 s, kind=Kind.UPDATE, template=Template.TRANSFERRED_CARD, now=now,
                 consult_id=c.id, channel=card["channel"], params=card,
             )  # fmt: skip
-        outbox.add(s, kind=Kind.POST, template=Template.CARD, now=now, consult_id=c.id)
         notify.dm_requester(c, Template.TRANSFERRED, card)
 
     def _redue(self, c: Consult, urgency: str, now: datetime) -> None:

@@ -57,10 +57,12 @@ def transferred_card(c: Consult, p: Params, ctx: RenderContext) -> Rendered:
     new = escape(ctx.service_name(p.get("to_service", "")))
     icon = URGENCY_ICONS.get(c.urgency, "")
     reason = f"\n{quote(p.get('reason'))}" if p.get("reason") else ""
+    # Linked while the consult still has that reference (it may have moved on since).
+    to_ref = ref_link(c) if c.ref == p.get("to_ref") else escape(p.get("to_ref", ""))
     blocks: Blocks = [
         section(
             f"{icon} *{escape(p.get('from_ref', ''))}* · *{urgency_label(c.urgency)}* consult "
-            f"for *{old}*\n*Transferred* to *{new}* as {ref_link(c)} by "
+            f"for *{old}*\n*Transferred* to *{new}* as {to_ref} by "
             f"{mention(p.get('by'))} {slack_date(_when(p))}{reason}"
         ),
         {
