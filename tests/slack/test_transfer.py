@@ -30,6 +30,7 @@ from tests.harness import (
     start_bot,
     wait_until,
 )
+from tests.reliability.test_exactly_once import race
 
 CARD_ON_CALL = "UCARDON"
 TORONTO = ZoneInfo("America/Toronto")
@@ -288,6 +289,26 @@ def test_a_retried_command_and_a_doubled_form_transfer_once(tbot: Bot):
     assert len(transfer_audits(tbot)) == 2
     assert sum("transferred your consult" in t for t in tbot.dm_texts(REQUESTER)) == 2
     assert len(tbot.slack.messages(PATH_CHANNEL)) == 2  # one new card each
+
+
+def test_the_same_form_submitted_twice_at_the_same_moment_transfers_once(tbot: Bot):
+    ref = tbot.open("cards stat MRN 12345: anaemia?")
+    values = state_values({BlockId.TRANSFER_TO: static_select("pathology"), BlockId.REASON: "x"})
+
+    def submit():
+        return tbot.sender.view_submission(
+            CallbackId.TRANSFER,
+            values,
+            user=CARD_ON_CALL,
+            private_metadata=ref,
+            view_id="VRACE",
+        )
+
+    responses = race(submit, submit)
+    assert [(r.status, r.body) for r in responses] == [(200, b""), (200, b"")]
+    tbot.settle()
+    assert [(t.from_ref, t.to_ref) for t in transfers(tbot)] == [("CARD-1", "PATH-1")]
+    assert len(tbot.slack.messages(PATH_CHANNEL)) == 1
 
 
 def test_a_card_not_yet_posted_is_posted_only_in_the_new_channel(db_url: str, slack: FakeSlack):
