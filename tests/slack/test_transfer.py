@@ -326,3 +326,33 @@ def test_a_card_not_yet_posted_is_posted_only_in_the_new_channel(db_url: str, sl
         assert any("transferred your consult" in t for t in idle.dm_texts(REQUESTER))
     finally:
         idle.stop()
+
+
+def test_a_new_card_whose_post_timed_out_is_found_not_posted_twice(tbot: Bot):
+    ref = tbot.open("cards stat MRN 12345: anaemia?")
+    old_ts = tbot.consult(ref).channel_ts
+    tbot.services.dispatcher.client.timeout = 1
+    # The new card lands in Slack but the answer comes after the client gave up.
+    tbot.slack.fail("chat.postMessage", hang=2.5, times=1)
+    by_command(tbot, ref, user=CARD_ON_CALL)
+    tbot.settle(timeout=20)
+    assert tbot.slack.calls_to("conversations.history"), "the dispatcher did not look first"
+    (card,) = [m for m in tbot.slack.messages(PATH_CHANNEL) if not m.get("thread_ts")]
+    assert tbot.consult("PATH-1").channel_ts == card["ts"] != old_ts
+    assert [m["ts"] for m in tbot.slack.messages(CARD_CHANNEL) if not m.get("thread_ts")] == [
+        old_ts
+    ]
+    assert buttons(tbot.slack.message(CARD_CHANNEL, old_ts)) == []
+
+
+def test_a_new_card_slack_refuses_is_reported_and_the_old_card_still_updated(tbot: Bot):
+    ref = tbot.open("cards stat MRN 12345: anaemia?")
+    old_ts = tbot.consult(ref).channel_ts
+    tbot.slack.fail("chat.postMessage", error="not_in_channel", times=1)
+    by_command(tbot, ref, user=CARD_ON_CALL)
+    tbot.settle()
+    assert tbot.consult("PATH-1").channel_ts is None
+    assert any("could not post *PATH-1*" in t for t in tbot.dm_texts(REQUESTER))
+    assert "*Transferred* to *Pathology*" in json.dumps(
+        tbot.slack.message(CARD_CHANNEL, old_ts)["blocks"]
+    )
