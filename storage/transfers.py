@@ -1,17 +1,21 @@
 """Query functions for transfers (a consult moved to another service): record one, find a
-consult by a reference it had before, the transfers of a period for the reports, and the
-consult's card posts still queued when it moves."""
+consult by a reference it had before, the transfers of a period for the reports, and what
+the consult still has queued for the card it leaves."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from storage.models import Consult, OutboxMessage
 from storage.models_transfers import ConsultTransfer
+
+# A card update or thread note addressed to the card a consult left behind when it was
+# transferred carries that card's ts in this param, and its channel in the payload.
+LEFT_CARD = "left_card_ts"
 
 
 def add_transfer(*, session: Session, transfer: ConsultTransfer) -> None:
@@ -55,17 +59,29 @@ def card_post_in_flight(*, session: Session, consult_id: int) -> bool:
     return session.execute(stmt).first() is not None
 
 
-def drop_queued_card_posts(*, session: Session, consult_id: int) -> int:
-    """Mark the consult's card posts still queued `superseded` (never sent): after a
-    transfer, the card goes to the new service instead. Returns how many."""
-    done = session.execute(
-        update(OutboxMessage)
+def readdress_queued(
+    *, session: Session, consult_id: int, channel: str, ts: str | None, drop: Collection[str]
+) -> None:
+    """What the consult still has queued for the card it is leaving (a transfer), while
+    its row points at the new card: its card post and card updates are dropped (marked
+    `superseded`, never sent: the card goes to the new service, and the old card gets its
+    own last update), and so are its thread notes whose template is in `drop` (nudges: they
+    would mention the old service's people); its other thread notes go to the old card's
+    thread (`channel` and `LEFT_CARD`), or, when that card was never posted (`ts` None),
+    nowhere."""
+    stmt = (
+        select(OutboxMessage)
         .where(
             OutboxMessage.consult_id == consult_id,
-            OutboxMessage.kind == "post",
             OutboxMessage.status == "pending",
+            OutboxMessage.kind.in_(("post", "update", "thread")),
         )
-        .values(status="superseded")
-        .execution_options(synchronize_session=False)
+        .with_for_update()
     )
-    return int(done.rowcount or 0)
+    for msg in session.execute(stmt).scalars():
+        payload = dict(msg.payload or {})
+        if msg.kind != "thread" or ts is None or payload.get("template") in drop:
+            msg.status = "superseded"
+            continue
+        params = dict(payload.get("params") or {}) | {LEFT_CARD: ts}
+        msg.payload = payload | {"channel": channel, "params": params}

@@ -29,6 +29,7 @@ from bot.slack.render.context import RenderContext
 from bot.slack.render.messages import render_message
 from storage import critical, repo
 from storage.models import Consult, OutboxMessage
+from storage.transfers import LEFT_CARD
 
 # Templates whose renderer gets a `CriticalResult` (params["critical"]) instead of a consult.
 CRITICAL_TEMPLATES = "critical_"
@@ -183,11 +184,15 @@ def _addressed(msg: OutboxMessage, consult: Consult | None, base: dict[str, Any]
     if msg.kind == Kind.POST:
         assert consult is not None
         return Call("chat.postMessage", base | {"channel": consult.channel} | post)
-    moved = (payload.get("params") or {}).get("ts")
-    if msg.kind == Kind.UPDATE and moved and payload.get("channel"):
-        # A card the consult left behind (a transfer): its own channel and ts, not the
-        # consult's current card.
-        return Call("chat.update", base | {"channel": payload["channel"], "ts": moved})
+    left = (payload.get("params") or {}).get(LEFT_CARD)
+    if msg.kind in (Kind.UPDATE, Kind.THREAD) and left and payload.get("channel"):
+        # About the card the consult left behind (a transfer): that card's channel and ts,
+        # not the consult's current card.
+        if msg.kind == Kind.UPDATE:
+            return Call("chat.update", base | {"channel": payload["channel"], "ts": left})
+        return Call(
+            "chat.postMessage", base | {"channel": payload["channel"], "thread_ts": left} | post
+        )
     if msg.kind in (Kind.UPDATE, Kind.THREAD):
         if consult is None or not consult.channel_ts:
             return None

@@ -18,7 +18,7 @@ from bot.dev.fakeslack.requests import state_values, static_select
 from bot.domain.catalogue_load import parse_catalogue
 from bot.domain.clock import FakeClock
 from bot.slack.ids import ActionId, BlockId, CallbackId
-from storage.models import AuditEvent
+from storage.models import AuditEvent, OutboxMessage
 from storage.models_transfers import ConsultTransfer
 from tests.harness import (
     CARD_CHANNEL,
@@ -356,3 +356,33 @@ def test_a_new_card_slack_refuses_is_reported_and_the_old_card_still_updated(tbo
     assert "*Transferred* to *Pathology*" in json.dumps(
         tbot.slack.message(CARD_CHANNEL, old_ts)["blocks"]
     )
+
+
+def test_what_was_queued_for_the_old_card_goes_to_its_thread_but_its_nudge_not_at_all(
+    db_url: str, slack: FakeSlack
+):
+    idle = start_bot(
+        db_url, slack, catalogue=parse_catalogue(CATALOGUE, "transfer.toml"), dispatcher=False
+    )
+    try:
+        idle.command("cards stat MRN 12345: anaemia?")
+        idle.services.dispatcher.drain()
+        old_ts = idle.consult("CARD-1").channel_ts
+        idle.clock.advance(timedelta(minutes=16))
+        assert idle.sweep().nudged == ["CARD-1"]  # queued, not yet delivered
+        idle.command("needinfo CARD-1 Any recent transfusion?", user=CARD_ON_CALL)  # queued
+        by_command(idle, "CARD-1", user=CARD_ON_CALL)
+        idle.services.dispatcher.drain()
+        assert idle.pending() == 0
+        with idle.services.sessions() as s:
+            rows = s.execute(select(OutboxMessage)).scalars().all()
+            dropped = sorted((m.kind, m.payload["template"]) for m in rows if m.status != "sent")
+        # Only the nudge and the old card's redraw (its last update replaces it) are dropped.
+        assert dropped == [("thread", "nudge"), ("update", "card")]
+        everything = json.dumps(slack.messages(CARD_CHANNEL) + slack.messages(PATH_CHANNEL))
+        assert "has not been acknowledged" not in everything
+        old_thread = json.dumps(slack.thread(CARD_CHANNEL, old_ts))
+        assert "Any recent transfusion?" in old_thread
+        assert "Transferred from *Cardiology*" in json.dumps(slack.messages(PATH_CHANNEL))
+    finally:
+        idle.stop()

@@ -126,7 +126,9 @@ class Moves:
         old_ts = c.channel_ts
         if old_ts is None and transfers.card_post_in_flight(session=s, consult_id=c.id):
             raise Refused(f"{c.ref}'s card is being posted just now; try again in a moment.")
-        transfers.drop_queued_card_posts(session=s, consult_id=c.id)
+        transfers.readdress_queued(
+            session=s, consult_id=c.id, channel=c.channel, ts=old_ts, drop={Template.NUDGE}
+        )
         clocks.end_waiting(self.actions.ctx.catalogue, c, now)
         seq = creation.next_seq(session=s, service=target.key)
         moved = ConsultTransfer(
@@ -136,9 +138,9 @@ class Moves:
         )  # fmt: skip
         transfers.add_transfer(session=s, transfer=moved)
         card = {
-            "channel": c.channel, "ts": old_ts, "from_ref": c.ref, "to_ref": moved.to_ref,
-            "from_service": c.service, "to_service": target.key, "by": actor,
-            "reason": why, "at": now.isoformat(),
+            "channel": c.channel, transfers.LEFT_CARD: old_ts, "from_ref": c.ref,
+            "to_ref": moved.to_ref, "from_service": c.service, "to_service": target.key,
+            "by": actor, "reason": why, "at": now.isoformat(),
         }  # fmt: skip
         c.service, c.seq, c.ref, c.channel = target.key, seq, moved.to_ref, target.channel
         c.channel_ts = c.permalink = None
@@ -165,7 +167,7 @@ class Moves:
         its card, so both show the new card's link."""
         outbox, s, now = notify.outbox, notify.session, notify.now
         outbox.add(s, kind=Kind.POST, template=Template.CARD, now=now, consult_id=c.id)
-        if card["ts"]:
+        if card[transfers.LEFT_CARD]:
             outbox.add(
                 s, kind=Kind.UPDATE, template=Template.TRANSFERRED_CARD, now=now,
                 consult_id=c.id, channel=card["channel"], params=card,
