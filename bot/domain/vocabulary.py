@@ -81,6 +81,10 @@ class Template(StrEnum):
     HANDOVER_THREAD = "handover_thread"  # the requester's side moved to a colleague, with a note
     HANDOVER_RECEIVED = "handover_received"  # to the new requester: the consult, the buttons
     HANDOVER_SENT = "handover_sent"  # to the previous requester: it is no longer theirs
+    TRANSFERRED_CARD = "transferred_card"  # the old service's card: moved to …, no buttons
+    TRANSFERRED = "transferred"  # to the requester: moved to another service, new reference
+    URGENCY_THREAD = "urgency_thread"  # the thread note: urgency from … to …, and why
+    URGENCY_CHANGED = "urgency_changed"  # to the requester (or owner): the new deadlines
 
 
 # Critical results' references read CRIT-12 (`storage.critical.PREFIX` is the same word);

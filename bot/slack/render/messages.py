@@ -13,7 +13,7 @@ from typing import Any
 from bot.domain.text import escape
 from bot.domain.vocabulary import Template
 from bot.slack.ids import ActionId
-from bot.slack.render import shifts
+from bot.slack.render import moves, shifts
 from bot.slack.render.card import consult_card, on_call_mentions
 from bot.slack.render.context import RenderContext
 from bot.slack.render.cover import (
@@ -398,4 +398,8 @@ TEMPLATES: dict[Template, Renderer] = {
     Template.HANDOVER_THREAD: handover_thread,
     Template.HANDOVER_RECEIVED: handover_received,
     Template.HANDOVER_SENT: handover_sent,
+    Template.TRANSFERRED_CARD: moves.transferred_card,
+    Template.TRANSFERRED: moves.transferred,
+    Template.URGENCY_THREAD: moves.urgency_thread,
+    Template.URGENCY_CHANGED: moves.urgency_changed,
 }
