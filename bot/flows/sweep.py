@@ -39,6 +39,9 @@ log = logging.getLogger("careloop.escalation")
 # How long a consult of an unknown service waits before the sweep looks at it again, when
 # its urgency has no global policy to take `nudge_every` from.
 UNKNOWN_SERVICE_RETRY = timedelta(hours=1)
+# The most consults one storm summary lists: about 17 fit in a section (Slack's 3,000
+# characters), so 100 take 6 of a message's 50 blocks. More go in further summaries.
+STORM_CHUNK = 100
 
 
 @dataclass
@@ -150,13 +153,16 @@ class _ChannelSweep:
         return plan
 
     def _storm(self, channel: str, nudges: list[tuple[Consult, sla.NudgePlan]]) -> None:
-        """One summary in the channel instead of a thread nudge per consult."""
-        targets = sorted({t for _, plan in nudges for t in plan.targets})
-        counts = repr(sorted((c.id, c.nudge_count) for c, _ in nudges))
-        once = self.notify.once("storm:" + hashlib.sha1(counts.encode()).hexdigest())
-        once.channel_message(
-            channel, Template.STORM, {"ids": [c.id for c, _ in nudges], "targets": targets}
-        )
+        """One summary in the channel instead of a thread nudge per consult (one per
+        `STORM_CHUNK` consults, so each fits in one Slack message)."""
+        for start in range(0, len(nudges), STORM_CHUNK):
+            chunk = nudges[start : start + STORM_CHUNK]
+            targets = sorted({t for _, plan in chunk for t in plan.targets})
+            counts = repr(sorted((c.id, c.nudge_count) for c, _ in chunk))
+            once = self.notify.once("storm:" + hashlib.sha1(counts.encode()).hexdigest())
+            once.channel_message(
+                channel, Template.STORM, {"ids": [c.id for c, _ in chunk], "targets": targets}
+            )
         self.result.storms[channel] = len(nudges)
 
     def _skip_unknown_service(self, c: Consult) -> None:

@@ -33,6 +33,7 @@ from bot.slack.render.primitives import (
     quote,
     ref_link,
     section,
+    sections,
     slack_date,
     status_word,
     urgency_label,
@@ -147,15 +148,15 @@ def _nudge(c: Consult, p: Params, ctx: RenderContext) -> Rendered:
 def _storm(c: Consult | None, p: Params, ctx: RenderContext) -> Rendered:
     consults = ctx.load(list(p.get("ids") or []))
     who = " ".join(mention(u) for u in p.get("targets") or [])
-    lines = "\n".join(
+    lines = [
         f"• {ref_link(x)} — {urgency_label(x.urgency)}, "
         f"{status_word(x.status)}, opened {slack_date(x.created_at)}"
         for x in consults
-    )
-    return _one(
-        f"{len(consults)} consults are overdue",
-        f":rotating_light: {who} {len(consults)} consults are overdue:\n{lines}",
-    )
+    ]
+    # Every consult listed: a long list goes on in further sections, never cut (the sweep
+    # keeps one summary to `STORM_CHUNK` consults, well within Slack's 50 blocks).
+    head = f":rotating_light: {who} {len(consults)} consults are overdue:"
+    return f"{len(consults)} consults are overdue", sections(head, lines)
 
 
 def _on_call_changed(c: Consult | None, p: Params, ctx: RenderContext) -> Rendered:
