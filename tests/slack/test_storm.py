@@ -75,6 +75,9 @@ def test_a_storm_of_500_is_listed_within_15_paced_seconds_without_a_429(storm_bo
         steps.t += 1.0
 
     assert bot.slack.rate_limited == 0
+    # The channels' summaries went first, before the 500 requesters' messages.
+    first = [c.args["channel"] for c in bot.slack.calls[since:]][: len(CHANNELS)]
+    assert sorted(first) == sorted(CHANNELS.values())
     assert not [c for c in bot.slack.calls[since:] if c.status == 429]
     assert listed_by is not None and listed_by <= WITHIN_STEPS, listed_by
     assert told_by is not None, sorted(set(refs) - set(told_times(bot.slack, since)))[:10]
