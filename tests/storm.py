@@ -16,7 +16,7 @@ from bot.domain.catalogue import Catalogue
 from bot.domain.catalogue_load import parse_catalogue
 from bot.flows.consults.drafts import Draft
 from storage.models import Consult, OutboxMessage
-from tests.fake_slack import FakeSlack
+from tests.fake_slack import BOT_USER_ID, FakeSlack
 from tests.harness import TEST_CATALOGUE, Bot
 
 # alias -> channel of the five services.
@@ -59,17 +59,21 @@ def requesters(n: int) -> list[str]:
     return [f"UREQ{i:03d}" for i in range(n)]
 
 
-def open_storm(bot: Bot, count: int, people: list[str], *, over: timedelta) -> list[str]:
-    """`count` stat consults spread evenly over the five channels and `people`, opened
+def open_storm(
+    bot: Bot, count: int, people: list[str], *, over: timedelta, aliases: list[str] | None = None
+) -> list[str]:
+    """`count` stat consults spread evenly over the five channels (or the services of
+    `aliases`) and `people`, opened
     over `over` of the bot's clock (so they fall due over as long), as if their cards and
     confirmations had been posted long ago. They are opened through the flow the slash
     command uses (`ConsultService.open`), not over HTTP, and their opening messages are
     marked sent rather than delivered (a hundred cards in one channel take Slack's pace a
     hundred seconds); opening and first delivery are tested elsewhere. Their references."""
     step = over / max(count, 1)
-    aliases = list(CHANNELS)
+    aliases = aliases or list(CHANNELS)
     for i in range(count):
-        draft = Draft(service=aliases[i % 5], urgency="stat", patient=f"MRN {i}", question="q?")
+        alias = aliases[i % len(aliases)]
+        draft = Draft(service=alias, urgency="stat", patient=f"MRN {i}", question="q?")
         bot.services.consults.open(draft, requester=people[i % len(people)], origin_key=None)
         bot.clock.advance(step)
     consults = bot.consults()[-count:]
@@ -78,9 +82,15 @@ def open_storm(bot: Bot, count: int, people: list[str], *, over: timedelta) -> l
         conn.execute(update(OutboxMessage.__table__).values(status="sent"))
         conn.execute(
             update(table).where(table.c.id == bindparam("cid")).values(channel_ts=bindparam("ts")),
-            [{"cid": c.id, "ts": f"1700000000.{c.id:06d}"} for c in consults],
+            [{"cid": c.id, "ts": _card(bot.slack, c)} for c in consults],
         )
     return [c.ref for c in consults]
+
+
+def _card(slack: FakeSlack, c: Consult) -> str:
+    """A stand-in for the consult's card in its channel (so its thread and updates land);
+    its ts."""
+    return str(slack.inject_message(c.channel, f"{c.ref} card", user=BOT_USER_ID)["ts"])
 
 
 def posts(slack: FakeSlack, since: int = 0) -> list[Any]:
@@ -106,11 +116,18 @@ def nudge_times(slack: FakeSlack, since: int = 0) -> dict[str, float]:
     return seen
 
 
-def told_times(slack: FakeSlack, since: int = 0) -> dict[str, float]:
-    """When each consult's requester was first told it is overdue (a direct message)."""
+def told_times(slack: FakeSlack, since: int = 0, *, users: str = "UREQ") -> dict[str, float]:
+    """When each consult's requester (a user whose id starts with `users`) was first told it
+    is overdue: alone ("RAD-3 is overdue") or in a storm's list ("5 of your consults are
+    overdue")."""
     seen: dict[str, float] = {}
     for call in posts(slack, since):
         text = str(call.args.get("text") or "")
-        if str(call.args.get("channel", "")).startswith("U") and text.endswith("is overdue"):
+        if not str(call.args.get("channel", "")).startswith(users):
+            continue
+        if text.endswith("is overdue"):
             seen.setdefault(text.split()[0], call.at)
+        elif text.endswith("of your consults are overdue"):
+            for ref in REF.findall(str(call.args.get("blocks"))):
+                seen.setdefault(ref, call.at)
     return seen

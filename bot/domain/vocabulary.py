@@ -62,6 +62,7 @@ class Template(StrEnum):
     REQUESTER_OVERDUE = "requester_overdue"
     REQUESTER_REMINDER = "requester_reminder"
     STORM = "storm"
+    STORM_DM = "storm_dm"  # to one person: the consults of a storm escalated to them, or theirs
     ON_CALL_CHANGED = "on_call_changed"
     TEXT = "text"
     DIGEST = "digest"

@@ -5,7 +5,8 @@ Claiming uses row locks with SKIP LOCKED on PostgreSQL (SQLite serialises writer
 next nudge is set `nudge_every` after *now*, so two processes never send the same nudge and
 a restart after downtime sends one nudge, not a burst. When more than `storm_threshold`
 consults in one channel come due in the same sweep, one summary message replaces the
-individual thread nudges.
+individual thread nudges, and each person concerned gets one direct message listing their
+consults (`bot.flows.storm`).
 
 A consult whose service key is not in this process's catalogue (start-up refuses that, but
 during a rolling change a process still on the old catalogue can create one) is skipped
@@ -30,6 +31,7 @@ from bot.domain.vocabulary import Template
 from bot.flows.consults.oncall import OnCall, OnCallRoster
 from bot.flows.notify import Notify
 from bot.flows.outbox import Outbox
+from bot.flows.storm import STORM_CHUNK, Letters
 from storage import repo
 from storage.db import unit_of_work
 from storage.models import Consult
@@ -39,9 +41,6 @@ log = logging.getLogger("careloop.escalation")
 # How long a consult of an unknown service waits before the sweep looks at it again, when
 # its urgency has no global policy to take `nudge_every` from.
 UNKNOWN_SERVICE_RETRY = timedelta(hours=1)
-# The most consults one storm summary lists: about 17 fit in a section (Slack's 3,000
-# characters), so 100 take 6 of a message's 50 blocks. More go in further summaries.
-STORM_CHUNK = 100
 
 
 @dataclass
@@ -108,11 +107,14 @@ class _ChannelSweep:
         storm = len(nudges) > self.catalogue.storm_threshold
         if storm:
             self._storm(channel, nudges)
+        # In a storm, one direct message per person instead of one per consult.
+        letters = Letters(self.notify, grouped=storm)
         for c, plan in nudges:
-            self._nudge(c, plan, thread=not storm)
+            self._nudge(c, plan, letters, thread=not storm)
             self.result.nudged.append(c.ref)
             if plan.escalated:
                 self.result.escalated.append(c.ref)
+        letters.send()
 
     def _plan(self, c: Consult) -> sla.NudgePlan | None:
         """The nudge `c` gets now, its row updated for it; None when it gets none now
@@ -175,7 +177,7 @@ class _ChannelSweep:
         )
         self.result.unknown_service.append(c.ref)
 
-    def _nudge(self, c: Consult, plan: sla.NudgePlan, *, thread: bool) -> None:
+    def _nudge(self, c: Consult, plan: sla.NudgePlan, letters: Letters, *, thread: bool) -> None:
         params = {
             "targets": list(plan.targets),
             "phase": c.nudge_phase,
@@ -190,12 +192,11 @@ class _ChannelSweep:
             c.escalated_at = self.now
             c.escalation_count = (c.escalation_count or 0) + 1
             for user in plan.targets:
-                once = notify.once(f"escalation:{c.id}:{n}:{user}")
-                once.dm_about(c, user, Template.ESCALATION, params)
+                key = f"escalation:{c.id}:{n}:{user}"
+                letters.add(key, c, user, Template.ESCALATION, params)
             notify.card_update(c.id)
         if plan.escalated or first_of_phase:
-            once = notify.once(f"overdue:{c.id}:{n}")
-            once.dm_requester(c, Template.REQUESTER_OVERDUE, params)
+            letters.add(f"overdue:{c.id}:{n}", c, c.requester, Template.REQUESTER_OVERDUE, params)
         repo.add_audit(
             session=notify.session,
             consult_id=c.id,

@@ -14,7 +14,15 @@ import pytest
 from bot.slack.delivery.pacing import ChannelPacer
 from tests.fake_slack import FakeSlack
 from tests.harness import Bot, start_bot
-from tests.storm import CHANNELS, nudge_times, open_storm, requesters, storm_catalogue, told_times
+from tests.storm import (
+    CHANNELS,
+    REF,
+    nudge_times,
+    open_storm,
+    requesters,
+    storm_catalogue,
+    told_times,
+)
 
 PER_CHANNEL = 100
 BURST = 4
@@ -90,5 +98,38 @@ def test_a_storm_of_500_is_listed_within_15_paced_seconds_without_a_429(storm_bo
         assert all(len(b["text"]["text"]) <= 3000 for b in summary["blocks"])
         assert "shortened" not in str(summary["blocks"])
         assert not [m for m in bot.slack.messages(channel) if m.get("thread_ts")]
-    for user in people:  # each requester told once per consult
-        assert len([t for t in bot.dm_texts(user) if "is overdue" in t]) == 5
+    for user in people:  # each requester told once, of their five consults together
+        (told,) = [t for t in bot.dm_texts(user) if "overdue" in t]
+        assert "5 of your consults are overdue" in told
+        assert len(set(REF.findall(told))) == 5
+
+
+def test_in_an_escalation_storm_each_person_gets_one_message_not_one_per_consult(
+    storm_bot: Bot,
+):
+    """25 consults of one channel escalated together: the backup gets one message listing
+    them (25 paced one a second would take 21 s), each requester one."""
+    bot = storm_bot
+    people = requesters(5)
+    refs = open_storm(bot, 25, people, over=timedelta(seconds=10), aliases=["cards"])
+    steps = Steps()
+    dispatcher = bot.services.dispatcher
+    dispatcher.pacer = ChannelPacer(interval=1.0, burst=BURST, monotonic=steps)
+    bot.slack.limit_rate(1.0, burst=BURST, clock=steps)
+    for sweep in range(3):  # nudged, nudged again, then escalated to the backup
+        bot.clock.advance(timedelta(minutes=10 if sweep else 15))
+        since = len(bot.slack.calls)
+        result = bot.sweep()
+        for _ in range(3):  # three paced seconds
+            dispatcher.drain(timeout=60)
+            steps.t += 1.0
+        assert bot.pending() == 0, sweep
+    assert sorted(result.escalated) == sorted(refs)
+    assert bot.slack.rate_limited == 0
+    (escalated,) = [t for t in bot.dm_texts("UCARDBK") if "escalated to you" in t]
+    assert set(REF.findall(escalated)) == set(refs)
+    for user in people:
+        new = [c for c in bot.slack.calls[since:] if c.args.get("channel") == user]
+        (told,) = [str(c.args.get("blocks")) for c in new]
+        assert "still waiting; escalated to" in told
+        assert len(set(REF.findall(told))) == 5
