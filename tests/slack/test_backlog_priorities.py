@@ -193,3 +193,22 @@ def test_acknowledging_posts_no_thread_note_and_tells_the_requester_at_once(pace
     pace.tick()
     bot.services.dispatcher.drain()
     assert any("Prior ECG?" in t for t in bot.thread_texts(ref))
+
+
+def test_a_nudges_requester_message_does_not_wait_for_the_paced_nudge(paced):
+    """The sweep's direct messages (the requester's "overdue") go while the channel's
+    nudge waits for its pace."""
+    bot, pace = paced
+    ref = _open(bot, "cards stat MRN 1: chest pain?")
+    pace.tick()
+    pace.hold(CARD_CHANNEL)
+    bot.clock.advance(timedelta(minutes=16))
+    assert bot.sweep().nudged == [ref]
+    bot.services.dispatcher.drain()
+
+    assert any(f"{ref}" in t and "is overdue" in t for t in bot.dm_texts(REQUESTER))
+    (nudge,) = _rows(bot, Template.NUDGE)
+    assert nudge.status == "pending" and bot.thread_texts(ref) == []
+    pace.tick()
+    bot.services.dispatcher.drain()
+    assert any("not been acknowledged" in t for t in bot.thread_texts(ref))
