@@ -322,7 +322,7 @@ class Dispatcher:
         try:
             response = transport.send(self.client, call)
         except SlackApiError as exc:
-            self._on_api_error(msg, exc)
+            self._on_api_error(msg, call, exc)
             return
         except Unclear as exc:
             log.warning(
@@ -340,11 +340,14 @@ class Dispatcher:
         channel = response.get("channel") or call.args.get("channel", "")
         self._answered(msg, "sent", ts=ts, channel=channel)
 
-    def _on_api_error(self, msg: OutboxMessage, exc: SlackApiError) -> None:
+    def _on_api_error(self, msg: OutboxMessage, call: Call, exc: SlackApiError) -> None:
         status, error = transport.answer_of(exc)
         if transport.rate_limited(status, error):
             delay = max(transport.retry_after(exc.response.headers), 1.0)
             log.warning("slack rate limited", extra={"outbox_id": msg.id, "retry_after": delay})
+            if call.method == "chat.postMessage":
+                # The whole channel waits what Slack asked, not only this message.
+                self.pacer.hold(call.args.get("channel", ""), delay)
             self._release(msg.id, delay=delay, count=True, error="429")
             return
         if transport.transient(status, error):
