@@ -116,6 +116,11 @@ INFORMATIONAL: frozenset[Template] = frozenset(
     }
 )
 
+# Posts about consults already overdue (thread nudges, storm summaries). In a paced channel
+# they go before the other time-critical posts queued earlier (new cards: their clocks have
+# only started), never before their own consult's card.
+OVERDUE_NOTICES: frozenset[Template] = frozenset({Template.NUDGE, Template.STORM})
+
 
 class Artifact(StrEnum):
     """What an outbox row of kind HOME or UPLOAD builds instead of a chat message."""

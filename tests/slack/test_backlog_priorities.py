@@ -234,3 +234,24 @@ def test_a_429_holds_the_whole_channel_for_its_retry_after(paced):
     assert len(_cards(bot)) == 4
     assert bot.slack.rate_limited == 1
     assert bot.pending() == 0
+
+
+def test_in_a_paced_channel_a_nudge_goes_before_new_cards_queued_earlier(paced):
+    """The consult is overdue; the new cards' clocks have only started."""
+    bot, pace = paced
+    ref = _open(bot, "cards stat MRN 1: chest pain?")
+    pace.tick()
+    pace.hold(CARD_CHANNEL)
+    for i in range(2):
+        assert bot.command(f"cards routine MRN {i}: echo?", user=REQUESTER).status == 200
+    bot.clock.advance(timedelta(minutes=16))
+    assert bot.sweep().nudged == [ref]
+
+    pace.tick()  # one post allowed in the channel
+    bot.services.dispatcher.drain()
+    assert any("not been acknowledged" in t for t in bot.thread_texts(ref))
+    assert len(_cards(bot)) == 1
+    for _ in range(2):
+        pace.tick()
+        bot.services.dispatcher.drain()
+    assert len(_cards(bot)) == 3
