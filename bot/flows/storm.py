@@ -43,7 +43,9 @@ class Letters:
     def add(
         self, key: str, consult: Consult, user: str, template: Template, params: dict[str, Any]
     ) -> None:
-        """A message to `user` about `consult` (`template` with `params`), once under `key`."""
+        """A message to `user` about `consult` (`template` with `params`), once under `key`;
+        to the consult's requester (`REQUESTER_OVERDUE`) it goes, when delivered, to whoever
+        covers for them then (`Notify.dm_requester`)."""
         letter = Letter(key, consult, params)
         if not self.grouped:
             self._one(user, template, letter)
@@ -67,8 +69,15 @@ class Letters:
                     "escalated": escalated,
                     "targets": sorted(targets),
                 }
-                once.dm_user(user, Template.STORM_DM, params)
+                if template == Template.REQUESTER_OVERDUE:
+                    once.dm_covered(user, Template.STORM_DM, params)
+                else:
+                    once.dm_user(user, Template.STORM_DM, params)
         self._by.clear()
 
     def _one(self, user: str, template: Template, letter: Letter) -> None:
-        self.notify.once(letter.key).dm_about(letter.consult, user, template, letter.params)
+        once = self.notify.once(letter.key)
+        if template == Template.REQUESTER_OVERDUE:
+            once.dm_requester(letter.consult, template, letter.params)
+        else:
+            once.dm_about(letter.consult, user, template, letter.params)
