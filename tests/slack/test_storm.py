@@ -133,3 +133,20 @@ def test_in_an_escalation_storm_each_person_gets_one_message_not_one_per_consult
         (told,) = [str(c.args.get("blocks")) for c in new]
         assert "still waiting; escalated to" in told
         assert len(set(REF.findall(told))) == 5
+
+
+def test_a_storms_message_to_a_covered_requester_goes_to_the_cover(storm_bot: Bot):
+    bot = storm_bot
+    people = requesters(2)
+    assert bot.command("cover <@UCOVER1>", user=people[0]).status == 200
+    bot.services.dispatcher.drain()
+    refs = open_storm(bot, 8, people, over=timedelta(seconds=8), aliases=["cards"])
+    bot.clock.advance(timedelta(minutes=15))
+    assert bot.sweep().storms == {"CCARD": 8}
+    bot.services.dispatcher.drain()
+    (covered,) = [t for t in bot.dm_texts("UCOVER1") if "of your consults are overdue" in t]
+    assert f"Covering for <@{people[0]}>" in covered
+    assert set(REF.findall(covered)) == set(refs[0::2])
+    assert not [t for t in bot.dm_texts(people[0]) if "overdue" in t]
+    (own,) = [t for t in bot.dm_texts(people[1]) if "of your consults are overdue" in t]
+    assert set(REF.findall(own)) == set(refs[1::2])
