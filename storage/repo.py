@@ -46,6 +46,14 @@ def get_consult(*, session: Session, consult_id: int, lock: bool = False) -> Con
     return session.execute(stmt).scalar_one_or_none()
 
 
+def get_consults(*, session: Session, consult_ids: list[int]) -> list[Consult]:
+    """The consults with these ids, in the order given (missing ones left out), read in
+    one query."""
+    rows = session.execute(select(Consult).where(Consult.id.in_(consult_ids))).scalars()
+    by_id = {c.id: c for c in rows}
+    return [by_id[i] for i in consult_ids if i in by_id]
+
+
 def get_by_ref(*, session: Session, ref: str, lock: bool = False) -> Consult | None:
     """A consult by its human reference (RAD-42), or by one it had before a transfer."""
     stmt = select(Consult).where(Consult.ref == ref.upper())

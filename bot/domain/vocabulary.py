@@ -62,6 +62,7 @@ class Template(StrEnum):
     REQUESTER_OVERDUE = "requester_overdue"
     REQUESTER_REMINDER = "requester_reminder"
     STORM = "storm"
+    STORM_DM = "storm_dm"  # to one person: the consults of a storm escalated to them, or theirs
     ON_CALL_CHANGED = "on_call_changed"
     TEXT = "text"
     DIGEST = "digest"
@@ -159,6 +160,11 @@ INFORMATIONAL: frozenset[Template] = frozenset(
         Template.HANDOVER_THREAD,
     }
 )
+
+# Posts about consults already overdue (thread nudges, storm summaries). In a paced channel
+# they go before the other time-critical posts queued earlier (new cards: their clocks have
+# only started), never before their own consult's card.
+OVERDUE_NOTICES: frozenset[Template] = frozenset({Template.NUDGE, Template.STORM})
 
 
 class Artifact(StrEnum):

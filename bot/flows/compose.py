@@ -113,8 +113,8 @@ class Composer:
 
     def _context(self, s: Session) -> RenderContext:
         def load(ids: list[int]) -> list[Consult]:
-            found = [repo.get_consult(session=s, consult_id=int(i)) for i in ids]
-            return [c for c in found if c is not None]
+            # One query for a storm summary's hundred consults, not one each.
+            return repo.get_consults(session=s, consult_ids=[int(i) for i in ids])
 
         now = self.clock.now()
         found: list[OnCall] = []
