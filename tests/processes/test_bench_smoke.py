@@ -24,6 +24,8 @@ BENCHES = [
     (["bench/report_bench.py", "--quick"], "same report, bit for bit: True", True),
     (["bench/sweep_bench.py", "--quick"], "sweep claim at 10000 consults:", True),
     (["bench/create_bench.py", "--quick"], "CareLoop create throughput =", True),
+    (["bench/replica_bench.py", "--quick"], "no duplicated effect: True", True),
+    (["bench/fault_bench.py", "--quick"], "faults survived: True", True),
 ]
 
 
