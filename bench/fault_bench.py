@@ -353,15 +353,16 @@ def slack_outage(
         ).scalar_one()
     errors = sum(1 for c in slack.calls if c.status >= 500)
     slack.clear_failures()
+    back = time.time()
     down = time.monotonic() - started
     print(
         f"slack answered 500 for {down:.1f} s: {errors} failed calls, {queued} messages "
         f"waiting when it came back"
     )
-    drained = workload.wait_delivered(engine, opts.drain)
-    print(
-        f"outbox empty {drained if drained is None else round(drained, 1)} s after Slack came back"
-    )
+    drained = workload.wait_delivered(engine, opts.drain, "outbox after Slack came back")
+    posts = [c.at for c in slack.calls_to("chat.postMessage") if c.ok and c.at >= back]
+    first = round(min(posts) - back, 2) if posts else None
+    print(f"first post {first} s after Slack came back")
     problems = [f"{len(failures)} requests failed during the Slack outage"] if failures else []
     if drained is None:
         problems.append(f"outbox not empty {opts.drain} s after Slack came back")
@@ -388,6 +389,9 @@ def run(opts: argparse.Namespace, procs: Procs, slack: FakeSlack, url: str) -> i
     engine.dispose()  # its pooled connections were terminated with the rest
     retries = retry_refused(load)
     problems = check_database(load.answers, retries, windows, engine)
+    drained = workload.wait_delivered(engine, opts.drain, "outbox after (a)")
+    if drained is None:
+        problems.append(f"outbox of (a) not empty after {opts.drain} s")
     problems += slack_outage(opts, sender, load, slack, engine)
     consults = [i for i, _, _ in workload.created(engine)]
     found = workload.delivery(engine, slack)

@@ -284,15 +284,26 @@ def delivery(engine: Engine, slack: FakeSlack) -> Delivery:
     return result
 
 
-def wait_delivered(engine: Engine, timeout: float) -> float | None:
-    """Seconds until no outbox message is pending or being sent; None after `timeout`."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        with engine.connect() as conn:
-            left = conn.execute(
+def waiting(engine: Engine) -> int:
+    """Outbox messages not delivered yet (pending or being sent)."""
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
                 text("SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending')")
             ).scalar_one()
-        if not left:
-            return time.monotonic() - started
+        )
+
+
+def wait_delivered(engine: Engine, timeout: float, label: str = "outbox") -> float | None:
+    """Seconds until no outbox message is pending or being sent (None after `timeout`);
+    prints how many were waiting and the rate they went out at."""
+    started = time.monotonic()
+    left = first = waiting(engine)
+    while left and time.monotonic() - started < timeout:
         time.sleep(0.5)
-    return None
+        left = waiting(engine)
+    seconds = time.monotonic() - started
+    rate = (first - left) / seconds if seconds > 0 else 0.0
+    state = "empty" if not left else f"still {left} waiting"
+    print(f"{label}: {first} messages waiting, {state} after {seconds:.1f} s ({rate:.1f}/s)")
+    return None if left else seconds
