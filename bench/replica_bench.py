@@ -173,6 +173,36 @@ class Bench:
         return [i for i, _, _ in fresh]
 
 
+class HomeOpens:
+    """The on-call (on call for every service, so every unacknowledged consult is theirs to
+    see) opens App Home every `every` seconds while a phase runs."""
+
+    def __init__(self, sender: SlackSender, slack: FakeSlack, every: float = 2.0) -> None:
+        self.sender, self.slack, self.every = sender, slack, every
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> HomeOpens:
+        self._before = len(self.slack.calls_to("views.publish"))
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            event = {"type": "app_home_opened", "user": workload.ON_CALL, "tab": "home"}
+            self.sender.event(event | {"channel": "DHOME"})
+            self.sent += 1
+
+    def summary(self) -> str:
+        published = len(self.slack.calls_to("views.publish")) - self._before
+        return f"App Home of the on-call opened {self.sent} times meanwhile, published {published}"
+
+
 def check(bench: Bench, answered: int, doubled_ids: list[int]) -> list[str]:
     """Every duplicated effect found after the outbox drained (empty: none)."""
     engine, problems = bench.engine, []
@@ -247,8 +277,9 @@ def run(opts: argparse.Namespace, procs: Procs, slack: FakeSlack, url: str) -> i
     bench.last_id = workload.created(bench.engine)[-1][0]
     with workload.MemorySampler(a.pid) as idle:
         pass
-    with workload.MemorySampler(a.pid) as memory:
+    with workload.MemorySampler(a.pid) as memory, HomeOpens(sender_a, slack) as homes:
         first = bench.phase("one process (1)", [sender_a])
+    print(homes.summary())
     print(
         f"memory of one serve ({memory.processes} processes: master + workers), "
         f"{opts.stored} open consults stored, under create + acknowledge load: "
