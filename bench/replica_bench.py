@@ -13,7 +13,7 @@ one consult per answered create, no consult acknowledged twice — also when the
 press (a Slack retry) and a second press of the same button reach both processes at once.
 
     .venv/bin/python bench/replica_bench.py [--stored 100000] [--requests 1000]
-        [--acks 500] [--concurrency 50] [--services 60] [--quick]
+        [--acks 500] [--concurrency 50] [--services 60] [--memory-only] [--quick]
 
 `--quick`: 10,000 stored, 200 requests, 10 clients (a smoke run).
 """
@@ -277,17 +277,20 @@ def run(opts: argparse.Namespace, procs: Procs, slack: FakeSlack, url: str) -> i
     bench.last_id = workload.created(bench.engine)[-1][0]
     with workload.MemorySampler(a.pid) as idle:
         pass
+    whole = workload.MemorySampler(a.pid).__enter__()  # until its outbox is drained
     with workload.MemorySampler(a.pid) as memory, HomeOpens(sender_a, slack) as homes:
         first = bench.phase("one process (1)", [sender_a])
-    print(homes.summary())
     print(
         f"memory of one serve ({memory.processes} processes: master + workers), "
         f"{opts.stored} open consults stored, under create + acknowledge load: "
-        f"peak RSS {memory.peak_rss_kb / 1024:.0f} MiB (summed), "
-        f"sum of VmHWM {memory.hwm_kb / 1024:.0f} MiB, peak PSS {memory.peak_pss_kb / 1024:.0f} MiB "
-        f"(idle after warm-up: RSS {idle.peak_rss_kb / 1024:.0f} MiB, "
-        f"PSS {idle.peak_pss_kb / 1024:.0f} MiB)"
+        f"{memory.describe()} (idle after warm-up: {idle.describe()})"
     )
+    if opts.memory_only:
+        workload.wait_delivered(bench.engine, opts.drain, "outbox after the load")
+        whole.__exit__()
+        print(f"{homes.summary()}; memory until its outbox was drained: {whole.describe()}")
+        a.terminate(60)
+        return 0
     b = bench.serve("b")
     sender_b = KeepAliveSender(b.events_url, SECRET)
     load("warm-up b", creates(sender_b, bench.wide), total=opts.warmup // 2, concurrency=10)
@@ -301,6 +304,8 @@ def run(opts: argparse.Namespace, procs: Procs, slack: FakeSlack, url: str) -> i
     answered = opts.warmup + opts.warmup // 2 + opts.doubles
     answered += sum(r.requests - r.errors for r in [*first[0], *pair[0], *second[0]])
     problems = check(bench, answered, doubled)
+    whole.__exit__()
+    print(f"{homes.summary()}; memory of the first serve all along: {whole.describe()}")
     a.terminate(60)
     bench.engine.dispose()
     assert warm.errors == 0, a.tail()
@@ -324,6 +329,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", default="8")
     parser.add_argument("--drain", type=float, default=900.0, help="seconds to wait for Slack")
+    parser.add_argument("--memory-only", action="store_true", help="stop after one process")
     parser.add_argument("--quick", action="store_true", help="smoke run")
     opts = parser.parse_args()
     if opts.quick:

@@ -192,6 +192,13 @@ class MemorySampler:
         for pid in pids:
             self._hwm[pid] = max(self._hwm.get(pid, 0), _status_kb(pid, "VmHWM"))
 
+    def describe(self) -> str:
+        """The peaks, in MiB."""
+        return (
+            f"peak RSS {self.peak_rss_kb / 1024:.0f} MiB (summed), sum of VmHWM "
+            f"{self.hwm_kb / 1024:.0f} MiB, peak PSS {self.peak_pss_kb / 1024:.0f} MiB"
+        )
+
     @property
     def hwm_kb(self) -> int:
         """Sum over the processes of each one's peak resident set (VmHWM)."""
