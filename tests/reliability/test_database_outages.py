@@ -73,3 +73,31 @@ def test_a_database_error_while_composing_leaves_the_message_to_try_again(
     cards = [m for m in bot.slack.messages(CARD_CHANNEL) if not m["thread_ts"]]
     assert len(cards) == 1 and "CARD-1" in str(cards[0]["blocks"])
     assert sum("CARD-1" in str(m["blocks"]) for m in bot.slack.dms(REQUESTER)) == 1
+
+
+def test_a_post_that_may_have_landed_is_still_looked_for_after_a_database_error(idle_bot: Bot):
+    bot = idle_bot
+    dispatcher = bot.services.dispatcher
+    dispatcher.clock = bot.clock
+    compose = dispatcher.compose
+    bot.slack.fail("chat.postMessage", status=500, times=1)  # may have landed: unclear
+    assert bot.command("cards stat MRN 1: chest pain?").status == 200
+    dispatcher.drain()
+    assert (rows(bot)[0][3] or "").startswith("unclear")
+
+    def database_away(msg, link):  # type: ignore[no-untyped-def]
+        dispatcher.compose = compose
+        raise terminated()
+
+    dispatcher.compose = database_away
+    bot.clock.advance(timedelta(minutes=2))
+    dispatcher.drain()
+    card = rows(bot)[0]
+    assert card[2] == "pending" and (card[3] or "").startswith("unclear"), card
+
+    bot.clock.advance(timedelta(minutes=2))
+    looked = len(bot.slack.calls_to("conversations.history"))
+    dispatcher.drain()
+    assert len(bot.slack.calls_to("conversations.history")) > looked  # looked before posting
+    assert [r[2] for r in rows(bot)] == ["sent", "sent"]
+    assert len([m for m in bot.slack.messages(CARD_CHANNEL) if not m["thread_ts"]]) == 1

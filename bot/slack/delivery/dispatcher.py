@@ -297,9 +297,12 @@ class Dispatcher:
             "database error while composing; will retry",
             extra={"outbox_id": msg.id, "error": type(exc).__name__},
         )
+        # An earlier attempt that may have landed stays marked unclear, so the next one
+        # still looks in Slack first.
+        unclear = (msg.last_error or "").startswith("unclear")
+        error = "" if unclear else f"database: {type(exc).__name__}"
         try:
-            delay = transport.backoff(msg.attempts)
-            self._release(msg.id, delay=delay, count=True, error=f"database: {type(exc).__name__}")
+            self._release(msg.id, delay=transport.backoff(msg.attempts), count=True, error=error)
         except SQLAlchemyError:
             log.warning("could not put the message back; its lease will run out")
 
