@@ -121,14 +121,25 @@ def assigned_open(*, session: Session, user: str) -> Sequence[Consult]:
     return session.execute(stmt).scalars().all()
 
 
-def unassigned_open(*, session: Session, service: str) -> Sequence[Consult]:
-    """Open, unacknowledged consults of a service."""
+def unassigned_open(
+    *, session: Session, service: str, limit: int | None = None
+) -> Sequence[Consult]:
+    """Open, unacknowledged consults of a service, oldest first (the first `limit` only)."""
     stmt = (
         select(Consult)
         .where(Consult.service == service, Consult.status == "open")
         .order_by(Consult.created_at)
+        .limit(limit)
     )
     return session.execute(stmt).scalars().all()
+
+
+def count_unassigned_open(*, session: Session, services: Sequence[str]) -> int:
+    """How many open, unacknowledged consults the given services have."""
+    if not services:
+        return 0
+    stmt = select(func.count()).where(Consult.service.in_(list(services)), Consult.status == "open")
+    return int(session.execute(stmt).scalar_one())
 
 
 def move_unowned_to(*, session: Session, service: str, user: str) -> list[int]:

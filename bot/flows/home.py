@@ -17,7 +17,7 @@ from bot.reports.glance import week_at_a_glance
 from bot.slack.render.context import RenderContext
 from bot.slack.render.critical import critical_home
 from bot.slack.render.followups import followups_home
-from bot.slack.render.home import Duty, home_view
+from bot.slack.render.home import MAX_ROWS, Duty, home_view
 from storage import critical, followups, repo
 
 
@@ -32,8 +32,13 @@ def build_home_view(
     on_call_for = [s.key for s in serving]
     consults = repo.open_for_user(session=session, user=user)
     waiting = [c for c in consults if c.assignee == user and c.status != Status.ANSWERED]
+    # The tab shows the first MAX_ROWS and counts the rest: a service's backlog (thousands
+    # of open consults in a surge) is counted in the database, not loaded row by row.
+    waiting_total = len(waiting) + repo.count_unassigned_open(session=session, services=on_call_for)
     for key in on_call_for:
-        waiting += repo.unassigned_open(session=session, service=key)
+        if len(waiting) >= MAX_ROWS:
+            break
+        waiting += repo.unassigned_open(session=session, service=key, limit=MAX_ROWS)
     mine = [c for c in consults if c.requester == user]
     led = [s for s in ctx.catalogue.services if user in s.leads or user in ctx.catalogue.admins]
     glance = week_at_a_glance(session=session, services=led, ctx=ctx) if led else []
@@ -49,7 +54,14 @@ def build_home_view(
     )
     owed = followups_home(followups.open_owned_by(session=session, user=user), ctx.now)
     return home_view(
-        waiting=waiting, mine=mine, glance=glance, ctx=ctx, critical=crit, duty=duty, owed=owed
+        waiting=waiting[:MAX_ROWS],
+        waiting_total=waiting_total,
+        mine=mine,
+        glance=glance,
+        ctx=ctx,
+        critical=crit,
+        duty=duty,
+        owed=owed,
     )
 
 

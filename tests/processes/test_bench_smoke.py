@@ -28,6 +28,8 @@ BENCHES = [
     (["bench/storm_bench.py", "--quick"], "429s from the fake Slack:", True),
     (["bench/backlog_bench.py", "--quick", "--sqlite"], "their confirmations (DM)", False),
     (["bench/backlog_bench.py", "--quick"], "their confirmations (DM)", True),
+    (["bench/replica_bench.py", "--quick"], "no duplicated effect: True", True),
+    (["bench/fault_bench.py", "--quick"], "faults survived: True", True),
 ]
 
 

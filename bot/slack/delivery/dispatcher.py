@@ -24,6 +24,7 @@ from datetime import timedelta
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import metrics
@@ -274,6 +275,11 @@ class Dispatcher:
     def _deliver(self, msg: OutboxMessage) -> None:
         try:
             call = self._prepare(msg)
+        except SQLAlchemyError as exc:
+            # The database went away while the message was composed (composing reads the
+            # consult): nothing is wrong with the message, so it waits and tries again.
+            self._database_away(msg, exc)
+            return
         except Exception as exc:  # noqa: BLE001 - a message that cannot render is dead
             log.exception("outbox message cannot be rendered", extra={"outbox_id": msg.id})
             self._finish(msg, Outcome("failed", error=f"render: {type(exc).__name__}"))
@@ -284,6 +290,23 @@ class Dispatcher:
         if call.method == "chat.postMessage" and not self._clear_to_post(msg, call):
             return
         self._send(msg, call)
+
+    def _database_away(self, msg: OutboxMessage, exc: SQLAlchemyError) -> None:
+        """Put a message back for a later attempt after a database error; if the database
+        cannot take even that, its lease runs out and the next round takes it again (and
+        first looks in Slack, as after a crash: nothing was sent, so nothing is found)."""
+        log.warning(
+            "database error while composing; will retry",
+            extra={"outbox_id": msg.id, "error": type(exc).__name__},
+        )
+        # An earlier attempt that may have landed stays marked unclear, so the next one
+        # still looks in Slack first.
+        unclear = (msg.last_error or "").startswith("unclear")
+        error = "" if unclear else f"database: {type(exc).__name__}"
+        try:
+            self._release(msg.id, delay=transport.backoff(msg.attempts), count=True, error=error)
+        except SQLAlchemyError:
+            log.warning("could not put the message back; its lease will run out")
 
     def _prepare(self, msg: OutboxMessage) -> Call | None:
         """The call for `msg` from the composer, carrying the outbox id if it posts."""

@@ -37,10 +37,15 @@ def _row(c: Consult, ctx: RenderContext) -> str:
     )
 
 
-def _list(title: str, rows: Sequence[Consult], ctx: RenderContext) -> Blocks:
+def _list(
+    title: str, rows: Sequence[Consult], ctx: RenderContext, total: int | None = None
+) -> Blocks:
+    """Up to MAX_ROWS of `rows`, then how many more there are (of `total`, when the caller
+    passed only the first rows)."""
     body = "\n".join(_row(c, ctx) for c in rows[:MAX_ROWS]) or "Nothing right now."
-    if len(rows) > MAX_ROWS:
-        body += f"\n…and {len(rows) - MAX_ROWS} more (`/consult list`)."
+    total = len(rows) if total is None else total
+    if total > MAX_ROWS:
+        body += f"\n…and {total - MAX_ROWS} more (`/consult list`)."
     return [section(f"*{title}*"), section(body)]
 
 
@@ -75,16 +80,18 @@ def home_view(
     critical: Blocks | None = None,
     duty: Duty | None = None,
     owed: Blocks | None = None,
+    waiting_total: int | None = None,
 ) -> dict[str, Any]:
     """The Home tab for one person: their unacknowledged critical results first, their
     on-call, what waits on them, what they asked, what they owe to patients (follow-up
     references and due times, built by `render.followups`), and (for leads) the week at a
-    glance (empty for everyone else)."""
+    glance (empty for everyone else). `waiting_total`: how many wait on them, when `waiting`
+    holds only the first rows."""
     blocks: Blocks = [
         section(":hospital: *CareLoop* — consults that always come back."),
         *(critical or []),
         *(_duty(duty) if duty else []),
-        *_list("Waiting on me", waiting, ctx),
+        *_list("Waiting on me", waiting, ctx, waiting_total),
         *_list("My requests", mine, ctx),
         *(owed or []),
         *glance,
