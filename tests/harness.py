@@ -162,6 +162,13 @@ class _QuietHandler(WSGIRequestHandler):
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
+    def server_activate(self) -> None:
+        """Listen with a timeout on `accept`: a connection that is gone between the poll
+        and the accept then costs a second instead of a serve loop (and the `shutdown`
+        waiting for it) blocked for good. Accepted connections stay blocking."""
+        super().server_activate()
+        self.socket.settimeout(1.0)
+
 
 @dataclass
 class Bot:

@@ -30,6 +30,12 @@ class Server(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:  # quiet
         pass
 
+    def server_activate(self) -> None:
+        """Listen with a timeout on `accept`, so a connection gone between the poll and the
+        accept never blocks the serve loop (and `shutdown`) for good."""
+        super().server_activate()
+        self.socket.settimeout(1.0)
+
 
 def make_server(responder: Responder, host: str, port: int) -> Server:
     """A server on (`host`, `port`) (0 = any free port) answering through `responder`."""
