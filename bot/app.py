@@ -27,6 +27,7 @@ from bot.domain.clock import Clock, SystemClock
 from bot.flows.compose import Composer
 from bot.flows.consults.service import ConsultService
 from bot.flows.critical import CriticalService
+from bot.flows.followups import FollowUpService
 from bot.flows.outbox import Outbox
 from bot.flows.schedules import ScheduleBook
 from bot.services import Services
@@ -35,6 +36,7 @@ from bot.slack.delivery.dispatcher import Dispatcher
 from bot.slack.delivery.pacing import ChannelPacer
 from bot.slack.delivery.transport import MeteredClient
 from bot.slack.membership import ChannelMembers
+from bot.slack.people import People
 from handlers import register_all
 from handlers.middleware import request_key
 from storage.db import SessionLock, create_db_engine, migrate, session_factory
@@ -76,16 +78,17 @@ def build_services(
     schedules = build_schedules(settings, catalogue, clock, quick_client)
     consults = ConsultService(
         catalogue=catalogue, sessions=sessions, clock=clock, outbox=outbox, members=members,
-        schedules=schedules,
+        schedules=schedules, people=People(quick_client),
     )  # fmt: skip
     dispatcher = _build_dispatcher(
         settings, engine, sessions, catalogue, outbox, outbox_clock or SystemClock(), schedules,
         on_call_clock=clock,
     )  # fmt: skip
     crit = CriticalService(consults.ctx, consults.permissions)
+    owed = FollowUpService(consults.ctx, consults.permissions)
     return Services(
         settings, catalogue, clock, engine, sessions, outbox, consults, dispatcher,
-        quick_client, members, crit,
+        quick_client, members, crit, owed,
     )  # fmt: skip
 
 

@@ -1,5 +1,6 @@
 """Background work of one bot process: the outbox dispatcher and the APScheduler jobs
-(overdue sweep every `sweep_interval`, weekly digest, optional retention purge).
+(overdue sweep every `sweep_interval`, the critical-result and follow-up sweeps, weekly
+digest, optional retention purge).
 
 APScheduler holds no state here (memory job store only): everything a job needs lives in the
 consult and outbox rows, so several processes can run this side by side and a restart, even
@@ -22,6 +23,7 @@ from slack_sdk.errors import SlackApiError
 from bot import metrics
 from bot.flows import shifts
 from bot.flows.critical_sweep import critical_sweep
+from bot.flows.followup_sweep import followup_sweep
 from bot.flows.retention import purge
 from bot.flows.sweep import sweep
 from bot.reports import digest as digests
@@ -128,6 +130,7 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
     )
     _add_sweep(scheduler, services)
     _add_critical_sweep(scheduler, services)
+    _add_followup_sweep(scheduler, services)
     if services.consults.schedules is not None:
         _add_schedules(scheduler, services)
     if services.catalogue.digest.enabled:
@@ -167,6 +170,15 @@ def _add_critical_sweep(scheduler: BackgroundScheduler, services: Services) -> N
     every = [catalogue.critical_for(s).renotify_every for s in catalogue.services]
     run = partial(critical_sweep, services.consults.ctx)
     _every(scheduler, services, "critical-sweep", run, min([catalogue.sweep_interval, *every]))
+
+
+def _add_followup_sweep(scheduler: BackgroundScheduler, services: Services) -> None:
+    """The follow-up sweep (overdue nudges, escalation), as often as the consult sweep or
+    as `[followups] nudge_every` when that is shorter."""
+    catalogue = services.catalogue
+    every = min(catalogue.sweep_interval, catalogue.followups.nudge_every)
+    run = partial(followup_sweep, services.consults.ctx)
+    _every(scheduler, services, "followup-sweep", run, every)
 
 
 def _add_digest(scheduler: BackgroundScheduler, services: Services) -> None:

@@ -15,6 +15,7 @@ from bot.domain.catalogue import Catalogue
 from bot.domain.clock import Clock
 from bot.flows.consults.service import ConsultService
 from bot.flows.critical import CriticalService
+from bot.flows.followups import FollowUpService
 from bot.flows.outbox import Outbox
 from bot.settings import Settings
 from bot.slack.delivery.dispatcher import Dispatcher
@@ -36,6 +37,7 @@ class Services:
     quick_client: WebClient
     members: ChannelMembers
     critical: CriticalService
+    followups: FollowUpService
     extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:

@@ -10,7 +10,9 @@ from typing import Any
 from slack_bolt import Ack, App
 from slack_sdk.errors import SlackApiError
 
+import handlers.cover as cover
 import handlers.critical as critical
+import handlers.followups as followups
 from bot.domain.lifecycle import Action, Refused
 from bot.domain.text import normalize_ref
 from bot.services import Services
@@ -176,6 +178,10 @@ BUTTONS: dict[str, Button] = {
     ActionId.CRITICAL_ACK: critical.acknowledge_button,
     ActionId.CRITICAL_NOT_MINE: critical.not_mine_button,
     ActionId.CRITICAL_FROM_CARD: critical.from_card_button,
+    ActionId.FOLLOWUP_FROM_ANSWER: followups.from_answer_button,
+    ActionId.FOLLOWUP_DONE: followups.done_button,
+    ActionId.FOLLOWUP_HANDOVER: followups.handover_button,
+    ActionId.HANDOVER: cover.handover_button,
 }
 
 

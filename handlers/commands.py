@@ -10,7 +10,9 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+import handlers.cover as cover
 import handlers.critical as critical
+import handlers.followups as followups
 from bot.domain.commands import QUICK_EXAMPLE, QUICK_USAGE, RELOAD, Verb
 from bot.domain.durations import parse_duration
 from bot.domain.lifecycle import Refused
@@ -23,6 +25,7 @@ from bot.slack.render.context import RenderContext
 from bot.slack.render.modals import new_consult_modal
 from bot.slack.render.primitives import slack_date
 from bot.slack.render.texts import consult_list, help_text, on_call_text, opened_ack, patient_list
+from bot.slack.render.timeline import timeline_reply
 from handlers.common import Services, open_modal, services
 from handlers.middleware import audited, refusal_notice, request_key_of
 
@@ -211,6 +214,16 @@ def send_critical(cmd: Slash) -> str:
     return critical.command(cmd.svc, cmd.parsed, cmd.user, cmd.trigger_id, cmd.key)
 
 
+def followup(cmd: Slash) -> str:
+    """`/consult followup <patient or ref>: <what is owed>`, or the form."""
+    return followups.command(cmd.svc, cmd.parsed, cmd.user, cmd.trigger_id, cmd.key)
+
+
+def my_followups(cmd: Slash) -> str:
+    """`/consult followups`: the follow-ups I own."""
+    return followups.mine(cmd.svc, cmd.user)
+
+
 def patient(cmd: Slash) -> str:
     """`/consult patient <patient>`: a patient's open consults."""
     found = cmd.svc.consults.for_patient(cmd.parsed.patient)
@@ -252,6 +265,13 @@ def on_call(cmd: Slash) -> str:
     return f":pager: <@{parsed.user}> is now on call for {escape(service.name)}{ends}."
 
 
+def show(cmd: Slash) -> dict[str, Any]:
+    """`/consult show <ref>`: the consult's card and timeline (requester, consultants, leads)."""
+    assert cmd.parsed.ref
+    shown = cmd.svc.consults.show(cmd.parsed.ref, user=cmd.user)
+    return timeline_reply(shown.consult, shown.rows, shown.events, _ctx(cmd.svc))
+
+
 def stats(cmd: Slash) -> str | dict[str, Any]:
     """`/consult stats [service] [period]`: response times (service leads)."""
     svc = cmd.svc
@@ -274,8 +294,13 @@ HANDLERS: dict[Verb, Callable[[Slash], str | dict[str, Any]]] = {
     **dict.fromkeys(REF_VERBS, on_consult),
     Verb.ACK: acknowledge,
     Verb.CRITICAL: send_critical,
+    Verb.FOLLOWUP: followup,
+    Verb.FOLLOWUPS: my_followups,
     Verb.PATIENT: patient,
     Verb.HANDOFF: handoff,
     Verb.ON_CALL: on_call,
     Verb.STATS: stats,
+    Verb.COVER: lambda cmd: cover.command(cmd.svc, cmd.parsed, cmd.user, cmd.key),
+    Verb.HANDOVER: lambda cmd: cover.handover_command(cmd.svc, cmd.parsed, cmd.user, cmd.key),
+    Verb.SHOW: show,
 }

@@ -1,5 +1,5 @@
 """Modal submissions: the new-consult form, answer, hand off, need info, the requester's
-reply, reopen, feedback.
+reply, reopen, feedback, critical results' and follow-ups' forms.
 
 Invalid input is shown in the modal (`response_action: errors`), never lost. A form submitted
 twice (same view id) has one effect."""
@@ -12,7 +12,9 @@ from typing import Any
 
 from slack_bolt import Ack, App
 
+import handlers.cover as cover
 import handlers.critical as critical
+import handlers.followups as followups
 from bot.domain.lifecycle import Refused
 from bot.flows.consults.drafts import Draft, DraftInvalid
 from bot.services import Services
@@ -25,6 +27,7 @@ def register(app: App) -> None:
     """Listen for every CareLoop modal submission."""
     app.view(CallbackId.NEW_CONSULT)(new_consult)
     app.view(CallbackId.CRITICAL_NEW)(new_critical)
+    app.view(CallbackId.FOLLOWUP_NEW)(new_followup)
     for callback_id, (block_id, handler) in REF_VIEWS.items():
         app.view(callback_id)(_ref_view(block_id, handler))
     app.view(re.compile(".*"))(unknown_form)
@@ -118,6 +121,27 @@ def new_critical(
     ack()
 
 
+def new_followup(
+    ack: Ack, body: dict[str, Any], view: dict[str, Any], context: dict[str, Any]
+) -> None:
+    """Store the follow-up, or show what is wrong next to the field."""
+    svc = services(context)
+    user = (body.get("user") or {}).get("id", "")
+    result = audited(
+        svc,
+        lambda: followups.submitted(svc, user, view, request_key_of(context)),
+        user=user,
+        action=CallbackId.FOLLOWUP_NEW,
+        ref=None,
+    )
+    if isinstance(result, Refused):
+        ack(response_action="errors", errors={followups.error_block(result): str(result)[:1900]})
+        return
+    ack()
+    if result:
+        tell(svc, user=user, channel=None, text=result)
+
+
 Submission = Callable[[Services, str, str, str, dict[str, Any], str | None], None]
 
 
@@ -197,4 +221,7 @@ REF_VIEWS: dict[str, tuple[str, Submission]] = {
     CallbackId.REPLY: (BlockId.REPLY, replied),
     CallbackId.CRITICAL_ACK: (BlockId.READ_BACK, critical.acknowledged),
     CallbackId.CRITICAL_FORWARD: (BlockId.FORWARD_TO, critical.forwarded),
+    CallbackId.FOLLOWUP_DONE: (BlockId.OUTCOME, followups.done),
+    CallbackId.FOLLOWUP_HANDOVER: (BlockId.HANDOFF_TO, followups.handed_over),
+    CallbackId.HANDOVER: (BlockId.HANDOVER_TO, cover.handover_form),
 }

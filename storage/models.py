@@ -132,6 +132,13 @@ class Consult(Base):
     purged_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(Integer, default=1)
 
+    # Who holds it now and since when (`bot.flows.hops.settle`, migration 0007_hops): all
+    # NULL means its service's queue since `created_at`; `hop_role` "none": nobody.
+    hop_role: Mapped[str | None] = mapped_column(String(16))
+    hop_user: Mapped[str | None] = mapped_column(String(32))
+    hop_service: Mapped[str | None] = mapped_column(String(64))
+    hop_since: Mapped[datetime | None]
+
 
 class AuditEvent(Base):
     """Append-only record of every transition: who did what to which consult, when."""

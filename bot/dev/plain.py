@@ -33,6 +33,7 @@ PLAIN_EMOJI = {
     "bar_chart": "📊",
     "chart_with_upwards_trend": "📈",
     "calendar": "📅",
+    "clipboard": "📋",
 }
 
 

@@ -56,6 +56,7 @@ from bot.domain.catalogue_schema import (
     CriticalOverride,
     CriticalSettings,
     Duration,
+    FollowupSettings,
     NonEmpty,
     TimeZoneName,
     UrgencyOverride,
@@ -69,7 +70,7 @@ from bot.domain.catalogue_schema import (
     pattern,
 )
 from bot.domain.commands import RESERVED_WORDS
-from bot.domain.vocabulary import CRITICAL_PREFIX
+from bot.domain.vocabulary import CRITICAL_PREFIX, FOLLOWUP_PREFIX
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SERVICE_KEY_RE = re.compile(r"[a-z][a-z0-9_-]*")
@@ -225,6 +226,7 @@ class Catalogue(BaseModel):
     retention: Duration | None = None
     digest: DigestSettings = DigestSettings()
     critical: CriticalSettings = CriticalSettings()
+    followups: FollowupSettings = FollowupSettings()
     # Schedules: names in calendar events → Slack ids, and the schedule jobs' timings.
     people: dict[str, UserId] = {}
     schedule_refresh: Duration = timedelta(minutes=15)
@@ -256,6 +258,8 @@ class Catalogue(BaseModel):
             where: tuple[str | int, ...] = ("services", index)
             if service.prefix == CRITICAL_PREFIX:
                 raise AtKey((*where, "prefix"), f"{CRITICAL_PREFIX!r} is kept for critical results")
+            if service.prefix == FOLLOWUP_PREFIX:
+                raise AtKey((*where, "prefix"), f"{FOLLOWUP_PREFIX!r} is kept for follow-ups")
             for loc, name in _service_names(service):
                 lowered = name.lower()
                 if lowered in RESERVED_WORDS:

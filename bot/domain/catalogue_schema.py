@@ -262,3 +262,18 @@ def merge_critical(base: CriticalSettings, override: CriticalOverride | None) ->
         if getattr(override, name) is not None
     }
     return base.model_copy(update=update) if update else base
+
+
+# ---------------------------------------------------------------------- follow-ups
+class FollowupSettings(BaseModel):
+    """What is owed to patients (`[followups]`): how long after a linked consult's answer a
+    follow-up is due when no time was given, how often an overdue one nudges its owner, and
+    after how many nudges `escalate_to` is told too (empty: the owner alone keeps being
+    nudged)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    due_within: Duration = timedelta(days=1)
+    nudge_every: Duration = timedelta(hours=4)
+    escalate_after: Annotated[StrictInt, Field(ge=1)] = 2
+    escalate_to: list[UserId] = []

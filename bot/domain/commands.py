@@ -34,6 +34,11 @@ class Verb(StrEnum):
     STATS = "stats"
     SNOOZE = "snooze"
     CRITICAL = "critical"
+    FOLLOWUP = "followup"
+    FOLLOWUPS = "followups"
+    COVER = "cover"
+    HANDOVER = "handover"
+    SHOW = "show"
 
 
 class Takes(Enum):
@@ -46,6 +51,9 @@ class Takes(Enum):
     ON_CALL = "on_call"  # nothing (show), reload, or <service> @user [for 4h | until 18:00]
     STATS = "stats"  # [service] [period]
     CRITICAL = "critical"  # nothing (the form), or [service] @user <patient>: <finding>
+    FOLLOWUP = "followup"  # nothing (the form), or <patient or consult ref>: <what is owed>
+    COVER = "cover"  # nothing (show), off, or @user
+    REF_COLLEAGUE = "ref_colleague"  # a consult reference, @user, then an optional note
 
 
 @dataclass(frozen=True)
@@ -81,12 +89,15 @@ class Command:
 
 # `/consult oncall reload`: re-read the schedules.
 RELOAD = "reload"
+# `/consult cover off`: end my cover.
+OFF = "off"
 # Stats periods a person may type, in days.
 PERIODS = {"7d": 7, "30d": 30, "90d": 90}
 QUICK_USAGE = f"/consult <service> [{'|'.join(URGENCIES)}] <patient>: <question>"
 QUICK_EXAMPLE = f"/consult rad {Urgency.STAT} MRN 12345: CT head, r/o bleed?"
 _STATS_USAGE = f"/consult stats [service] [{'|'.join(PERIODS)}]"
 CRITICAL_USAGE = "/consult critical [service] @clinician <patient>: <finding>"
+FOLLOWUP_USAGE = "/consult followup <patient or RAD-42>: <what is owed>"
 
 # In the order `/consult help` shows them. One row per line: a table, not code.
 # fmt: off
@@ -105,6 +116,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(Verb.CLOSE, Takes.REF, "/consult close RAD-42", ""),
     Command(Verb.REOPEN, Takes.REF, "/consult reopen RAD-42 <follow-up>", ""),
     Command(Verb.CANCEL, Takes.REF, "/consult cancel RAD-42 [reason]", "for requesters"),
+    Command(Verb.SHOW, Takes.REF, "/consult show RAD-42", "a consult's card and timeline: who held it, how long, nudges, the answer"),
     Command(Verb.PATIENT, Takes.PATIENT, "/consult patient <patient>", "a patient's open consults across services"),
     Command(Verb.ON_CALL, Takes.ON_CALL, "/consult oncall <service> @colleague [for 4h | until 18:00]", "who is on call, until when, who next",
             help_form="/consult oncall", more=(("/consult oncall <service> @user [for 4h | until 18:00]", "cover for someone (a scheduled service's rota resumes after)"),
@@ -113,7 +125,14 @@ COMMANDS: tuple[Command, ...] = (
             missing_text="Say for how long: `{usage}` (at most 24h)"),
     Command(Verb.CRITICAL, Takes.CRITICAL, CRITICAL_USAGE, "send a critical result; the clinician must confirm receipt",
             help_form="/consult critical [service] @user <patient>: <finding>"),
+    Command(Verb.FOLLOWUP, Takes.FOLLOWUP, FOLLOWUP_USAGE, "track what is owed to a patient (alone: the form)",
+            help_form="/consult followup <patient or ref>: <what is owed>"),
+    Command(Verb.FOLLOWUPS, Takes.NOTHING, "/consult followups", "the follow-ups you own"),
     Command(Verb.STATS, Takes.STATS, _STATS_USAGE, "response times (service leads)"),
+    Command(Verb.COVER, Takes.COVER, "/consult cover @colleague", "while you are away, your consults' messages go to them and they may act for you",
+            help_form="/consult cover @user", more=(("/consult cover off", "end it"), ("/consult cover", "who covers whom"))),
+    Command(Verb.HANDOVER, Takes.REF_COLLEAGUE, "/consult handover RAD-42 @colleague [note]", "your side of one consult to a colleague, for good",
+            help_form="/consult handover RAD-42 @user [note]"),
     Command(Verb.HELP, Takes.NOTHING, "/consult help", "this message", aliases=("?",)),
 )
 # fmt: on

@@ -42,6 +42,7 @@ class Action(StrEnum):
     CANCEL = "cancel"
     FEEDBACK = "feedback"
     SNOOZE = "snooze"
+    HANDOVER = "handover"  # the requester's side of a consult moves to a colleague
 
 
 class Role(StrEnum):
@@ -65,9 +66,11 @@ TRANSITIONS: dict[Action, dict[Status, Status]] = {
     Action.CANCEL: {s: Status.CANCELLED for s in OPEN_STATES},
     Action.FEEDBACK: {Status.ANSWERED: Status.ANSWERED, Status.CLOSED: Status.CLOSED},
     Action.SNOOZE: {s: s for s in OPEN_STATES},
+    Action.HANDOVER: {s: s for s in (*OPEN_STATES, Status.ANSWERED)},
 }
 
-# Who may do what. Leads may also close, reopen and cancel.
+# Who may do what. Leads may also close, reopen, cancel and hand over. Whoever covers for
+# the requester holds the requester's role (`bot.flows.consults.roles.acts_as_requester`).
 ALLOWED: dict[Action, frozenset[Role]] = {
     Action.ACKNOWLEDGE: frozenset({Role.CONSULTANT}),
     Action.NEED_INFO: frozenset({Role.CONSULTANT}),
@@ -79,6 +82,7 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.CANCEL: frozenset({Role.REQUESTER, Role.LEAD}),
     Action.FEEDBACK: frozenset({Role.REQUESTER}),
     Action.SNOOZE: frozenset({Role.CONSULTANT}),
+    Action.HANDOVER: frozenset({Role.REQUESTER, Role.LEAD}),
 }
 # The actions only consultants may take: checking them may mean asking Slack whether the
 # user is a member of the service channel, and the requester may never take them.
@@ -95,6 +99,7 @@ _VERBS = {
     Action.CANCEL: "cancelled",
     Action.FEEDBACK: "rated",
     Action.SNOOZE: "snoozed",
+    Action.HANDOVER: "handed over",
 }
 
 

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot.domain.commands import BY_WORD, PERIODS, RELOAD, Command, Takes, Verb
+from bot.domain.commands import BY_WORD, OFF, PERIODS, RELOAD, Command, Takes, Verb
 from bot.domain.durations import parse_duration
 from bot.domain.text import clean, escape, normalize_ref
 from bot.domain.vocabulary import URGENCIES
@@ -140,6 +140,47 @@ def _critical(command: Command, rest: str) -> Parsed:
     )
 
 
+def _followup(command: Command, rest: str) -> Parsed:
+    """`<patient or consult ref>: <what is owed>`; nothing at all opens the form."""
+    if not rest:
+        return Parsed(command.verb)
+    patient, colon, owed = rest.partition(":")
+    if not colon or not patient.strip() or not owed.strip():
+        return Parsed(
+            command.verb,
+            error=f"Name the patient (or the consult) and what is owed: `{command.usage}`",
+        )
+    ref = normalize_ref(patient)
+    return Parsed(command.verb, ref=ref, patient=patient.strip(), question=owed.strip())
+
+
+def _cover(command: Command, rest: str) -> Parsed:
+    """Nothing (show), `off`, or `@user`."""
+    if not rest:
+        return Parsed(command.verb)
+    if rest.lower() == OFF:
+        return Parsed(command.verb, extra={OFF: "yes"})
+    user = parse_user(rest) if " " not in rest else None
+    if user is None:
+        return Parsed(
+            command.verb,
+            error=f"Name who covers for you: `{command.usage}` (or `/consult cover off`).",
+        )
+    return Parsed(command.verb, user=user)
+
+
+def _ref_colleague(command: Command, rest: str) -> Parsed:
+    """`<ref> @user [note]`."""
+    parsed = _ref_command(command, rest)
+    if parsed.error:
+        return parsed
+    first, _, note = parsed.text.partition(" ")
+    user = parse_user(first) if first else None
+    if user is None:
+        return Parsed(command.verb, ref=parsed.ref, error=f"Name the colleague: `{command.usage}`")
+    return Parsed(command.verb, ref=parsed.ref, user=user, text=note.strip())
+
+
 def _quick(raw: str) -> Parsed:
     service, _, rest = raw.partition(" ")
     rest = rest.strip()
@@ -174,4 +215,7 @@ _READERS: dict[Takes, Callable[[Command, str], Parsed]] = {
     Takes.ON_CALL: _oncall,
     Takes.STATS: _stats,
     Takes.CRITICAL: _critical,
+    Takes.FOLLOWUP: _followup,
+    Takes.COVER: _cover,
+    Takes.REF_COLLEAGUE: _ref_colleague,
 }

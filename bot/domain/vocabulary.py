@@ -73,11 +73,51 @@ class Template(StrEnum):
     HANDOFF_REMINDER = "handoff_reminder"  # to the outgoing consultant, with a hand-off button
     COVERAGE_GAP = "coverage_gap"  # to the leads: nobody scheduled from … until …
     SCHEDULE_PROBLEM = "schedule_problem"  # to the leads: a schedule failed to load
+    FOLLOWUP_OWED = "followup_owed"  # to the owner: what is owed to the patient, Done / Hand over
+    FOLLOWUP_ESCALATED = "followup_escalated"  # to `[followups] escalate_to`: overdue follow-up
+    FOLLOWUP_DONE = "followup_done"  # to whoever opened it: done, with the outcome
+    COVER_STARTED = "cover_started"  # to a covering clinician: whom they cover, their consults
+    COVER_ENDED = "cover_ended"  # to the covering clinician: the cover is over
+    HANDOVER_THREAD = "handover_thread"  # the requester's side moved to a colleague, with a note
+    HANDOVER_RECEIVED = "handover_received"  # to the new requester: the consult, the buttons
+    HANDOVER_SENT = "handover_sent"  # to the previous requester: it is no longer theirs
 
 
 # Critical results' references read CRIT-12 (`storage.critical.PREFIX` is the same word);
 # no service may take it as its prefix.
 CRITICAL_PREFIX = "CRIT"
+
+
+# Follow-ups' references read FU-12 (`storage.followups.PREFIX` is the same word); no
+# service may take it as its prefix.
+FOLLOWUP_PREFIX = "FU"
+
+
+class FollowUpStep(StrEnum):
+    """The audit actions of a follow-up (audit rows with consult_id NULL and the follow-up's
+    id and reference in `details`)."""
+
+    OPENED = "followup_opened"
+    ANSWER_IN = "followup_answer_in"
+    NUDGED = "followup_nudged"
+    ESCALATED = "followup_escalated"
+    HANDED_OVER = "followup_handed_over"
+    DONE = "followup_done"
+
+
+class FollowUpOutcome(StrEnum):
+    """How a follow-up ended (the Done form's choices, in its order)."""
+
+    REACHED = "reached"
+    LEFT_MESSAGE = "left_message"
+    OTHER = "other"
+
+
+OUTCOME_LABELS: dict[str, str] = {
+    FollowUpOutcome.REACHED: "Reached the patient",
+    FollowUpOutcome.LEFT_MESSAGE: "Left a message",
+    FollowUpOutcome.OTHER: "Other",
+}
 
 
 class CriticalStep(StrEnum):
@@ -112,6 +152,7 @@ INFORMATIONAL: frozenset[Template] = frozenset(
         Template.CLOSED_THREAD,
         Template.REOPENED_THREAD,
         Template.CANCELLED_THREAD,
+        Template.HANDOVER_THREAD,
     }
 )
 

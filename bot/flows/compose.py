@@ -16,6 +16,7 @@ from bot.domain.catalogue import Catalogue
 from bot.domain.clock import Clock
 from bot.domain.vocabulary import CriticalStep, Kind, Template
 from bot.flows.consults.oncall import OnCall
+from bot.flows.cover_routing import recipient
 from bot.flows.critical import audit
 from bot.flows.home import build_home_view
 from bot.flows.notify import Notify
@@ -26,12 +27,15 @@ from bot.reports.model import iso_z
 from bot.slack.delivery.dispatcher import LinkLookup, Outcome
 from bot.slack.delivery.transport import Call
 from bot.slack.render.context import RenderContext
+from bot.slack.render.cover import covering_for
 from bot.slack.render.messages import render_message
-from storage import critical, repo
+from storage import critical, followups, repo
 from storage.models import Consult, OutboxMessage
 
 # Templates whose renderer gets a `CriticalResult` (params["critical"]) instead of a consult.
 CRITICAL_TEMPLATES = "critical_"
+# Templates whose renderer gets a `FollowUp` (params["followup"]) instead of a consult.
+FOLLOWUP_TEMPLATES = "followup_"
 
 
 @dataclass(kw_only=True)
@@ -72,10 +76,17 @@ class Composer:
                 subject = critical.by_id(session=s, critical_id=int(params["critical"]))
                 if subject is None:
                     return None
+            if str(template).startswith(FOLLOWUP_TEMPLATES):
+                subject = followups.by_id(session=s, followup_id=int(params["followup"]))
+                if subject is None:
+                    return None
             text, blocks = render_message(template, subject, params, ctx)
+            to, covered = recipient(s, msg)
+            if covered:
+                text, blocks = covering_for(text, blocks, covered)
             if s.in_transaction():
                 s.commit()
-        return _addressed(msg, consult, {"text": text, "blocks": blocks})
+        return _addressed(msg, consult, {"text": text, "blocks": blocks}, to=to)
 
     def record(self, session: Session, msg: OutboxMessage, outcome: Outcome) -> None:
         """In delivery's transaction: a consult card that was sent gives the consult its
@@ -93,7 +104,7 @@ class Composer:
             consult.permalink = outcome.permalink
         elif outcome.status == "failed":
             notify = Notify(self.outbox, session, self.clock.now())
-            notify.dm_user(
+            notify.dm_covered(
                 consult.requester,
                 Template.POST_FAILED,
                 {"error": outcome.error, "consult": consult.id},
@@ -175,9 +186,12 @@ def _upload_call(s: Session, payload: dict[str, Any], params: dict[str, Any]) ->
     )
 
 
-def _addressed(msg: OutboxMessage, consult: Consult | None, base: dict[str, Any]) -> Call | None:
-    """The call delivering rendered text and blocks where the message's kind says (None:
-    the consult's card, which it attaches to, is not in the channel)."""
+def _addressed(
+    msg: OutboxMessage, consult: Consult | None, base: dict[str, Any], *, to: str
+) -> Call | None:
+    """The call delivering rendered text and blocks where the message's kind says (a
+    direct message to `to`; None: the consult's card, which it attaches to, is not in the
+    channel)."""
     payload = msg.payload or {}
     post = {"unfurl_links": False}
     if msg.kind == Kind.POST:
@@ -193,7 +207,7 @@ def _addressed(msg: OutboxMessage, consult: Consult | None, base: dict[str, Any]
         thread = {"channel": consult.channel, "thread_ts": consult.channel_ts}
         return Call("chat.postMessage", base | thread | post)
     if msg.kind == Kind.DM:
-        return Call("chat.postMessage", base | {"channel": payload["user"]} | post)
+        return Call("chat.postMessage", base | {"channel": to} | post)
     if msg.kind == Kind.CHANNEL:
         channel = payload.get("channel") or (consult.channel if consult else "")
         return Call("chat.postMessage", base | {"channel": channel} | post)

@@ -16,8 +16,9 @@ from bot.flows.schedules import ScheduleBook
 from bot.reports.glance import week_at_a_glance
 from bot.slack.render.context import RenderContext
 from bot.slack.render.critical import critical_home
+from bot.slack.render.followups import followups_home
 from bot.slack.render.home import Duty, home_view
-from storage import critical, repo
+from storage import critical, followups, repo
 
 
 def build_home_view(
@@ -46,7 +47,10 @@ def build_home_view(
         now=[(s.name, on_call.next_change(s)) for s in serving],
         next=_next_shift(user, ctx.catalogue.scheduled(), on_call, book),
     )
-    return home_view(waiting=waiting, mine=mine, glance=glance, ctx=ctx, critical=crit, duty=duty)
+    owed = followups_home(followups.open_owned_by(session=session, user=user), ctx.now)
+    return home_view(
+        waiting=waiting, mine=mine, glance=glance, ctx=ctx, critical=crit, duty=duty, owed=owed
+    )
 
 
 def _next_shift(

@@ -48,8 +48,26 @@ class Notify:
         self._add(Kind.THREAD, template, consult_id=consult.id, params=params, supersede=True)
 
     def dm_requester(self, consult: Consult, template: Template, params: Params = None) -> None:
-        """A direct message about `consult` to the person who requested it."""
-        self.dm_about(consult, consult.requester, template, params)
+        """A direct message about `consult` to the person who requested it, or, when it is
+        delivered, to whoever covers for them then (`dm_covered`)."""
+        self.dm_covered(consult.requester, template, params, consult=consult)
+
+    def dm_covered(
+        self,
+        user: str,
+        template: Template,
+        params: Params = None,
+        *,
+        consult: Consult | None = None,
+    ) -> bool:
+        """A direct message to `user` in their own role (requester, follow-up owner) that
+        whoever covers for them receives instead, decided when it is delivered (the cover
+        in force then; marked "covering for"); False when its exactly-once key was queued
+        before."""
+        consult_id = consult.id if consult is not None else None
+        return self._add(
+            Kind.DM, template, consult_id=consult_id, user=user, params=params, covered=True
+        )
 
     def dm_user(self, user: str, template: Template, params: Params = None) -> bool:
         """A direct message to `user` about no single consult (or several, in `params`);

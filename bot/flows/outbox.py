@@ -38,14 +38,16 @@ class Outbox:
         params: dict[str, Any] | None = None,
         dedupe_key: str | None = None,
         supersede: bool = False,
+        covered: bool = False,
     ) -> bool:
         """Queue one message; False when `dedupe_key` was queued before (exactly once).
         With `supersede`, only one of the consult's messages of the same kind and template
         still queued is sent: the oldest, in its place in line, with this one's payload;
-        the rest are marked `superseded` (see `outbox_store.supersede_pending`)."""
-        message = OutboxMessage(
-            **_row(kind, template, now, consult_id, user, channel, params), dedupe_key=dedupe_key
-        )
+        the rest are marked `superseded` (see `outbox_store.supersede_pending`). A
+        `covered` direct message goes to whoever covers for `user` when it is delivered
+        (`bot.flows.cover_routing`)."""
+        row = _row(kind, template, now, consult_id, user, channel, params, covered=covered)
+        message = OutboxMessage(**row, dedupe_key=dedupe_key)
         added = outbox_store.add_outbox(session=session, message=message)
         if added:
             self._wake_on_commit(session)
@@ -95,11 +97,15 @@ def _row(
     user: str | None,
     channel: str | None,
     params: dict[str, Any] | None,
+    *,
+    covered: bool = False,
 ) -> dict[str, Any]:
     """The columns of a new, immediately due outbox message."""
     payload: dict[str, Any] = {"template": template, "params": params or {}}
     if user:
         payload["user"] = user
+    if covered:
+        payload["covered"] = True
     if channel:
         payload["channel"] = channel
     return {

@@ -1,5 +1,7 @@
 """Retention: removes patient references and free text from consults closed or cancelled
-longer ago than a limit (closing answered ones whose answer is older than the limit),
+longer ago than a limit (closing answered ones whose answer is older than the limit), from
+critical results acknowledged and follow-ups done longer ago than it (an open follow-up keeps
+what is owed until it is done),
 keeping their timings for reports, and deletes delivered outbox messages older than the
 limit (their parameters may quote free text, e.g. a hand-off note sent to someone with no
 consult attached). Every purge is audited."""
@@ -15,9 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.domain.clock import Clock, SystemClock
 from bot.domain.durations import parse_duration
 from bot.domain.lifecycle import Action
+from bot.flows import hops
 from bot.flows.work import Audit, apply_transition, audit_change
 from bot.settings import Settings
-from storage import critical, repo
+from storage import critical, followups, repo
 from storage.db import create_db_engine, migrate, session_factory, unit_of_work
 from storage.models import OutboxMessage
 
@@ -50,9 +53,11 @@ def purge_session(
         consult.closed_at = now
         consult.next_nudge_at = None
         consult.nudge_phase = None
+        hops.settle(session, consult, now)  # answered: no hop runs; kept for symmetry
         closed.append(consult.id)
     refs = repo.purge_closed(session=session, before=before, at=now, also=closed)
     results = critical.purge_acknowledged(session=session, before=before)
+    owed = followups.purge_done(session=session, before=before)
     done = session.execute(
         delete(OutboxMessage).where(
             OutboxMessage.created_at < before,
@@ -60,7 +65,7 @@ def purge_session(
         )
     )
     messages = int(getattr(done, "rowcount", 0) or 0)
-    if refs or messages or results:
+    if refs or messages or results or owed:
         audit_change(
             session,
             "purged",
@@ -71,6 +76,7 @@ def purge_session(
                 "refs": refs[:500],
                 "outbox_messages": messages,
                 "critical_results": len(results),
+                "followups": len(owed),
                 "older_than_s": older_than.total_seconds(),
             },
         )

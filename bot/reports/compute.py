@@ -9,7 +9,9 @@ Figures per service, and within each service per urgency and per consultant, ove
 * times in seconds from creation (median and 90th percentile): to acknowledge, to the first
   response, and to the answer. Time to answer is the consultant's time: need-info waiting
   (``waiting_seconds``) is subtracted and reported apart as ``waiting_on_requester``;
-* SLA shares (answered / acknowledged within the due time) and answer feedback.
+* SLA shares (answered / acknowledged within the due time) and answer feedback;
+* time held hop by hop (`bot.reports.holders`): the top-level ``holders`` and each
+  service's ``queue_seconds``, over the hops that *ended* in the period.
 
 Percentiles interpolate linearly between ranks exactly like PostgreSQL's
 ``percentile_cont``. On PostgreSQL everything is aggregated in the database
@@ -31,6 +33,8 @@ from sqlalchemy.orm import Session
 from bot.domain.catalogue import Catalogue, Service
 from bot.domain.vocabulary import URGENCIES
 from bot.reports.critical import critical_figures
+from bot.reports.followups import followup_figures
+from bot.reports.holders import holder_report
 from bot.reports.model import Figures, Group, GroupKey, Report, ServiceReport, as_utc
 from bot.reports.postgres import period_groups_sql
 from bot.reports.queries import open_groups, period_groups_python
@@ -62,13 +66,15 @@ def compute_report(
     until: datetime,
     now: datetime,
     services: list[str] | None = None,
+    holders: bool = True,
 ) -> Report:
     """Figures for consults created in ``[since, until)``, per service (catalogue order).
 
     Every catalogue service is listed, with zeros when it had no consults, unless
     `services` (keys or aliases) narrows the list; an unknown name raises ValueError.
     ``open_now``/``open_overdue`` count the consults open at `now`, whatever their age.
-    `Report.as_dict()` is the JSON shape (see the module docstring).
+    `Report.as_dict()` is the JSON shape (see the module docstring). `holders` False leaves
+    out the time held (`bot.reports.holders`) for callers that do not show it.
     """
     since, until, now = as_utc(since), as_utc(until), as_utc(now)
     if since > until:
@@ -86,6 +92,10 @@ def compute_report(
         until=until,
         services=[_service(key, groups, open_now) for key in keys],
         critical=critical_figures(session, keys, since, until),
+        followups=followup_figures(session, keys, since, until, now, with_none=services is None),
+        held=holder_report(session, catalogue=catalogue, services=keys, since=since, until=until)
+        if holders
+        else None,
     )
 
 

@@ -172,11 +172,11 @@ def send_weekly_digests(
     with sessions.begin() as session:
         current = compute_report(
             session, catalogue=catalogue, since=week.since, until=week.until, now=now,
-            services=keys,
+            services=keys, holders=False,
         )  # fmt: skip
         before = compute_report(
             session, catalogue=catalogue, since=week.since - timedelta(days=7),
-            until=week.since, now=now, services=keys,
+            until=week.since, now=now, services=keys, holders=False,
         )  # fmt: skip
         overdue = overdue_refs(session, keys, now)
         weeks = zip(targets, current.services, before.services, current.critical, strict=True)

@@ -1,7 +1,10 @@
 """A `Report` written out for `python -m bot report`: JSON (the report's own shape), CSV
 (one row per service and per service and urgency; seconds, shares 0..1; then, when critical
-results were sent, a blank line and a second table of them per service) and an aligned
-plain-text table (durations as '2h 05m', shares as percentages)."""
+results were sent, a blank line and a second table of them per service; then, when
+follow-ups were opened or are overdue, a blank line and a table of them per service) and an aligned
+plain-text table (durations as '2h 05m', shares as percentages). When hops ended in the
+period, the CSV's last table and the table's last lines are the time held per service queue
+and per holder (`bot.reports.holders`)."""
 
 from __future__ import annotations
 
@@ -53,6 +56,29 @@ CRITICAL_CSV_COLUMNS = (
     "critical_escalated",
     "critical_tta_median",
     "critical_tta_p90",
+)
+
+# Then (after another blank line), when follow-ups were opened: one row per service of the
+# linked consult, and "none".
+FOLLOWUP_CSV_COLUMNS = (
+    "service",
+    "followups_opened",
+    "followups_done",
+    "followups_overdue_now",
+    "followups_ttd_median",
+    "followups_ttd_p90",
+)
+
+# The CSV's last table (after a blank line), when hops ended in the period: time held, one
+# row per service's queue (role "queue", no user) and per holder (`bot.reports.holders`).
+HOLDERS_CSV_COLUMNS = (
+    "service",
+    "user",
+    "role",
+    "hops",
+    "held_total",
+    "held_median",
+    "held_p90",
 )
 
 TABLE_COLUMNS = (
@@ -121,7 +147,8 @@ def _flat_rows(report: Report) -> list[dict[str, Any]]:
 def report_csv(report: Report) -> str:
     """One row per service (urgency "all") and per service and urgency; seconds, shares 0..1.
     When critical results were sent in the period: a blank line, then their own header and
-    one row per service (`CRITICAL_CSV_COLUMNS`); otherwise nothing more."""
+    one row per service (`CRITICAL_CSV_COLUMNS`). When follow-ups were opened or are overdue:
+    a blank line and their rows (`FOLLOWUP_CSV_COLUMNS`)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -135,7 +162,39 @@ def report_csv(report: Report) -> str:
             counts = (c.sent, c.acknowledged, c.within_target, c.forwarded, c.escalated)
             times = ("" if t is None else t for t in (c.median, c.p90))
             critical.writerow((c.service, *counts, *times))
+    if any(f.opened or f.overdue_now for f in report.followups):
+        out.write("\n")
+        table = csv.writer(out, lineterminator="\n")
+        table.writerow(FOLLOWUP_CSV_COLUMNS)
+        for f in report.followups:
+            times = ("" if t is None else t for t in (f.median, f.p90))
+            table.writerow((f.service, f.opened, f.done, f.overdue_now, *times))
+    _holders_csv(report, out)
     return out.getvalue()
+
+
+def _held_rows(report: Report) -> list[tuple[str, str, str, int, Any]]:
+    """(service, user, role, hops, Held) of each queue with hops, then of each holder."""
+    if report.held is None:
+        return []
+    rows = [(q.service, "", "queue", q.hops, q.held_seconds) for q in report.held.queues.values()]
+    rows = [r for r in rows if r[3]]
+    rows += [(h.service, h.user, h.role, h.hops, h.held_seconds) for h in report.held.holders]
+    return rows
+
+
+def _holders_csv(report: Report, out: io.StringIO) -> None:
+    """The time-held table (`HOLDERS_CSV_COLUMNS`) after a blank line; nothing when no hop
+    ended in the period."""
+    rows = _held_rows(report)
+    if not rows:
+        return
+    out.write("\n")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HOLDERS_CSV_COLUMNS)
+    for service, user, role, hops, held in rows:
+        times = ("" if t is None else t for t in (held.total, held.median, held.p90))
+        writer.writerow((service, user, role, hops, *times))
 
 
 def _table_cell(key: str, value: Any) -> str:
@@ -166,7 +225,24 @@ def report_table(report: Report) -> str:
         "'Waiting (req.)'. Open/Overdue are as of now."
     )
     out += _critical_table(report)
+    out += _followup_table(report)
+    out += _holders_table(report)
     return "\n".join(out) + "\n"
+
+
+def _holders_table(report: Report) -> list[str]:
+    """The time-held lines of the table (none when no hop ended in the period)."""
+    rows = _held_rows(report)
+    if not rows:
+        return []
+    lines = ["", "Time held, hops that ended in the period (total; one hop's median, p90):"]
+    for service, user, role, hops, held in rows:
+        who = "queue (nobody owned it)" if role == "queue" else f"{user} ({role})"
+        lines.append(
+            f"  {service}: {who}: {hops} hop(s), {format_elapsed(held.total)}; "
+            f"median {format_elapsed(held.median)}, p90 {format_elapsed(held.p90)}"
+        )
+    return lines
 
 
 def _critical_table(report: Report) -> list[str]:
@@ -180,5 +256,19 @@ def _critical_table(report: Report) -> list[str]:
                 f"  {c.service}: {c.within_target}/{c.acknowledged}/{c.sent}, forwarded "
                 f"{c.forwarded}, escalated {c.escalated}, time to acknowledge median "
                 f"{format_elapsed(c.median)}, p90 {format_elapsed(c.p90)}"
+            )
+    return lines
+
+
+def _followup_table(report: Report) -> list[str]:
+    """The follow-ups' lines of the table (none when none were opened or are overdue)."""
+    if not any(f.opened or f.overdue_now for f in report.followups):
+        return []
+    lines = ["", "Follow-ups owed to patients (done / opened, overdue now):"]
+    for f in report.followups:
+        if f.opened or f.overdue_now:
+            lines.append(
+                f"  {f.service}: {f.done}/{f.opened}, overdue now {f.overdue_now}, time to done "
+                f"median {format_elapsed(f.median)}, p90 {format_elapsed(f.p90)}"
             )
     return lines

@@ -34,6 +34,7 @@ def week_at_a_glance(
         until=now,
         now=now,
         services=keys,
+        holders=False,  # App Home does not show time held
     )
     overdue = overdue_refs(session, keys, now)
     return glance_blocks(

@@ -169,14 +169,30 @@ class Report:
     services: list[ServiceReport]
     # Critical results sent in the period, per service (`bot.reports.critical.CriticalFigures`).
     critical: list[Any] = field(default_factory=list)
+    # Follow-ups per service of the linked consult, then "none"
+    # (`bot.reports.followups.FollowupFigures`).
+    followups: list[Any] = field(default_factory=list)
+
+    # Time held in the hops that ended in the period (`bot.reports.holders.HolderReport`):
+    # `holders` at the top level, each service's `queue_seconds` in its entry.
+    held: Any = None
 
     def as_dict(self) -> dict[str, Any]:
-        """``{"since", "until", "services": [...], "critical": [...]}``: times as `iso_z`."""
+        """``{"since", "until", "services": [...], "critical": [...], "followups": [...],
+        "holders": [...]}``:
+        times as `iso_z`; each service also has ``queue_seconds: {median, p90}``."""
+        queues = self.held.queues if self.held is not None else {}
         return {
             "since": iso_z(self.since),
             "until": iso_z(self.until),
-            "services": [s.as_dict() for s in self.services],
+            "services": [
+                s.as_dict()
+                | ({"queue_seconds": queues[s.service].as_dict()} if s.service in queues else {})
+                for s in self.services
+            ],  # fmt: skip
             "critical": [c.as_dict() for c in self.critical],
+            "followups": [f.as_dict() for f in self.followups],
+            "holders": [h.as_dict() for h in self.held.holders] if self.held else [],
         }
 
 

@@ -11,8 +11,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.domain.catalogue import Catalogue, Service
 from bot.domain.clock import Clock
+from bot.domain.hops import HopRole
 from bot.domain.text import escape
 from bot.reports.compute import compute_report
+from bot.reports.model import Report
 from bot.slack.render.figures import stats_reply
 
 
@@ -83,7 +85,23 @@ def stats_for_slack(
             services=[s.key for s in chosen],
         )
     pairs = [
-        (s.name, entry.as_dict() | {"critical": crit.as_dict()})
+        (s.name, entry.as_dict() | {"critical": crit.as_dict()} | _held(report, s.key))
         for s, entry, crit in zip(chosen, report.services, report.critical, strict=True)
     ]
     return stats_reply(pairs, days=days)
+
+
+def _held(report: Report, key: str) -> dict[str, Any]:
+    """A service's time held for the reply: its consultants' (`holders`, as in the report's
+    JSON) and its queue's (`queue_seconds`)."""
+    if report.held is None:
+        return {}
+    queue = report.held.queues.get(key)
+    return {
+        "holders": [
+            h.as_dict()
+            for h in report.held.holders
+            if h.service == key and h.role == HopRole.CONSULTANT
+        ],
+        "queue_seconds": queue.as_dict() if queue and queue.hops else None,
+    }

@@ -22,6 +22,10 @@ class ActionId(StrEnum):
     CRITICAL_NOT_MINE = "critical_not_mine"  # a critical result's Not my patient
     CRITICAL_FROM_CARD = "critical_from_card"  # the card's Critical result entry
     HANDOFF_ALL = "consult_handoff_all"  # the shift-end reminder: hand everything to <user>
+    FOLLOWUP_FROM_ANSWER = "followup_from_answer"  # the answer DM's Follow-up (the form)
+    FOLLOWUP_DONE = "followup_done"  # the owner's Done (the outcome form)
+    FOLLOWUP_HANDOVER = "followup_handover"  # the owner's Hand over (to a colleague)
+    HANDOVER = "consult_handover"  # the requester's Hand over: their side to a colleague
 
 
 class CallbackId(StrEnum):
@@ -35,6 +39,10 @@ class CallbackId(StrEnum):
     CRITICAL_NEW = "critical_new_modal"
     CRITICAL_ACK = "critical_ack_modal"
     CRITICAL_FORWARD = "critical_forward_modal"
+    FOLLOWUP_NEW = "followup_new_modal"
+    FOLLOWUP_DONE = "followup_done_modal"
+    FOLLOWUP_HANDOVER = "followup_handover_modal"
+    HANDOVER = "consult_handover_modal"
 
 
 class BlockId(StrEnum):
@@ -55,6 +63,12 @@ class BlockId(StrEnum):
     TO = "to"
     FINDING = "finding"
     CALLBACK = "callback"
+    OWED = "owed"
+    OWNER = "owner"
+    DUE = "due"
+    CONSULT = "consult"
+    OUTCOME = "outcome"
+    HANDOVER_TO = "handover_to"
 
 
 # Outbox metadata: tells our own posts apart in channel history after an unclear failure.

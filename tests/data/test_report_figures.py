@@ -264,7 +264,7 @@ def test_service_figures_by_hand(seeded, catalogue):
     assert report["until"] == "2026-10-31T00:00:00Z"
     assert [e["service"] for e in report["services"]] == ["radiology", "pathology", "cardiology"]
     rad = by_service(report)["radiology"]
-    assert set(rad) == FIGURE_KEYS | {"service", "by_urgency", "by_consultant"}
+    assert set(rad) == FIGURE_KEYS | {"service", "by_urgency", "by_consultant", "queue_seconds"}
     assert {k: rad[k] for k in ("consults", "acknowledged", "answered", "closed", "cancelled")} == {
         "consults": 6, "acknowledged": 4, "answered": 3, "closed": 2, "cancelled": 1,
     }  # fmt: skip
@@ -482,7 +482,7 @@ def test_cli_json(cli_env, capsys):
     code, out, _ = run_cli(capsys, "--format", "json", "--since", "30d")
     assert code == 0
     data = json.loads(out)
-    assert set(data) == {"since", "until", "services", "critical"}
+    assert set(data) == {"since", "until", "services", "critical", "followups", "holders"}
     assert data["since"].endswith("Z") and data["until"].endswith("Z")
     until = datetime.fromisoformat(data["until"].replace("Z", "+00:00"))
     since = datetime.fromisoformat(data["since"].replace("Z", "+00:00"))

@@ -38,6 +38,7 @@ def test_migrate_on_empty_database_creates_every_table_and_is_idempotent(tmp_pat
         "processed_keys",
         "on_call",
         "service_counters",
+        "consult_hops",
         "alembic_version",
     } <= tables
     with engine.connect() as conn:
@@ -224,3 +225,49 @@ def test_a_one_statement_read_runs_outside_a_transaction_on_postgresql(db_url, p
         s.execute(own)
         assert s.execute(own).one()[1] is False
     engine.dispose()
+
+
+def test_the_hops_migration_gives_stored_consults_their_running_hop(tmp_path):
+    from alembic import command  # noqa: PLC0415
+
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    cfg = db.alembic_config(str(engine.url))
+    t = datetime(2026, 11, 2, 9, 0)
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0004_sweep_index")
+        for n, (status, assignee) in enumerate(
+            [("open", None), ("acknowledged", "UA"), ("waiting", "UA"), ("answered", "UA")]
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO consults (ref, service, seq, urgency, intake, requester, "
+                    "assignee, status, channel, created_at, acknowledged_at, waiting_since, "
+                    "answered_at, waiting_seconds, nudge_level, nudges_at_level, nudge_count, "
+                    "escalation_count, reopened_count, handoff_count, version) VALUES (:ref, "
+                    "'radiology', :n, 'urgent', '{}', 'UREQ', :assignee, :status, 'CRAD', :t, "
+                    ":acked, :waiting, :answered, 0, 0, 0, 0, 0, 0, 0, 1)"
+                ),
+                {
+                    "ref": f"RAD-{n}", "n": n, "assignee": assignee, "status": status,
+                    "t": t, "acked": t + timedelta(minutes=10) if assignee else None,
+                    "waiting": t + timedelta(minutes=20) if status == "waiting" else None,
+                    "answered": t + timedelta(hours=1) if status == "answered" else None,
+                },
+            )  # fmt: skip
+        conn.commit()
+        command.upgrade(cfg, "0007_hops")
+        conn.commit()
+        rows = conn.execute(
+            text(
+                "SELECT ref, hop_role, hop_user, hop_service, hop_since FROM consults ORDER BY seq"
+            )
+        ).all()
+    engine.dispose()
+    got = [(*r[:4], r[4] and datetime.fromisoformat(r[4])) for r in rows]
+    assert got == [
+        ("RAD-0", None, None, None, None),  # the queue since it was created
+        ("RAD-1", "consultant", "UA", "radiology", t + timedelta(minutes=10)),
+        ("RAD-2", "requester", "UREQ", "radiology", t + timedelta(minutes=20)),
+        ("RAD-3", "none", None, None, t + timedelta(hours=1)),
+    ]

@@ -61,6 +61,9 @@ def test_demo_plays_the_day_and_cleans_up(tmp_path: Path):
         "CRIT-1 has not been received",  # the critical result, escalated
         "DM to Dr Walsh (house supervisor)",
         "CRIT-1 acknowledged by @Dr Brown",  # then read back
+        "📋 Follow-up FU-1 is yours",  # what is owed to the patient
+        "The answer to CARD-3 is in",  # the owner told when the answer arrives
+        "FU-1 done: Reached the patient",
         "(updated) card",
         "The lead's report",
         "CareLoop consults created",  # the report's own header
@@ -68,7 +71,7 @@ def test_demo_plays_the_day_and_cleans_up(tmp_path: Path):
     ):
         assert expected in out, expected
     assert "<@U" not in out and "<!date" not in out and "&gt;" not in out
-    assert "[1/9]" in done.stderr and "[9/9]" in done.stderr
+    assert "[1/10]" in done.stderr and "[10/10]" in done.stderr
     assert not list(tmp_path.glob("careloop-demo-*")), "the demo left its directory behind"
 
 

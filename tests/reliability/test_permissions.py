@@ -106,6 +106,33 @@ def test_requester_commands(ward: Bot, verb: str):
             assert refused_count(bot, user) == refusals + 1
 
 
+def test_whoever_covers_for_the_requester_holds_the_requesters_rights_only(ward: Bot):
+    """`/consult cover`: the cover may do what the requester may (cancel, close, reopen,
+    hand over), never what a consultant does, and nothing once the cover ends."""
+    bot = ward
+    cover = OTHER_REQUESTER
+    bot.command(f"cover <@{cover}>", user=REQUESTER)
+    commands = {
+        "cancel": ("open", "cancel {ref}"),
+        "close": ("answered", "close {ref}"),
+        "reopen": ("answered", "reopen {ref} What dose?"),
+        "handover": ("open", f"handover {{ref}} <@{OUTSIDER}>"),
+    }
+    for state, text in commands.values():
+        ref = new_consult(bot, state)
+        before = snapshot(bot, ref)
+        told = bot.command(text.format(ref=ref), user=cover).text
+        assert bot.consult(ref).version == before[1] + 1, (text, told)
+    ref = new_consult(bot)
+    assert "You requested" not in bot.command(f"ack {ref}", user=cover).text
+    assert bot.command(f"ack {ref}", user=cover).text.startswith(":no_entry:")
+    bot.command("cover off", user=REQUESTER)
+    for state, text in commands.values():
+        ref = new_consult(bot, state)
+        before = snapshot(bot, ref)
+        check_refused(bot, ref, cover, before, bot.command(text.format(ref=ref), user=cover).text)
+
+
 def test_changing_who_is_on_call(ward: Bot):
     bot = ward
     for user in (BACKUP, MEMBER, OUTSIDER, REQUESTER):
@@ -145,6 +172,7 @@ def ephemerals(bot: Bot, user: str) -> list[str]:
         (ActionId.CANCEL, "open", OWNERS),
         (ActionId.CLOSE, "answered", OWNERS),
         (ActionId.REOPEN, "answered", OWNERS),
+        (ActionId.HANDOVER, "open", OWNERS),
     ],
 )
 def test_buttons(ward: Bot, action: str, state: str, allowed: set[str]):

@@ -1,6 +1,7 @@
-"""Point 7, patient data: patient references and clinical text stay out of logs, App Home,
-modal titles, message metadata, notification fallback text and error messages; a service
-may require a patient-reference pattern; old closed consults can be purged of it all."""
+"""Point 7, patient data: patient references and clinical text (of consults and of
+follow-ups) stay out of logs, App Home, modal titles, message metadata, notification
+fallback text and error messages; a service may require a patient-reference pattern; old
+closed consults can be purged of it all."""
 
 from __future__ import annotations
 
@@ -22,8 +23,11 @@ from sqlalchemy.exc import OperationalError
 from bot.dev.fakeslack import FakeSlack
 from bot.dev.fakeslack.requests import sign, state_values, static_select, users_select
 from bot.domain.catalogue_load import parse_catalogue
+from bot.reports.compute import compute_report
+from bot.reports.export import report_csv, report_json, report_table
 from bot.slack.ids import ActionId, BlockId, CallbackId
 from storage.models import AuditEvent, Base, Consult, OutboxMessage, Reply
+from storage.models_cover import RequesterCover
 from tests.harness import (
     CARD_CHANNEL,
     RAD_ON_CALL,
@@ -64,6 +68,7 @@ def full_lifecycle(bot: Bot) -> str:
     bot.command(f"cards stat {PATIENT}: {QUESTION}")
     ref = bot.consults()[-1].ref
     bot.settle()
+    bot.command(f"followup {ref}: call back, {NOTE}")  # told when the answer arrives
     bot.reply(ref, f"{REPLY} (consultant)", user=ON_CALL)
     bot.command(f"needinfo {ref} {NEED}", user=ON_CALL)
     bot.settle()
@@ -88,6 +93,14 @@ def full_lifecycle(bot: Bot) -> str:
     )
     bot.command(f"close {ref}")
     bot.sender.view_submission(
+        CallbackId.FOLLOWUP_DONE,
+        state_values({BlockId.OUTCOME: static_select("other"), BlockId.NOTE: f"{NOTE} {ANSWER}"}),
+        user=REQUESTER,
+        private_metadata="FU-1",
+    )
+    bot.command(f"followup {PATIENT}: {NEED}")  # stays open: on App Home, owed to a patient
+    bot.command("followups")
+    bot.sender.view_submission(
         CallbackId.NEW_CONSULT,
         state_values(
             {
@@ -105,6 +118,9 @@ def full_lifecycle(bot: Bot) -> str:
     bot.command(f"patient {PATIENT}", user=RAD_ON_CALL)
     bot.command(f"cards urgent {PATIENT}: {QUESTION} again")  # stays open: on App Home
     bot.command("list")
+    shown = json.dumps(bot.command(f"show {ref}", user=REQUESTER).json)
+    assert PATIENT in shown and ANSWER in shown  # `show` is where patient data may go
+    bot.command(f"show {ref}", user="UOUTSIDE")  # refused
     for user in (REQUESTER, ON_CALL, BACKUP, LEAD, "UADMIN"):
         bot.sender.event({"type": "app_home_opened", "user": user, "tab": "home"})
     bot.settle()
@@ -171,6 +187,7 @@ def test_app_home_modal_titles_metadata_and_fallback_text_carry_no_patient_data(
     for view in published:
         assert leaks(json.dumps(view)) == [], view
     assert any("CARD-2" in json.dumps(v) for v in published)  # it does show references
+    assert any("Owed to patients" in json.dumps(v) and "FU-2" in json.dumps(v) for v in published)
     opened = [view_of(c) for c in calls if c.method in VIEW_METHODS and c.method != "views.publish"]
     assert opened
     for view in opened:
@@ -206,6 +223,36 @@ def test_error_messages_carry_no_patient_data(bot: Bot):
     with bot.services.sessions() as s:
         refusals = [a.details for a in s.execute(select(AuditEvent)).scalars()]
     assert leaks(json.dumps(refusals)) == []
+
+
+def test_time_held_in_reports_and_stats_carries_no_patient_data(bot: Bot):
+    full_lifecycle(bot)
+    bot.clock.advance(timedelta(minutes=1))  # the period ends before now
+    now = bot.clock.now()
+    with bot.services.sessions() as s:
+        report = compute_report(
+            s, catalogue=bot.services.catalogue, since=now - timedelta(days=1), until=now,
+            now=now,
+        )  # fmt: skip
+    data = report.as_dict()
+    assert {(h["user"], h["role"]) for h in data["holders"]} >= {
+        (ON_CALL, "consultant"), (BACKUP, "consultant"), (REQUESTER, "requester"),
+    }  # fmt: skip
+    outputs = [report_json(report), report_csv(report), report_table(report)]
+    outputs.append(json.dumps(bot.command("stats cards 7d", user=LEAD).json))
+    assert "Time held" in outputs[-1]
+    for out in outputs:
+        assert leaks(out) == [], out
+    refused = bot.command(f"show {bot.consults()[0].ref}", user="UOUTSIDE").text
+    assert "Only the requester" in refused and leaks(refused) == []
+    with bot.services.sessions() as s:
+        audits = [
+            (a.action, a.details)
+            for a in s.execute(select(AuditEvent)).scalars()
+            if a.action == "show" or (a.details or {}).get("attempted") == "show"
+        ]
+    assert [a for a, _ in audits].count("show") == 1 and len(audits) >= 3
+    assert leaks(json.dumps(audits)) == []
 
 
 # ---------------------------------------------------------------------------- patterns
@@ -436,3 +483,49 @@ def test_database_statements_are_not_logged_at_debug(logs: LogCapture, tmp_path:
     finally:
         engine.dispose()
     assert leaks(logs.text) == []
+
+
+# ---------------------------------------------------------------------------- cover, hand-over
+def test_cover_and_hand_over_keep_patient_data_in_message_bodies(bot: Bot, logs: LogCapture):
+    """The hand-over note and the consult's patient reach the new requester and the
+    thread (message bodies) and nothing else: not the audit trail, the cover table, logs,
+    modal titles, fallback text or App Home."""
+    cover, new = "UCOVER1", "UNEWREQ"
+    bot.command(f"cards stat {PATIENT}: {QUESTION}")
+    ref = bot.consults()[-1].ref
+    bot.command(f"cover <@{cover}>")
+    bot.command(f"ack {ref}", user=ON_CALL)
+    bot.command(f"needinfo {ref} {NEED}", user=ON_CALL)
+    bot.command(f"cover <@{cover}>", user=new)
+    bot.click(ActionId.HANDOVER, ref, user=cover)  # the form, opened by the cover
+    bot.sender.view_submission(
+        CallbackId.HANDOVER,
+        state_values({BlockId.HANDOVER_TO: users_select(new), BlockId.NOTE: NOTE}),
+        user=cover,
+        private_metadata=ref,
+    )
+    bot.command("cover", user=cover)
+    bot.settle()  # delivered while the cover is in force
+    bot.command("cover off", user=new)
+    for user in (cover, new):
+        bot.sender.event({"type": "app_home_opened", "user": user, "tab": "home"})
+    bot.settle()
+    assert bot.consult(ref).requester == new
+    assert leaks(logs.text) == []
+    with bot.services.sessions() as s:
+        audits = [(a.action, a.details) for a in s.execute(select(AuditEvent)).scalars()]
+        cover_rows = [(r.user, r.cover) for r in s.execute(select(RequesterCover)).scalars()]
+    assert {"cover_on", "cover_off", "handover"} <= {a for a, _ in audits}
+    assert cover_rows and leaks(json.dumps(audits)) == [] and leaks(str(cover_rows)) == []
+    calls = bot.slack.calls
+    for call in calls:
+        if call.method in VIEW_METHODS:
+            view = view_of(call)
+            assert leaks(json.dumps(view.get("title"))) == []
+            if call.method == "views.publish":
+                assert leaks(json.dumps(view)) == []
+        elif call.method in MESSAGE_METHODS:
+            assert leaks(str(call.args.get("text") or "")) == [], call.args.get("text")
+    # Not vacuous: the note and the patient did reach the cover of the new requester.
+    to_cover = json.dumps([m.get("blocks") for m in bot.slack.dms(cover)])
+    assert NOTE in to_cover and PATIENT in to_cover

@@ -115,7 +115,7 @@ def test_each_kind_of_message_is_queued_with_its_kind_and_template():
         | {"params": {"by": "UDOC"}, "dedupe_key": None},
         common
         | {"kind": Kind.DM, "template": Template.ANSWERED, "consult_id": 7, "user": "UREQ"}
-        | {"params": {"text": "fine"}, "dedupe_key": None},
+        | {"params": {"text": "fine"}, "dedupe_key": None, "covered": True},
         common
         | {"kind": Kind.DM, "template": Template.HANDOFF_RECEIVED, "consult_id": None}
         | {"user": "UDOC", "params": {"ids": [7]}, "dedupe_key": None},

@@ -13,7 +13,8 @@ The demo
 3. plays the day as Slack would, with signed requests (:class:`bot.dev.fakeslack.SlackSender`):
    a stat radiology consult acknowledged and answered; a pathology consult nobody picks up,
    nudged and escalated to the backup and the lead, then answered; a consultant who needs
-   information from the requester and gets it; a shift handoff; a requester who cancels; one
+   information from the requester and gets it; a shift handoff, after which the requester
+   looks at the consult's timeline (`/consult show`); a requester who cancels; one
    who rates an answer and closes it; a critical result from the night radiologist that is
    not acknowledged at first, is escalated to the house supervisor, then acknowledged with a
    read-back. Every step waits (with a time limit) for what it should

@@ -47,10 +47,13 @@ class Acting:
         resp = self._send().command(text, user=person.id, channel=channel, trigger_id=trigger)
         _check(resp, f"/consult {text[:30]}")
         reply = _reply_text(resp)
+        blocks = resp.json.get("blocks") if isinstance(resp.json, dict) else None
         if reply:
-            shown = self.screens.render(reply, None)
+            shown = self.screens.render(reply, blocks)
             where = f"#{CHANNELS[channel]}, only {person.name} sees"
             self.actions.append(Action(time.time(), where, "CareLoop", shown, kind="ephemeral"))
+            if blocks:
+                return shown  # a reply with blocks (`show`): what they read, rendered
         return reply
 
     def click(self, person: Person, action_id: str, ref: str, message: Json, label: str) -> str:

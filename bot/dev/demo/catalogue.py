@@ -5,6 +5,7 @@ Every duration is in *demo seconds* at --speed 1 (one second = five minutes): st
 15m/1h/10m, urgent 1h/4h/30m, routine 4h/24h/2h, as in the example catalogue, but escalating
 after one nudge so the whole ladder fits in the demo. Critical results: acknowledged within
 30m, re-notified every 10m, escalated to the house supervisor after two re-notifications.
+Follow-ups: due 1d after the linked consult's answer, nudged every 4h.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ _BASE_SECONDS = {
     "routine_nudge": 24,
     "critical_ack": 6,
     "critical_renotify": 2,
+    "followup_due": 288,
+    "followup_nudge": 48,
 }
 
 

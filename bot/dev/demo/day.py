@@ -21,6 +21,7 @@ from bot.dev.demo.cast import (
 )
 from bot.dev.demo.catalogue import radiology_rota
 from bot.dev.demo.critical import CriticalScene
+from bot.dev.demo.followups import FollowUpScene
 from bot.dev.demo.records import StepFailed
 from bot.dev.demo.screens import initial_value
 from bot.dev.fakeslack.requests import plain_text
@@ -30,7 +31,7 @@ from bot.slack.ids import ActionId, BlockId, CallbackId
 Json = dict[str, Any]
 
 
-class Demo(CriticalScene):
+class Demo(CriticalScene, FollowUpScene):
     """The running demo: the Slack stand-in, the bot process, the people and the checks."""
 
     SCENES = (
@@ -42,6 +43,7 @@ class Demo(CriticalScene):
         "cardiology: a requester cancels",
         "radiology: the requester rates the answer and closes the consult",
         "radiology: a critical result, not acknowledged at first, escalated, then read back",
+        "cardiology: a follow-up owed to the patient, from the answer to 'Reached the patient'",
         "end of the day: the lead's report",
     )
 
@@ -54,6 +56,7 @@ class Demo(CriticalScene):
         self.cardiology_cancel()
         self.radiology_rating()
         self.critical_result(7)
+        self.followup(8)
 
     def expect_thread(self, name: str, ref: str, *needles: str, timeout: float = 10.0) -> None:
         """Wait for a reply in the thread of `ref`'s card holding every one of `needles`."""
@@ -356,6 +359,15 @@ class Demo(CriticalScene):
             "RAD-2 thread records the handoff", "RAD-2", "Handed off from @Dr Chen to @Dr Novak"
         )
         self.expect_dm("requester told who owns RAD-2 now", BROWN, "RAD-2 is now with @Dr Novak")
+        shown = self.people.command(BROWN, "show RAD-2", "CWARD4B")
+        self.expect(
+            "Dr Brown sees RAD-2's timeline: each hop with its holder",
+            lambda: all(
+                hop in shown
+                for hop in ("Radiology queue", "@Dr Chen, Radiology", "@Dr Novak, Radiology")
+            ),
+            detail=f"the bot answered {shown[:300]!r}",
+        )
 
     def _night_shift_starts(self) -> None:
         """The rota (re-read every second) says Dr Novak's night starts in two seconds:

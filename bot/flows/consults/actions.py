@@ -1,5 +1,6 @@
 """What people do to a consult once it exists: acknowledge, answer, ask the requester
-(need-info), hand off, close, reopen, cancel, rate and snooze. Each is one unit of work
+(need-info), hand off, hand over (the requester's side), close, reopen, cancel, rate and
+snooze. Each is one unit of work
 through `Actions._act`: check the actor's role, lock the row, honour the exactly-once key,
 apply the transition, make the action's own changes and queue its messages, then redraw
 the card."""
@@ -19,12 +20,14 @@ from bot.domain.durations import parse_duration
 from bot.domain.lifecycle import Action, Refused, Status
 from bot.domain.text import clean, normalize_ref
 from bot.domain.vocabulary import Template
+from bot.flows import hops
 from bot.flows.consults import clocks, refusals
 from bot.flows.consults.context import Context
 from bot.flows.consults.drafts import NOTE_MAX, QUESTION_MAX
 from bot.flows.consults.keys import request_key
 from bot.flows.consults.queries import Lookups
 from bot.flows.consults.roles import Permissions
+from bot.flows.followup_owner import consult_answered, consult_cancelled
 from bot.flows.notify import Notify
 from bot.flows.work import Audit, apply_transition
 from storage import repo
@@ -81,30 +84,35 @@ class Actions:
         apply: Apply,
         *,
         key: str | None = None,
-        audit_details: dict[str, Any] | None = None,
+        audit_details: dict[str, Any] | Callable[[Consult], dict[str, Any]] | None = None,
         repeat_ok: Callable[[Consult], bool] | None = None,
     ) -> Outcome:
         """Check, transition, apply and audit one action on one consult, exactly once.
 
         One transaction, few round trips (a button press at a peak is the hot path): the
         row is read once, locked, and the key claimed in the same statement on PostgreSQL;
-        the role is checked on it (channel membership, when asked of Slack, is cached;
-        a refusal rolls the claim back); and the changes go out in one flush at commit
-        (the audit event first, then the row and the outbox)."""
+        the role is checked on it (channel membership, when asked of Slack, is cached); and
+        the changes go out in one flush at commit (the audit event first, then the row and
+        the outbox). `audit_details` may be a function of the locked row, read before the
+        change."""
         key = request_key(key)
         asked = self.permissions.ask_first(ref, actor, action)
         with self.ctx.unit() as s:
+            # The key first: a replay of an action that took the actor's role away (a
+            # hand-over) finds it done rather than refused. A refusal rolls the claim back.
             consult, claimed = self._locked(s, ref, key)
-            self.permissions.check_role(consult, actor, action, session=s, asked=asked)
             if not claimed:
                 return Outcome(consult, changed=False)
+            self.permissions.check_role(consult, actor, action, session=s, asked=asked)
             if repeat_ok and repeat_ok(consult):
                 return Outcome(consult, changed=False)
             now = self.ctx.clock.now()
+            details = audit_details(consult) if callable(audit_details) else audit_details
             with s.no_autoflush:
-                apply_transition(s, consult, action, Audit(actor, now, details=audit_details))
+                apply_transition(s, consult, action, Audit(actor, now, details=details))
                 notify = self.ctx.notify(s, now)
                 apply(consult, now, notify)
+                hops.settle(s, consult, now)
                 notify.card_update(consult.id)
         log.info("consult %s", action.value, extra={"ref": consult.ref, "actor": actor})
         return Outcome(consult)
@@ -154,6 +162,7 @@ class Actions:
             clocks.stop_clocks(c)
             params = {"by": actor, "text": answer}
             _tell(notify, c, Template.ANSWER_THREAD, Template.ANSWERED, params)
+            consult_answered(notify, c)  # follow-ups waiting on this answer: owners told
 
         return self._act(ref, actor, Action.ANSWER, apply, key=key)
 
@@ -218,6 +227,30 @@ class Actions:
                 _tell_handed_off(notify, changed, actor=actor, to=to, note=text)
         return outcomes
 
+    def handover(
+        self, ref: str, *, actor: str, to: str, note: str = "", key: str | None = None
+    ) -> Outcome:
+        """The requester's side of one consult moves to `to` for good, with a note: the
+        thread records it, the new requester gets the consult and its buttons, the previous
+        one is told. The note is free text: in the thread and the DMs, never the audit."""
+        text = clean(note, max_length=NOTE_MAX)
+
+        def apply(c: Consult, now: datetime, notify: Notify) -> None:
+            previous = c.requester
+            c.requester = to
+            params = {"from": previous, "to": to, "by": actor, "note": text}
+            notify.thread_note(c, Template.HANDOVER_THREAD, params)
+            notify.dm_requester(c, Template.HANDOVER_RECEIVED, params)
+            notify.dm_about(c, previous, Template.HANDOVER_SENT, params)
+
+        def repeat_ok(c: Consult) -> bool:
+            return c.requester == to  # a repeat, or already theirs
+
+        return self._act(
+            ref, actor, Action.HANDOVER, apply, key=key, repeat_ok=repeat_ok,
+            audit_details=lambda c: {"requester_from": c.requester, "requester_to": to},
+        )  # fmt: skip
+
     def close(self, ref: str, *, actor: str, key: str | None = None) -> Outcome:
         """The requester confirms the loop is closed."""
 
@@ -257,6 +290,7 @@ class Actions:
             clocks.end_waiting(self.ctx.catalogue, c, now)
             clocks.stop_clocks(c)
             notify.thread_note(c, Template.CANCELLED_THREAD, {"by": actor, "text": why})
+            consult_cancelled(notify, c)  # follow-ups waiting on its answer: due from now
             if c.assignee and c.assignee != actor:
                 notify.dm_about(c, c.assignee, Template.CANCELLED, {"by": actor})
 

@@ -1,6 +1,7 @@
 """Replies in a consult's thread, and the requester's reply from the Reply form: each is
-stored once (by its `ts`) and audited; the requester's resumes a consult waiting on them,
-anyone else's is relayed to the requester."""
+stored once (by its `ts`) and audited; the requester's (or, while someone covers for the
+requester, the cover's) resumes a consult waiting on them, anyone else's is relayed to the
+requester."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from dataclasses import dataclass
 from bot.domain.lifecycle import OPEN_STATES, Action, Refused, Status
 from bot.domain.text import clean
 from bot.domain.vocabulary import Template
+from bot.flows import hops
 from bot.flows.consults import clocks, refusals
 from bot.flows.consults.actions import Outcome
 from bot.flows.consults.context import Context
 from bot.flows.consults.drafts import QUESTION_MAX
 from bot.flows.consults.keys import reply_ts
 from bot.flows.consults.queries import Lookups
+from bot.flows.consults.roles import acts_as_requester
 from bot.flows.notify import Notify
 from bot.flows.work import Audit, apply_transition
 from storage import repo
@@ -49,10 +52,15 @@ class Replies:
         return consult
 
     def check_requester_reply(self, consult: Consult, user: str) -> None:
-        """Refused unless `user` may answer through the Reply form: the requester only, as
-        only the requester's thread replies count as theirs (`record_reply`)."""
-        if user != consult.requester:
-            raise Refused(refusals.only_requester_replies(consult.ref))
+        """Refused unless `user` may answer through the Reply form: the requester or whoever
+        covers for them, as only their thread replies count as the requester's
+        (`record_reply`)."""
+        if user == consult.requester:
+            return
+        with self.ctx.unit() as s:
+            if acts_as_requester(s, consult, user):
+                return
+        raise Refused(refusals.only_requester_replies(consult.ref))
 
     def requester_reply(self, ref: str, *, user: str, text: str, key: str) -> Outcome:
         """The requester answers from the Reply form on their need-info message (they may
@@ -80,6 +88,8 @@ class Replies:
             if not self._store(notify, consult, user, reply_ts(key), body):
                 return Outcome(consult, changed=False)
             params = {"by": user, "text": body, "resumed": waiting}
+            if user != consult.requester:
+                params["covering_for"] = consult.requester
             notify.thread_note(consult, Template.REQUESTER_REPLY_THREAD, params)
         log.info("requester replied from the form", extra={"ref": consult.ref})
         message = f":white_check_mark: Your reply on *{consult.ref}* is posted in its thread"
@@ -90,7 +100,7 @@ class Replies:
         """A reply's effects (the consult row locked): stored once per `ts`, audited; the
         requester's resumes a consult waiting on them, anyone else's is relayed to the
         requester. False, with no effect, when that `ts` was already stored."""
-        by_requester = user == consult.requester
+        by_requester = acts_as_requester(notify.session, consult, user)
         body, now = clean(text), notify.now
         reply = Reply(
             consult_id=consult.id, user=user, ts=ts, at=now, by_requester=by_requester, text=body
@@ -122,6 +132,7 @@ class Replies:
         apply_transition(notify.session, c, Action.INFO_GIVEN, Audit(user, notify.now))
         clocks.end_waiting(self.ctx.catalogue, c, notify.now)
         clocks.start_answer_clock(c, notify.now)
+        hops.settle(notify.session, c, notify.now)
         notify.card_update(c.id)
         if c.assignee:
             notify.dm_about(c, c.assignee, Template.INFO_GIVEN)

@@ -1,22 +1,40 @@
-"""Who may act on a consult: the roles a user holds for it (requester; lead or admin;
-consultant as named on-call, backup, assignee or current on-call, else as a member of the
-service channel, asked of Slack through the injected `members`), checked against the
-lifecycle's table of who may do what."""
+"""Who may act on a consult: the roles a user holds for it (requester, or whoever covers
+for the requester now; lead or admin; consultant as named on-call, backup, assignee or
+current on-call, else as a member of the service channel, asked of Slack through the
+injected `members`), checked against the lifecycle's table of who may do what."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.domain.catalogue import Catalogue, Service
-from bot.domain.lifecycle import CONSULTANT_ACTIONS, Action, Role, check_allowed, next_status
+from bot.domain.lifecycle import (
+    ALLOWED,
+    CONSULTANT_ACTIONS,
+    Action,
+    Role,
+    check_allowed,
+    next_status,
+)
 from bot.flows.consults.oncall import OnCallRoster
 from bot.slack.membership import ChannelMembers
+from storage import covers
+from storage.db import unit_of_work
 from storage.models import Consult
 
 # Service channel -> its members as Slack said before a transaction (None: Slack could not).
 Asked = dict[str, frozenset[str] | None]
+
+
+def acts_as_requester(session: Session, consult: Consult, user: str) -> bool:
+    """Whether `user` may act as `consult`'s requester: they requested it, or they cover
+    for its requester now (`/consult cover`). The one rule for "the requester or whoever
+    covers for them" (permissions, the Reply form, thread replies)."""
+    if user == consult.requester:
+        return True
+    return bool(user) and covers.cover_for(session, consult.requester) == user
 
 
 @dataclass(frozen=True)
@@ -26,6 +44,8 @@ class Permissions:
     catalogue: Catalogue
     roster: OnCallRoster
     members: ChannelMembers
+    # Where a check outside a transaction reads who covers for the requester.
+    sessions: sessionmaker[Session] | None = None
 
     def roles(
         self, consult: Consult, user: str, *, need_consultant: bool = True,
@@ -84,7 +104,22 @@ class Permissions:
         self, consult: Consult, user: str, action: Action, *, session: Session | None = None,
         asked: Asked | None = None,
     ) -> None:  # fmt: skip
-        """Refused unless `user` holds a role that may perform `action` on `consult`."""
+        """Refused unless `user` holds a role that may perform `action` on `consult`. Who
+        covers for the requester is read only when nothing else allows the action and the
+        requester may take it (never for a consultant's press: no extra round trip)."""
         need = action in CONSULTANT_ACTIONS
         roles = self.roles(consult, user, need_consultant=need, session=session, asked=asked)
+        allowed = ALLOWED[action]
+        if Role.REQUESTER in allowed and not roles & allowed:
+            if self.covers_requester(consult, user, session=session):
+                roles.add(Role.REQUESTER)
         check_allowed(consult.ref, action, roles)
+
+    def covers_requester(self, consult: Consult, user: str, *, session: Session | None) -> bool:
+        """`acts_as_requester`, in `session` or (outside a transaction) in a short one."""
+        if session is not None:
+            return acts_as_requester(session, consult, user)
+        if self.sessions is None:
+            return user == consult.requester
+        with unit_of_work(self.sessions) as s:
+            return acts_as_requester(s, consult, user)

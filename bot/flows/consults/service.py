@@ -18,15 +18,18 @@ from bot.flows import shifts
 from bot.flows.consults import refusals
 from bot.flows.consults.actions import Actions, Outcome
 from bot.flows.consults.context import Context
+from bot.flows.consults.cover import Cover, CoverStatus
 from bot.flows.consults.drafts import Draft
 from bot.flows.consults.oncall import OnCallRoster
 from bot.flows.consults.opening import Opened, Opener
 from bot.flows.consults.queries import Lookups
 from bot.flows.consults.replies import Replies
 from bot.flows.consults.roles import Permissions
+from bot.flows.consults.timeline import Shown, Timelines
 from bot.flows.outbox import Outbox
 from bot.flows.schedules import ScheduleBook
 from bot.slack.membership import ChannelMembers
+from bot.slack.people import People
 from storage.models import Consult
 
 
@@ -43,15 +46,19 @@ class ConsultService:
         outbox: Outbox,
         members: ChannelMembers,
         schedules: ScheduleBook | None = None,
+        people: People | None = None,
     ) -> None:
         self.ctx = Context(catalogue=catalogue, sessions=sessions, clock=clock, outbox=outbox)
         self.schedules = schedules
         self.roster = OnCallRoster(self.ctx, schedules)
-        self.permissions = Permissions(catalogue, self.roster, members)
+        self.permissions = Permissions(catalogue, self.roster, members, sessions)
         self.lookups = Lookups(sessions)
         self.opener = Opener(self.ctx, self.roster)
         self.actions = Actions(self.ctx, self.permissions, self.lookups)
         self.replies = Replies(self.ctx, self.lookups)
+        self.people = people
+        self.covers = Cover(self.ctx, people)
+        self.timelines = Timelines(self.ctx, self.permissions, self.lookups)
 
     def unit(self) -> AbstractContextManager[Session]:
         """One transaction; commits on success."""
@@ -84,6 +91,25 @@ class ConsultService:
 
     def handoff_all(self, *, actor: str, to: str, note: str = "") -> list[Outcome]:
         return self.actions.handoff_all(actor=actor, to=to, note=note)
+
+    def handover(
+        self, ref: str, *, actor: str, to: str, note: str = "", key: str | None = None
+    ) -> Outcome:
+        """The requester's side of `ref` to `to` (a person: asked of Slack first)."""
+        problem = self.people.problem(to) if self.people else None
+        if problem:
+            raise Refused(problem)
+        return self.actions.handover(ref, actor=actor, to=to, note=note, key=key)
+
+    # ------------------------------------------------------------------ requester cover
+    def cover_start(self, *, user: str, cover: str, key: str | None = None) -> str:
+        return self.covers.start(user=user, cover=cover, key=key)
+
+    def cover_stop(self, *, user: str, key: str | None = None) -> str:
+        return self.covers.stop(user=user, key=key)
+
+    def cover_status(self, *, user: str) -> CoverStatus:
+        return self.covers.status(user=user)
 
     def close(self, ref: str, *, actor: str, key: str | None = None) -> Outcome:
         return self.actions.close(ref, actor=actor, key=key)
@@ -149,6 +175,10 @@ class ConsultService:
         if self.schedules is None:
             raise Refused(refusals.NO_SCHEDULES)
         return shifts.reload(ctx=self.ctx, book=self.schedules, roster=self.roster, actor=actor)
+
+    def show(self, ref: str, *, user: str) -> Shown:
+        """`/consult show <ref>`: the card and timeline, for those who may see it."""
+        return self.timelines.show(ref, user=user)
 
     def on_call_table(self) -> list[Standing]:
         return self.roster.table()

@@ -129,10 +129,36 @@ def service_stats_blocks(entry: Figures, name: str, days: int) -> Blocks:
         if len(people) > TOP_CONSULTANTS:
             lines.append(f"…and {len(people) - TOP_CONSULTANTS} more (`python -m bot report`).")
         blocks.append(section("*By consultant*\n" + "\n".join(lines)))
+    held = held_lines(entry)
+    if held:
+        blocks.append(section("*Time held* (hops that ended in the period)\n" + "\n".join(held)))
     line = critical_line(entry.get("critical"))
     if line:
         blocks.append(section(line))
     return blocks
+
+
+def held_lines(entry: Figures) -> list[str]:
+    """Per consultant, the time they held the service's consults (the TOP_CONSULTANTS who
+    held them longest), then the queue's: `entry["holders"]` and `entry["queue_seconds"]`
+    as in the report's JSON (`bot.reports.holders`). Counts and times only."""
+    holders = sorted(
+        entry.get("holders") or [], key=lambda h: (-h["held_seconds"]["total"], h["user"])
+    )
+    lines = [
+        f"• <@{escape(h['user'])}>: *{format_elapsed(h['held_seconds']['total'])}* over "
+        f"{h['hops']} hop(s), median {format_elapsed(h['held_seconds']['median'])}"
+        for h in holders[:TOP_CONSULTANTS]
+    ]
+    if len(holders) > TOP_CONSULTANTS:
+        lines.append(f"…and {len(holders) - TOP_CONSULTANTS} more (`python -m bot report`).")
+    queue = entry.get("queue_seconds")
+    if queue:
+        lines.append(
+            f"• In the queue (nobody owned it): median {format_elapsed(queue['median'])}"
+            f" · p90 {format_elapsed(queue['p90'])}"
+        )
+    return lines
 
 
 def stats_reply(services: Sequence[tuple[str, Figures]], *, days: int) -> dict[str, Any]:

@@ -74,16 +74,19 @@ def home_view(
     ctx: RenderContext,
     critical: Blocks | None = None,
     duty: Duty | None = None,
+    owed: Blocks | None = None,
 ) -> dict[str, Any]:
     """The Home tab for one person: their unacknowledged critical results first, their
-    on-call, what waits on them, what they asked, and (for leads) the week at a glance
-    (empty for everyone else)."""
+    on-call, what waits on them, what they asked, what they owe to patients (follow-up
+    references and due times, built by `render.followups`), and (for leads) the week at a
+    glance (empty for everyone else)."""
     blocks: Blocks = [
         section(":hospital: *CareLoop* — consults that always come back."),
         *(critical or []),
         *(_duty(duty) if duty else []),
         *_list("Waiting on me", waiting, ctx),
         *_list("My requests", mine, ctx),
+        *(owed or []),
         *glance,
         context("Use `/consult` to open a consult and `/consult help` for every command."),
     ]

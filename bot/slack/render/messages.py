@@ -16,6 +16,13 @@ from bot.slack.ids import ActionId
 from bot.slack.render import shifts
 from bot.slack.render.card import consult_card, on_call_mentions
 from bot.slack.render.context import RenderContext
+from bot.slack.render.cover import (
+    cover_ended,
+    cover_started,
+    handover_received,
+    handover_sent,
+    handover_thread,
+)
 from bot.slack.render.critical import (
     critical_acknowledged,
     critical_forwarded,
@@ -23,6 +30,7 @@ from bot.slack.render.critical import (
     critical_result,
 )
 from bot.slack.render.digest import render_digest
+from bot.slack.render.followups import followup_done, followup_escalated, followup_owed
 from bot.slack.render.primitives import (
     Blocks,
     actions,
@@ -97,7 +105,10 @@ def _need_info_thread(c: Consult, p: Params, ctx: RenderContext) -> Rendered:
 
 
 def _requester_reply_thread(c: Consult, p: Params, ctx: RenderContext) -> Rendered:
-    body = f":leftwards_arrow_with_hook: {mention(p.get('by'))} replied:\n{quote(p.get('text'))}"
+    by = mention(p.get("by"))
+    if p.get("covering_for"):
+        by += f" (covering for {mention(p.get('covering_for'))})"
+    body = f":leftwards_arrow_with_hook: {by} replied:\n{quote(p.get('text'))}"
     if p.get("resumed"):
         body += "\n_The answer clock is running again._"
     return _one(f"{c.ref}: the requester replied", body)
@@ -185,7 +196,13 @@ def _confirmation(c: Consult, p: Params, ctx: RenderContext) -> Rendered:
         blocks.append(
             section("*This patient has other open consults:*\n" + other_consult_lines(others, ctx))
         )
-    blocks.append(actions(f"req:{c.ref}", button("Cancel", ActionId.CANCEL, c.ref, "danger")))
+    blocks.append(
+        actions(
+            f"req:{c.ref}",
+            button("Hand over", ActionId.HANDOVER, c.ref),
+            button("Cancel", ActionId.CANCEL, c.ref, "danger"),
+        )
+    )
     return f"{c.ref} is in the {name} channel", blocks
 
 
@@ -215,6 +232,7 @@ def _answered(c: Consult, p: Params, ctx: RenderContext) -> Rendered:
             button("Reopen", ActionId.REOPEN, c.ref),
             button("Helpful", ActionId.HELPFUL, c.ref),
             button("Not helpful", ActionId.NOT_HELPFUL, c.ref),
+            button("Follow-up", ActionId.FOLLOWUP_FROM_ANSWER, c.ref),
         ),
     ]
     return f"{c.ref} was answered", blocks
@@ -371,4 +389,13 @@ TEMPLATES: dict[Template, Renderer] = {
     Template.HANDOFF_REMINDER: shifts.handoff_reminder,
     Template.COVERAGE_GAP: shifts.coverage_gap,
     Template.SCHEDULE_PROBLEM: shifts.schedule_problem,
+    # A follow-up's renderers get the `FollowUp` (params["followup"]) instead of a consult.
+    Template.FOLLOWUP_OWED: followup_owed,
+    Template.FOLLOWUP_ESCALATED: followup_escalated,
+    Template.FOLLOWUP_DONE: followup_done,
+    Template.COVER_STARTED: cover_started,
+    Template.COVER_ENDED: cover_ended,
+    Template.HANDOVER_THREAD: handover_thread,
+    Template.HANDOVER_RECEIVED: handover_received,
+    Template.HANDOVER_SENT: handover_sent,
 }

@@ -1,0 +1,24 @@
+"""Where a requester's direct message goes, decided when it is delivered: to whoever
+covers for them at that moment (`storage.covers.cover_for`, read from the database in
+delivery's own session, so every process and a restart see the same answer and a cover
+ended while the message waited is honoured), else to them."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from bot.domain.vocabulary import Kind
+from storage import covers
+from storage.models import OutboxMessage
+
+
+def recipient(session: Session, msg: OutboxMessage) -> tuple[str, str | None]:
+    """(who receives `msg`, whom they receive it for — None: for themselves). Only a
+    direct message queued as `covered` (`Notify.dm_covered`, `Notify.dm_requester`) may
+    go to someone else; one level: the cover's own cover is not followed."""
+    payload = msg.payload or {}
+    user = str(payload.get("user") or "")
+    if msg.kind != Kind.DM or not payload.get("covered") or not user:
+        return user, None
+    cover = covers.cover_for(session, user)
+    return (cover, user) if cover else (user, None)

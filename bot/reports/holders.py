@@ -1,0 +1,146 @@
+"""Time held, hop by hop, in the reports: who held each service's consults and for how long
+(`holders`: consultants, and requesters while a consult waited on them) and how long
+consults sat in each service's queue with nobody owning them (`queue_seconds`).
+
+The period's hops are those that *ended* in ``[since, until)`` (a hop still running is
+counted once it ends), whatever the consult's creation date. A hop's time is working time
+when its service has working hours for the consult's urgency (`bot.domain.hours`, as the
+SLA clocks count it), else clock time like the core figures (`epoch_seconds`).
+
+Working time cannot be computed in SQL, so both databases read the same hop rows
+(`storage.hops.ended_between`) and aggregate them here: the figures are identical on
+SQLite and PostgreSQL. Percentiles interpolate like ``percentile_cont``
+(`bot.reports.percentiles`); totals are exactly rounded sums (`math.fsum`), so the order
+rows arrive in cannot change them. Only service keys, roles, Slack user ids and times are
+read: never a patient or any free text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot.domain.catalogue import Catalogue
+from bot.domain.hops import HopRole
+from bot.domain.hours import WorkingHours
+from bot.reports.percentiles import epoch_seconds, median_and_p90
+from storage import hops as store
+
+# The order holders are listed in within a service.
+_ROLE_ORDER = {HopRole.CONSULTANT.value: 0, HopRole.REQUESTER.value: 1}
+
+
+@dataclass(frozen=True)
+class Held:
+    """Seconds held over a group's hops: the total, the median and p90 of one hop."""
+
+    total: float
+    median: float | None
+    p90: float | None
+
+    @classmethod
+    def of(cls, seconds: Sequence[float]) -> Held:
+        """The figures of these hops' seconds."""
+        return cls(math.fsum(seconds), *median_and_p90(seconds))
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"total", "median", "p90"}``."""
+        return {"total": self.total, "median": self.median, "p90": self.p90}
+
+
+@dataclass(frozen=True)
+class HolderFigures:
+    """One person's time holding one service's consults in one role."""
+
+    service: str
+    user: str
+    role: str  # "consultant" | "requester"
+    hops: int
+    held_seconds: Held
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape: ``{service, user, role, hops, held_seconds: {total, median, p90}}``."""
+        return {
+            "service": self.service,
+            "user": self.user,
+            "role": self.role,
+            "hops": self.hops,
+            "held_seconds": self.held_seconds.as_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class QueueFigures:
+    """One service's queue hops (nobody owned the consult): how many, and their time."""
+
+    service: str
+    hops: int
+    held_seconds: Held
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape under each service: ``queue_seconds: {median, p90}``."""
+        return {"median": self.held_seconds.median, "p90": self.held_seconds.p90}
+
+
+@dataclass(frozen=True)
+class HolderReport:
+    """The period's time held: per holder (service order, consultants then requesters,
+    then user id) and per service's queue (every service asked for, zeros when none)."""
+
+    holders: list[HolderFigures]
+    queues: dict[str, QueueFigures]
+
+
+def _hours(catalogue: Catalogue, service: str, urgency: str) -> WorkingHours | None:
+    """The working hours `service`'s clocks for `urgency` count in (None: around the clock)."""
+    try:
+        return catalogue.policy(catalogue.service_by_key(service), urgency).hours
+    except KeyError:
+        return None
+
+
+def hop_seconds(hours: WorkingHours | None, started: datetime, ended: datetime) -> float:
+    """A hop's seconds: working time under `hours`, else clock time as the core figures."""
+    if hours is not None:
+        return hours.elapsed(started, ended).total_seconds()
+    return max(epoch_seconds(ended, started), 0.0)
+
+
+def holder_report(
+    session: Session,
+    *,
+    catalogue: Catalogue,
+    services: Sequence[str],
+    since: datetime,
+    until: datetime,
+) -> HolderReport:
+    """Time held in the hops of `services` that ended in ``[since, until)``."""
+    rows = store.ended_between(session=session, services=services, since=since, until=until)
+    queue: dict[str, list[float]] = {key: [] for key in services}
+    held: dict[tuple[str, str, str], list[float]] = {}
+    for service, role, user, urgency, started, ended in rows:
+        seconds = hop_seconds(_hours(catalogue, service, urgency), started, ended)
+        if role == HopRole.QUEUE:
+            queue.setdefault(service, []).append(seconds)
+        elif user:
+            held.setdefault((service, role, user), []).append(seconds)
+    order = {key: i for i, key in enumerate(services)}
+    keys = sorted(held, key=lambda k: (order.get(k[0], len(order)), _ROLE_ORDER.get(k[1], 9), k[2]))
+    return HolderReport(
+        holders=[
+            HolderFigures(
+                service,
+                user,
+                role,
+                len(held[(service, role, user)]),
+                Held.of(held[(service, role, user)]),
+            )
+            for service, role, user in keys
+        ],  # fmt: skip
+        queues={key: QueueFigures(key, len(s), Held.of(s)) for key, s in queue.items()},
+    )
