@@ -13,6 +13,7 @@ from slack_sdk.errors import SlackApiError
 import handlers.cover as cover
 import handlers.critical as critical
 import handlers.followups as followups
+import handlers.moves as moves
 from bot.domain.lifecycle import Action, Refused
 from bot.domain.text import normalize_ref
 from bot.services import Services
@@ -182,6 +183,7 @@ BUTTONS: dict[str, Button] = {
     ActionId.FOLLOWUP_DONE: followups.done_button,
     ActionId.FOLLOWUP_HANDOVER: followups.handover_button,
     ActionId.HANDOVER: cover.handover_button,
+    ActionId.TRANSFER: _modal(moves.transfer_form, Action.TRANSFER),
 }
 
 

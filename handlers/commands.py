@@ -13,6 +13,7 @@ from slack_bolt import Ack, App
 import handlers.cover as cover
 import handlers.critical as critical
 import handlers.followups as followups
+import handlers.moves as moves
 from bot.domain.commands import QUICK_EXAMPLE, QUICK_USAGE, RELOAD, Verb
 from bot.domain.durations import parse_duration
 from bot.domain.lifecycle import Refused
@@ -303,4 +304,6 @@ HANDLERS: dict[Verb, Callable[[Slash], str | dict[str, Any]]] = {
     Verb.COVER: lambda cmd: cover.command(cmd.svc, cmd.parsed, cmd.user, cmd.key),
     Verb.HANDOVER: lambda cmd: cover.handover_command(cmd.svc, cmd.parsed, cmd.user, cmd.key),
     Verb.SHOW: show,
+    Verb.TRANSFER: lambda cmd: moves.transfer_command(cmd.svc, cmd.parsed, cmd.user, cmd.key),
+    Verb.URGENCY: lambda cmd: moves.urgency_command(cmd.svc, cmd.parsed, cmd.user, cmd.key),
 }

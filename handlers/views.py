@@ -15,6 +15,7 @@ from slack_bolt import Ack, App
 import handlers.cover as cover
 import handlers.critical as critical
 import handlers.followups as followups
+import handlers.moves as moves
 from bot.domain.lifecycle import Refused
 from bot.flows.consults.drafts import Draft, DraftInvalid
 from bot.services import Services
@@ -224,4 +225,5 @@ REF_VIEWS: dict[str, tuple[str, Submission]] = {
     CallbackId.FOLLOWUP_DONE: (BlockId.OUTCOME, followups.done),
     CallbackId.FOLLOWUP_HANDOVER: (BlockId.HANDOFF_TO, followups.handed_over),
     CallbackId.HANDOVER: (BlockId.HANDOVER_TO, cover.handover_form),
+    CallbackId.TRANSFER: (BlockId.TRANSFER_TO, moves.transfer_submitted),
 }

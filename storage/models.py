@@ -138,6 +138,13 @@ class Consult(Base):
     hop_user: Mapped[str | None] = mapped_column(String(32))
     hop_service: Mapped[str | None] = mapped_column(String(64))
     hop_since: Mapped[datetime | None]
+    # The latest transfer into this consult's service (NULL: never transferred); the reason
+    # is free text (PHI rules: purged with the rest). History: `consult_transfers`.
+    transferred_from: Mapped[str | None] = mapped_column(String(64))
+    former_ref: Mapped[str | None] = mapped_column(String(16))
+    transferred_by: Mapped[str | None] = mapped_column(String(32))
+    transferred_at: Mapped[datetime | None]
+    transfer_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class AuditEvent(Base):

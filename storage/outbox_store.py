@@ -82,22 +82,26 @@ def due_outbox(
     skip: Sequence[str] = (),
     per_destination: int = 4,
     informational: Collection[str] = (),
+    first: Collection[str] = (),
 ) -> list[tuple[int, str, dict[str, Any], str | None]]:
     """(id, kind, payload, consult channel) of due messages, fairly across destinations.
 
     Each destination contributes at most `per_destination` messages, and every destination's
-    first message comes before anyone's second, so a backlog for one channel never fills
-    the batch; destinations in `skip` (held back by pacing) are left out altogether. Within
-    a destination, messages whose template is in `informational` come after the others.
+    first message comes before anyone's second (the channels' before the people's, so a
+    storm summary waits for no requester's "overdue" message), so a backlog for one channel
+    never fills the batch; destinations in `skip` (held back by pacing) are left out altogether. Within
+    a destination, messages whose template is in `informational` come after the others,
+    and those in `first` (overdue notices) before the others.
     Within a consult, a message waits for the older ones it must follow (see `_due_conditions`).
     """
     dest = _destination()
     later = _is_informational(OutboxMessage.payload, informational)
+    sooner = _is_informational(OutboxMessage.payload, first)
     candidates = (
         select(
             OutboxMessage.id.label("id"),
             func.row_number()
-            .over(partition_by=dest, order_by=(later, OutboxMessage.id))
+            .over(partition_by=dest, order_by=(later, sooner.desc(), OutboxMessage.id))
             .label("rn"),
         )
         .outerjoin(Consult, Consult.id == OutboxMessage.consult_id)
@@ -111,14 +115,14 @@ def due_outbox(
         .join(ranked, ranked.c.id == OutboxMessage.id)
         .outerjoin(Consult, Consult.id == OutboxMessage.consult_id)
         .where(ranked.c.rn <= per_destination)
-        .order_by(ranked.c.rn, OutboxMessage.id)
+        .order_by(ranked.c.rn, OutboxMessage.kind == "dm", OutboxMessage.id)
         .limit(limit)
     )
     return [(int(i), str(k), dict(p or {}), c) for i, k, p, c in session.execute(stmt)]
 
 
 def _is_informational(payload: Any, informational: Collection[str]) -> Any:
-    """1 when the message's template is informational, else 0 (as SQL)."""
+    """1 when the message's template is in `informational`, else 0 (as SQL)."""
     if not informational:
         return literal(0)
     return case((payload["template"].as_string().in_(sorted(informational)), 1), else_=0)

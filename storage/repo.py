@@ -21,6 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from storage import transfers
 from storage.db import add_once
 from storage.models import (
     OPEN_CONSULT_SQL,
@@ -45,12 +46,23 @@ def get_consult(*, session: Session, consult_id: int, lock: bool = False) -> Con
     return session.execute(stmt).scalar_one_or_none()
 
 
+def get_consults(*, session: Session, consult_ids: list[int]) -> list[Consult]:
+    """The consults with these ids, in the order given (missing ones left out), read in
+    one query."""
+    rows = session.execute(select(Consult).where(Consult.id.in_(consult_ids))).scalars()
+    by_id = {c.id: c for c in rows}
+    return [by_id[i] for i in consult_ids if i in by_id]
+
+
 def get_by_ref(*, session: Session, ref: str, lock: bool = False) -> Consult | None:
-    """A consult by its human reference (RAD-42)."""
+    """A consult by its human reference (RAD-42), or by one it had before a transfer."""
     stmt = select(Consult).where(Consult.ref == ref.upper())
     if lock:
         stmt = stmt.with_for_update(key_share=True)
-    return session.execute(stmt).scalar_one_or_none()
+    found = session.execute(stmt).scalar_one_or_none()
+    if found is None:
+        found = transfers.by_former_ref(session=session, ref=ref, lock=lock)
+    return found
 
 
 def get_by_origin(*, session: Session, origin_key: str) -> Consult | None:
@@ -338,7 +350,7 @@ def purge_closed(
     ids = [c.id for c in rows]
     for consult in rows:
         consult.patient = consult.patient_key = consult.question = consult.answer = None
-        consult.feedback_comment = None
+        consult.feedback_comment = consult.transfer_reason = None
         consult.intake = {}
         consult.purged_at = at
     if ids:

@@ -39,6 +39,8 @@ class Verb(StrEnum):
     COVER = "cover"
     HANDOVER = "handover"
     SHOW = "show"
+    TRANSFER = "transfer"
+    URGENCY = "urgency"
 
 
 class Takes(Enum):
@@ -54,6 +56,7 @@ class Takes(Enum):
     FOLLOWUP = "followup"  # nothing (the form), or <patient or consult ref>: <what is owed>
     COVER = "cover"  # nothing (show), off, or @user
     REF_COLLEAGUE = "ref_colleague"  # a consult reference, @user, then an optional note
+    REF_WORD = "ref_word"  # a consult reference, a word (service or urgency), then text (required)
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,10 @@ COMMANDS: tuple[Command, ...] = (
     Command(Verb.ON_CALL, Takes.ON_CALL, "/consult oncall <service> @colleague [for 4h | until 18:00]", "who is on call, until when, who next",
             help_form="/consult oncall", more=(("/consult oncall <service> @user [for 4h | until 18:00]", "cover for someone (a scheduled service's rota resumes after)"),
                                                ("/consult oncall reload", "re-read the schedules (leads)"))),
+    Command(Verb.TRANSFER, Takes.REF_WORD, "/consult transfer RAD-42 <service> <reason>", "send it to the right service, with why (consultants)",
+            missing_text="Name the service and say why: `{usage}`"),
+    Command(Verb.URGENCY, Takes.REF_WORD, f"/consult urgency RAD-42 <{'|'.join(URGENCIES)}> <reason>", "change its urgency; the deadlines follow (requester, owner, leads)",
+            missing_text="Give the new urgency and say why: `{usage}`"),
     Command(Verb.SNOOZE, Takes.REF, "/consult snooze RAD-42 30m", "hold a consult's reminders (at most 24h)",
             missing_text="Say for how long: `{usage}` (at most 24h)"),
     Command(Verb.CRITICAL, Takes.CRITICAL, CRITICAL_USAGE, "send a critical result; the clinician must confirm receipt",

@@ -43,12 +43,15 @@ class Action(StrEnum):
     FEEDBACK = "feedback"
     SNOOZE = "snooze"
     HANDOVER = "handover"  # the requester's side of a consult moves to a colleague
+    TRANSFER = "transfer"  # to another service (the wrong one was asked)
+    URGENCY = "urgency"  # the urgency changes; the clocks are re-computed
 
 
 class Role(StrEnum):
     REQUESTER = "requester"
     CONSULTANT = "consultant"  # member of the service channel, on-call, backup or lead
     LEAD = "lead"
+    OWNER = "owner"  # the consultant the consult is assigned to
 
 
 TRANSITIONS: dict[Action, dict[Status, Status]] = {
@@ -67,6 +70,8 @@ TRANSITIONS: dict[Action, dict[Status, Status]] = {
     Action.FEEDBACK: {Status.ANSWERED: Status.ANSWERED, Status.CLOSED: Status.CLOSED},
     Action.SNOOZE: {s: s for s in OPEN_STATES},
     Action.HANDOVER: {s: s for s in (*OPEN_STATES, Status.ANSWERED)},
+    Action.TRANSFER: {s: Status.OPEN for s in OPEN_STATES},
+    Action.URGENCY: {s: s for s in OPEN_STATES},
 }
 
 # Who may do what. Leads may also close, reopen, cancel and hand over. Whoever covers for
@@ -83,6 +88,8 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.FEEDBACK: frozenset({Role.REQUESTER}),
     Action.SNOOZE: frozenset({Role.CONSULTANT}),
     Action.HANDOVER: frozenset({Role.REQUESTER, Role.LEAD}),
+    Action.TRANSFER: frozenset({Role.CONSULTANT}),
+    Action.URGENCY: frozenset({Role.REQUESTER, Role.OWNER, Role.LEAD}),
 }
 # The actions only consultants may take: checking them may mean asking Slack whether the
 # user is a member of the service channel, and the requester may never take them.
@@ -100,7 +107,11 @@ _VERBS = {
     Action.FEEDBACK: "rated",
     Action.SNOOZE: "snoozed",
     Action.HANDOVER: "handed over",
+    Action.TRANSFER: "transferred",
+    Action.URGENCY: "given another urgency",
 }
+# How a refusal names an action whose word is not a verb.
+_DO = {Action.URGENCY: "change the urgency of"}
 
 
 class Refused(Exception):
@@ -141,13 +152,19 @@ def _not_now(ref: str, status: Status, action: Action) -> str:
 def check_allowed(ref: str, action: Action, roles: set[Role]) -> None:
     """Raise Refused unless one of `roles` may perform `action`."""
     if Role.REQUESTER in roles and action in CONSULTANT_ACTIONS:
-        raise Refused(f"You requested {ref}, so you cannot {action.value.replace('_', ' ')} it.")
+        raise Refused(f"You requested {ref}, so you cannot {_do(action)} it.")
     if roles & ALLOWED[action]:
         return
     who = {
         Role.CONSULTANT: "the service's consultants",
         Role.REQUESTER: "the requester",
         Role.LEAD: "the service's leads",
+        Role.OWNER: "the consultant who owns it",
     }
     allowed = " or ".join(who[r] for r in sorted(ALLOWED[action], key=str))
-    raise Refused(f"Only {allowed} can {action.value.replace('_', ' ')} {ref}.")
+    raise Refused(f"Only {allowed} can {_do(action)} {ref}.")
+
+
+def _do(action: Action) -> str:
+    """The action as a verb in a refusal: 'hand off', 'change the urgency of'."""
+    return _DO.get(action, action.value.replace("_", " "))

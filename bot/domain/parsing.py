@@ -70,6 +70,19 @@ def _ref_command(command: Command, rest: str) -> Parsed:
     return Parsed(verb, ref=ref, text=tail)
 
 
+def _ref_word(command: Command, rest: str) -> Parsed:
+    """`<ref> <word> <text>`: the word is the service (transfer) or the urgency (urgency)."""
+    parsed = _ref_command(command, rest)
+    word, _, text = parsed.text.partition(" ")
+    if parsed.error is None and not text.strip():
+        parsed.error = command.missing_text.format(usage=command.usage)
+    if parsed.error:
+        return Parsed(command.verb, ref=parsed.ref, error=parsed.error)
+    if command.verb is Verb.URGENCY:
+        return Parsed(command.verb, ref=parsed.ref, urgency=word.lower(), text=text.strip())
+    return Parsed(command.verb, ref=parsed.ref, service=word, text=text.strip())
+
+
 def _patient(command: Command, rest: str) -> Parsed:
     if not rest:
         return Parsed(command.verb, error=f"Give a patient reference: `{command.usage}`")
@@ -218,4 +231,5 @@ _READERS: dict[Takes, Callable[[Command, str], Parsed]] = {
     Takes.FOLLOWUP: _followup,
     Takes.COVER: _cover,
     Takes.REF_COLLEAGUE: _ref_colleague,
+    Takes.REF_WORD: _ref_word,
 }

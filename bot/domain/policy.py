@@ -41,6 +41,18 @@ def due_times(policy: ClockPolicy, created_at: datetime) -> tuple[datetime, date
     )
 
 
+def due_times_since(
+    policy: ClockPolicy, start: datetime, waited: timedelta = timedelta(0)
+) -> tuple[datetime, datetime]:
+    """`due_times` from `start` (the consult's creation, or its arrival at a service after a
+    transfer), with the answer deadline pushed back by `waited` already spent waiting on the
+    requester (need-info): the deadlines a new urgency gives a consult under way."""
+    acknowledge, answer = due_times(policy, start)
+    if waited > timedelta(0):
+        answer = add_time(policy, answer, waited)
+    return acknowledge, answer
+
+
 def resume_answer_due(
     policy: ClockPolicy, answer_due: datetime, waiting_since: datetime, now: datetime
 ) -> datetime:

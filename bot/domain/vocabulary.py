@@ -62,6 +62,7 @@ class Template(StrEnum):
     REQUESTER_OVERDUE = "requester_overdue"
     REQUESTER_REMINDER = "requester_reminder"
     STORM = "storm"
+    STORM_DM = "storm_dm"  # to one person: the consults of a storm escalated to them, or theirs
     ON_CALL_CHANGED = "on_call_changed"
     TEXT = "text"
     DIGEST = "digest"
@@ -81,6 +82,10 @@ class Template(StrEnum):
     HANDOVER_THREAD = "handover_thread"  # the requester's side moved to a colleague, with a note
     HANDOVER_RECEIVED = "handover_received"  # to the new requester: the consult, the buttons
     HANDOVER_SENT = "handover_sent"  # to the previous requester: it is no longer theirs
+    TRANSFERRED_CARD = "transferred_card"  # the old service's card: moved to …, no buttons
+    TRANSFERRED = "transferred"  # to the requester: moved to another service, new reference
+    URGENCY_THREAD = "urgency_thread"  # the thread note: urgency from … to …, and why
+    URGENCY_CHANGED = "urgency_changed"  # to the requester (or owner): the new deadlines
 
 
 # Critical results' references read CRIT-12 (`storage.critical.PREFIX` is the same word);
@@ -155,6 +160,11 @@ INFORMATIONAL: frozenset[Template] = frozenset(
         Template.HANDOVER_THREAD,
     }
 )
+
+# Posts about consults already overdue (thread nudges, storm summaries). In a paced channel
+# they go before the other time-critical posts queued earlier (new cards: their clocks have
+# only started), never before their own consult's card.
+OVERDUE_NOTICES: frozenset[Template] = frozenset({Template.NUDGE, Template.STORM})
 
 
 class Artifact(StrEnum):

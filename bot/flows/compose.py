@@ -31,6 +31,7 @@ from bot.slack.render.cover import covering_for
 from bot.slack.render.messages import render_message
 from storage import critical, followups, repo
 from storage.models import Consult, OutboxMessage
+from storage.transfers import LEFT_CARD
 
 # Templates whose renderer gets a `CriticalResult` (params["critical"]) instead of a consult.
 CRITICAL_TEMPLATES = "critical_"
@@ -112,8 +113,8 @@ class Composer:
 
     def _context(self, s: Session) -> RenderContext:
         def load(ids: list[int]) -> list[Consult]:
-            found = [repo.get_consult(session=s, consult_id=int(i)) for i in ids]
-            return [c for c in found if c is not None]
+            # One query for a storm summary's hundred consults, not one each.
+            return repo.get_consults(session=s, consult_ids=[int(i) for i in ids])
 
         now = self.clock.now()
         found: list[OnCall] = []
@@ -197,6 +198,15 @@ def _addressed(
     if msg.kind == Kind.POST:
         assert consult is not None
         return Call("chat.postMessage", base | {"channel": consult.channel} | post)
+    left = (payload.get("params") or {}).get(LEFT_CARD)
+    if msg.kind in (Kind.UPDATE, Kind.THREAD) and left and payload.get("channel"):
+        # About the card the consult left behind (a transfer): that card's channel and ts,
+        # not the consult's current card.
+        if msg.kind == Kind.UPDATE:
+            return Call("chat.update", base | {"channel": payload["channel"], "ts": left})
+        return Call(
+            "chat.postMessage", base | {"channel": payload["channel"], "thread_ts": left} | post
+        )
     if msg.kind in (Kind.UPDATE, Kind.THREAD):
         if consult is None or not consult.channel_ts:
             return None

@@ -59,6 +59,16 @@ def settle(session: Session, consult: Consult, now: datetime) -> bool:
     return True
 
 
+def pin(consult: Consult) -> None:
+    """Before a change of the consult's service (a transfer): write out the running hop's
+    service on the row, so a queue hop that was never settled (all NULL: "its service's
+    queue") is still charged to the service it ran in once `settle` compares."""
+    if consult.hop_role is None:
+        consult.hop_role = HopRole.QUEUE.value
+        consult.hop_service = consult.service
+        consult.hop_since = consult.created_at
+
+
 def running_hop(consult: Consult) -> Hop | None:
     """The hop that runs now (None: nobody holds the consult)."""
     held, since = stored_holder(consult)

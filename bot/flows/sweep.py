@@ -5,7 +5,8 @@ Claiming uses row locks with SKIP LOCKED on PostgreSQL (SQLite serialises writer
 next nudge is set `nudge_every` after *now*, so two processes never send the same nudge and
 a restart after downtime sends one nudge, not a burst. When more than `storm_threshold`
 consults in one channel come due in the same sweep, one summary message replaces the
-individual thread nudges.
+individual thread nudges, and each person concerned gets one direct message listing their
+consults (`bot.flows.storm`).
 
 A consult whose service key is not in this process's catalogue (start-up refuses that, but
 during a rolling change a process still on the old catalogue can create one) is skipped
@@ -30,6 +31,7 @@ from bot.domain.vocabulary import Template
 from bot.flows.consults.oncall import OnCall, OnCallRoster
 from bot.flows.notify import Notify
 from bot.flows.outbox import Outbox
+from bot.flows.storm import STORM_CHUNK, Letters
 from storage import repo
 from storage.db import unit_of_work
 from storage.models import Consult
@@ -105,11 +107,14 @@ class _ChannelSweep:
         storm = len(nudges) > self.catalogue.storm_threshold
         if storm:
             self._storm(channel, nudges)
+        # In a storm, one direct message per person instead of one per consult.
+        letters = Letters(self.notify, grouped=storm)
         for c, plan in nudges:
-            self._nudge(c, plan, thread=not storm)
+            self._nudge(c, plan, letters, thread=not storm)
             self.result.nudged.append(c.ref)
             if plan.escalated:
                 self.result.escalated.append(c.ref)
+        letters.send()
 
     def _plan(self, c: Consult) -> sla.NudgePlan | None:
         """The nudge `c` gets now, its row updated for it; None when it gets none now
@@ -150,13 +155,16 @@ class _ChannelSweep:
         return plan
 
     def _storm(self, channel: str, nudges: list[tuple[Consult, sla.NudgePlan]]) -> None:
-        """One summary in the channel instead of a thread nudge per consult."""
-        targets = sorted({t for _, plan in nudges for t in plan.targets})
-        counts = repr(sorted((c.id, c.nudge_count) for c, _ in nudges))
-        once = self.notify.once("storm:" + hashlib.sha1(counts.encode()).hexdigest())
-        once.channel_message(
-            channel, Template.STORM, {"ids": [c.id for c, _ in nudges], "targets": targets}
-        )
+        """One summary in the channel instead of a thread nudge per consult (one per
+        `STORM_CHUNK` consults, so each fits in one Slack message)."""
+        for start in range(0, len(nudges), STORM_CHUNK):
+            chunk = nudges[start : start + STORM_CHUNK]
+            targets = sorted({t for _, plan in chunk for t in plan.targets})
+            counts = repr(sorted((c.id, c.nudge_count) for c, _ in chunk))
+            once = self.notify.once("storm:" + hashlib.sha1(counts.encode()).hexdigest())
+            once.channel_message(
+                channel, Template.STORM, {"ids": [c.id for c, _ in chunk], "targets": targets}
+            )
         self.result.storms[channel] = len(nudges)
 
     def _skip_unknown_service(self, c: Consult) -> None:
@@ -169,7 +177,7 @@ class _ChannelSweep:
         )
         self.result.unknown_service.append(c.ref)
 
-    def _nudge(self, c: Consult, plan: sla.NudgePlan, *, thread: bool) -> None:
+    def _nudge(self, c: Consult, plan: sla.NudgePlan, letters: Letters, *, thread: bool) -> None:
         params = {
             "targets": list(plan.targets),
             "phase": c.nudge_phase,
@@ -184,12 +192,11 @@ class _ChannelSweep:
             c.escalated_at = self.now
             c.escalation_count = (c.escalation_count or 0) + 1
             for user in plan.targets:
-                once = notify.once(f"escalation:{c.id}:{n}:{user}")
-                once.dm_about(c, user, Template.ESCALATION, params)
+                key = f"escalation:{c.id}:{n}:{user}"
+                letters.add(key, c, user, Template.ESCALATION, params)
             notify.card_update(c.id)
         if plan.escalated or first_of_phase:
-            once = notify.once(f"overdue:{c.id}:{n}")
-            once.dm_requester(c, Template.REQUESTER_OVERDUE, params)
+            letters.add(f"overdue:{c.id}:{n}", c, c.requester, Template.REQUESTER_OVERDUE, params)
         repo.add_audit(
             session=notify.session,
             consult_id=c.id,

@@ -38,6 +38,7 @@ from bot.reports.holders import holder_report
 from bot.reports.model import Figures, Group, GroupKey, Report, ServiceReport, as_utc
 from bot.reports.postgres import period_groups_sql
 from bot.reports.queries import open_groups, period_groups_python
+from bot.reports.transfers import transfer_figures
 
 OpenCounts = dict[GroupKey, tuple[int, int]]
 
@@ -96,6 +97,7 @@ def compute_report(
         held=holder_report(session, catalogue=catalogue, services=keys, since=since, until=until)
         if holders
         else None,
+        transfers=transfer_figures(session, keys, since, until),
     )
 
 

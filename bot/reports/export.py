@@ -4,7 +4,8 @@ results were sent, a blank line and a second table of them per service; then, wh
 follow-ups were opened or are overdue, a blank line and a table of them per service) and an aligned
 plain-text table (durations as '2h 05m', shares as percentages). When hops ended in the
 period, the CSV's last table and the table's last lines are the time held per service queue
-and per holder (`bot.reports.holders`)."""
+and per holder (`bot.reports.holders`); when consults were transferred, a table of the
+transfers per service comes before it."""
 
 from __future__ import annotations
 
@@ -79,6 +80,15 @@ HOLDERS_CSV_COLUMNS = (
     "held_total",
     "held_median",
     "held_p90",
+)
+
+# The CSV's table of transfers (after a blank line), one row per service.
+TRANSFER_CSV_COLUMNS = (
+    "service",
+    "transferred_out",
+    "transferred_in",
+    "time_to_transfer_median",
+    "time_to_transfer_p90",
 )
 
 TABLE_COLUMNS = (
@@ -169,6 +179,7 @@ def report_csv(report: Report) -> str:
         for f in report.followups:
             times = ("" if t is None else t for t in (f.median, f.p90))
             table.writerow((f.service, f.opened, f.done, f.overdue_now, *times))
+    _transfers_csv(report, out)
     _holders_csv(report, out)
     return out.getvalue()
 
@@ -195,6 +206,19 @@ def _holders_csv(report: Report, out: io.StringIO) -> None:
     for service, user, role, hops, held in rows:
         times = ("" if t is None else t for t in (held.total, held.median, held.p90))
         writer.writerow((service, user, role, hops, *times))
+
+
+def _transfers_csv(report: Report, out: io.StringIO) -> None:
+    """When consults were transferred in the period: a blank line, then their own header
+    and one row per service (`TRANSFER_CSV_COLUMNS`); otherwise nothing."""
+    if not any(t.transferred_out or t.transferred_in for t in report.transfers):
+        return
+    out.write("\n")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(TRANSFER_CSV_COLUMNS)
+    for t in report.transfers:
+        times = ("" if v is None else v for v in (t.median, t.p90))
+        writer.writerow((t.service, t.transferred_out, t.transferred_in, *times))
 
 
 def _table_cell(key: str, value: Any) -> str:
@@ -226,6 +250,7 @@ def report_table(report: Report) -> str:
     )
     out += _critical_table(report)
     out += _followup_table(report)
+    out += _transfers_table(report)
     out += _holders_table(report)
     return "\n".join(out) + "\n"
 
@@ -271,4 +296,18 @@ def _followup_table(report: Report) -> list[str]:
                 f"  {f.service}: {f.done}/{f.opened}, overdue now {f.overdue_now}, time to done "
                 f"median {format_elapsed(f.median)}, p90 {format_elapsed(f.p90)}"
             )
+    return lines
+
+
+def _transfers_table(report: Report) -> list[str]:
+    """The transfers' lines of the table (none when nothing was transferred)."""
+    moved = [t for t in report.transfers if t.transferred_out or t.transferred_in]
+    if not moved:
+        return []
+    lines = ["", "Transfers to another service (out / in; time at the service until sent on):"]
+    for t in moved:
+        lines.append(
+            f"  {t.service}: {t.transferred_out} out / {t.transferred_in} in, time until "
+            f"transfer median {format_elapsed(t.median)}, p90 {format_elapsed(t.p90)}"
+        )
     return lines

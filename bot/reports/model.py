@@ -176,10 +176,12 @@ class Report:
     # Time held in the hops that ended in the period (`bot.reports.holders.HolderReport`):
     # `holders` at the top level, each service's `queue_seconds` in its entry.
     held: Any = None
+    # Transfers made in the period, per service (`bot.reports.transfers.TransferFigures`).
+    transfers: list[Any] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """``{"since", "until", "services": [...], "critical": [...], "followups": [...],
-        "holders": [...]}``:
+        "holders": [...], "transfers": [...]}``:
         times as `iso_z`; each service also has ``queue_seconds: {median, p90}``."""
         queues = self.held.queues if self.held is not None else {}
         return {
@@ -193,6 +195,7 @@ class Report:
             "critical": [c.as_dict() for c in self.critical],
             "followups": [f.as_dict() for f in self.followups],
             "holders": [h.as_dict() for h in self.held.holders] if self.held else [],
+            "transfers": [t.as_dict() for t in self.transfers],
         }
 
 

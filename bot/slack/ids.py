@@ -26,6 +26,7 @@ class ActionId(StrEnum):
     FOLLOWUP_DONE = "followup_done"  # the owner's Done (the outcome form)
     FOLLOWUP_HANDOVER = "followup_handover"  # the owner's Hand over (to a colleague)
     HANDOVER = "consult_handover"  # the requester's Hand over: their side to a colleague
+    TRANSFER = "consult_transfer"  # the card's Transfer: the form to send it to another service
 
 
 class CallbackId(StrEnum):
@@ -43,6 +44,7 @@ class CallbackId(StrEnum):
     FOLLOWUP_DONE = "followup_done_modal"
     FOLLOWUP_HANDOVER = "followup_handover_modal"
     HANDOVER = "consult_handover_modal"
+    TRANSFER = "consult_transfer_modal"
 
 
 class BlockId(StrEnum):
@@ -69,6 +71,7 @@ class BlockId(StrEnum):
     CONSULT = "consult"
     OUTCOME = "outcome"
     HANDOVER_TO = "handover_to"
+    TRANSFER_TO = "transfer_to"
 
 
 # Outbox metadata: tells our own posts apart in channel history after an unclear failure.

@@ -482,7 +482,9 @@ def test_cli_json(cli_env, capsys):
     code, out, _ = run_cli(capsys, "--format", "json", "--since", "30d")
     assert code == 0
     data = json.loads(out)
-    assert set(data) == {"since", "until", "services", "critical", "followups", "holders"}
+    assert set(data) == {
+        "since", "until", "services", "critical", "followups", "holders", "transfers"
+    }  # fmt: skip
     assert data["since"].endswith("Z") and data["until"].endswith("Z")
     until = datetime.fromisoformat(data["until"].replace("Z", "+00:00"))
     since = datetime.fromisoformat(data["since"].replace("Z", "+00:00"))

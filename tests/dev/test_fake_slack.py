@@ -306,6 +306,36 @@ def test_rate_limit_raises_with_retry_after_and_changes_nothing(fake, client):
     assert len(fake.messages("C1")) == 1
 
 
+def test_per_channel_post_limit_like_slacks_when_turned_on(fake, client):
+    t = [100.0]
+    client.chat_postMessage(channel="C1", text="before")  # off by default: no limit
+    limit = fake.limit_rate(1.0, burst=3, clock=lambda: t[0])
+    assert limit is not None
+    for i in range(3):  # a burst of 3 ...
+        client.chat_postMessage(channel="C1", text=f"burst {i}")
+    with pytest.raises(SlackApiError) as err:  # ... then one a second
+        client.chat_postMessage(channel="C1", text="too soon")
+    assert err.value.response.status_code == 429
+    assert err.value.response.headers["Retry-After"] == "1"
+    assert err.value.response["error"] == "ratelimited"
+    # Per channel: another channel and a person's DMs have buckets of their own; other
+    # methods are not limited.
+    client.chat_postMessage(channel="C2", text="elsewhere")
+    client.chat_postMessage(channel="U9", text="a DM")
+    client.chat_update(channel="C1", ts=fake.messages("C1")[0]["ts"], text="edited")
+    t[0] += 1.0
+    client.chat_postMessage(channel="C1", text="a second later")
+    with pytest.raises(SlackApiError):
+        client.chat_postMessage(channel="C1", text="too soon again")
+    texts = [m["text"] for m in fake.messages("C1")]
+    assert texts == ["edited", "burst 0", "burst 1", "burst 2", "a second later"]
+    assert fake.rate_limited == 2 and limit.refused == {"C1": 2}
+    assert [c.status for c in fake.calls_to("chat.postMessage")].count(429) == 2
+    fake.limit_rate(None)
+    client.chat_postMessage(channel="C1", text="unlimited again")
+    assert fake.rate_limited == 0
+
+
 def test_server_error_and_api_error(fake: FakeSlack, client: WebClient):
     fake.fail("chat.postMessage")
     with pytest.raises(SlackApiError) as five:

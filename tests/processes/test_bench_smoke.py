@@ -24,6 +24,10 @@ BENCHES = [
     (["bench/report_bench.py", "--quick"], "same report, bit for bit: True", True),
     (["bench/sweep_bench.py", "--quick"], "sweep claim at 10000 consults:", True),
     (["bench/create_bench.py", "--quick"], "CareLoop hand-off submit throughput =", True),
+    (["bench/storm_bench.py", "--quick", "--sqlite"], "429s from the fake Slack:", False),
+    (["bench/storm_bench.py", "--quick"], "429s from the fake Slack:", True),
+    (["bench/backlog_bench.py", "--quick", "--sqlite"], "their confirmations (DM)", False),
+    (["bench/backlog_bench.py", "--quick"], "their confirmations (DM)", True),
 ]
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 from bot.dev.fakeslack import FakeSlack
 from bot.dev.fakeslack.requests import sign, state_values, static_select, users_select
 from bot.domain.catalogue_load import parse_catalogue
+from bot.flows.retention import purge
 from bot.reports.compute import compute_report
 from bot.reports.export import report_csv, report_json, report_table
 from bot.slack.ids import ActionId, BlockId, CallbackId
@@ -117,6 +118,11 @@ def full_lifecycle(bot: Bot) -> str:
     bot.command(f"cancel {other} {NOTE}")
     bot.command(f"patient {PATIENT}", user=RAD_ON_CALL)
     bot.command(f"cards urgent {PATIENT}: {QUESTION} again")  # stays open: on App Home
+    moved = bot.consults()[-1].ref
+    bot.settle()
+    bot.command(f"urgency {moved} stat {NOTE}")
+    bot.click(ActionId.TRANSFER, moved, user=ON_CALL, channel=CARD_CHANNEL)  # the form
+    bot.command(f"transfer {moved} path {NOTE}", user=ON_CALL)
     bot.command("list")
     shown = json.dumps(bot.command(f"show {ref}", user=REQUESTER).json)
     assert PATIENT in shown and ANSWER in shown  # `show` is where patient data may go
@@ -186,8 +192,9 @@ def test_app_home_modal_titles_metadata_and_fallback_text_carry_no_patient_data(
     assert len(published) == 5
     for view in published:
         assert leaks(json.dumps(view)) == [], view
-    assert any("CARD-2" in json.dumps(v) for v in published)  # it does show references
     assert any("Owed to patients" in json.dumps(v) and "FU-2" in json.dumps(v) for v in published)
+    # It does show references (CARD-2, transferred: PATH-1).
+    assert any("PATH-1" in json.dumps(v) for v in published)
     opened = [view_of(c) for c in calls if c.method in VIEW_METHODS and c.method != "views.publish"]
     assert opened
     for view in opened:
@@ -428,6 +435,26 @@ def test_purge_cli_removes_patient_data_from_old_closed_consults(bot: Bot, db_ur
     assert "purged 0 consult(s)" in purge()
     with bot.services.sessions() as s:
         assert s.execute(select(Consult).where(Consult.purged_at.is_not(None))).all()
+
+
+def test_purge_removes_transfer_and_urgency_reasons(bot: Bot):
+    real_now = datetime.now(UTC)
+    bot.clock.set(real_now - timedelta(days=400))
+    ref = bot.open("cards routine MRN 1212121: oldtransferquestion?")
+    bot.command(f"urgency {ref} stat oldurgencyreason", user=REQUESTER)
+    bot.command(f"transfer {ref} path oldtransferreason", user=ON_CALL)
+    bot.command("answer PATH-1 oldtransferanswer", user="UPATHON")
+    bot.command("close PATH-1")
+    bot.settle()
+    assert bot.consult("PATH-1").transfer_reason == "oldtransferreason"
+    bot.clock.set(real_now)
+    refs = purge(sessions=bot.services.sessions, clock=bot.clock, older_than=timedelta(days=365))
+    assert refs == ["PATH-1"]
+    for needle in ("oldtransferreason", "oldurgencyreason", "MRN 1212121"):
+        assert phi_rows(bot, needle) == [], needle
+    # What the reports count stays.
+    moved = bot.consult("PATH-1")
+    assert (moved.former_ref, moved.transferred_from) == ("CARD-1", "cardiology")
 
 
 # ---------------------------------------------------------------------------- the log filter

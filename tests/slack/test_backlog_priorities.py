@@ -13,6 +13,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from bot.domain.clock import FakeClock
 from bot.domain.vocabulary import INFORMATIONAL, Template
 from bot.slack.delivery.pacing import ChannelPacer
 from storage import outbox_store
@@ -193,3 +194,64 @@ def test_acknowledging_posts_no_thread_note_and_tells_the_requester_at_once(pace
     pace.tick()
     bot.services.dispatcher.drain()
     assert any("Prior ECG?" in t for t in bot.thread_texts(ref))
+
+
+def test_a_nudges_requester_message_does_not_wait_for_the_paced_nudge(paced):
+    """The sweep's direct messages (the requester's "overdue") go while the channel's
+    nudge waits for its pace."""
+    bot, pace = paced
+    ref = _open(bot, "cards stat MRN 1: chest pain?")
+    pace.tick()
+    pace.hold(CARD_CHANNEL)
+    bot.clock.advance(timedelta(minutes=16))
+    assert bot.sweep().nudged == [ref]
+    bot.services.dispatcher.drain()
+
+    assert any(f"{ref}" in t and "is overdue" in t for t in bot.dm_texts(REQUESTER))
+    (nudge,) = _rows(bot, Template.NUDGE)
+    assert nudge.status == "pending" and bot.thread_texts(ref) == []
+    pace.tick()
+    bot.services.dispatcher.drain()
+    assert any("not been acknowledged" in t for t in bot.thread_texts(ref))
+
+
+def test_a_429_holds_the_whole_channel_for_its_retry_after(paced):
+    """Slack stricter than the pacer (a burst of 2, not 4): its first 429 holds the channel
+    for Retry-After, so the channel's next card waits instead of being refused in turn."""
+    bot, pace = paced
+    bot.slack.limit_rate(1.0, burst=2, clock=lambda: pace.t)
+    dispatcher = bot.services.dispatcher
+    dispatcher.clock = outbox_clock = FakeClock()  # retries fall due as the test steps
+    for i in range(4):
+        assert bot.command(f"cards routine MRN {i}: echo?", user=f"UREQ{i}").status == 200
+    dispatcher.drain()
+    assert len(_cards(bot)) == 2
+    assert bot.slack.rate_limited == 1  # the third card; the fourth was not tried
+    for _ in range(3):
+        pace.tick()
+        outbox_clock.advance(timedelta(seconds=1))
+        dispatcher.drain()
+    assert len(_cards(bot)) == 4
+    assert bot.slack.rate_limited == 1
+    assert bot.pending() == 0
+
+
+def test_in_a_paced_channel_a_nudge_goes_before_new_cards_queued_earlier(paced):
+    """The consult is overdue; the new cards' clocks have only started."""
+    bot, pace = paced
+    ref = _open(bot, "cards stat MRN 1: chest pain?")
+    pace.tick()
+    pace.hold(CARD_CHANNEL)
+    for i in range(2):
+        assert bot.command(f"cards routine MRN {i}: echo?", user=REQUESTER).status == 200
+    bot.clock.advance(timedelta(minutes=16))
+    assert bot.sweep().nudged == [ref]
+
+    pace.tick()  # one post allowed in the channel
+    bot.services.dispatcher.drain()
+    assert any("not been acknowledged" in t for t in bot.thread_texts(ref))
+    assert len(_cards(bot)) == 1
+    for _ in range(2):
+        pace.tick()
+        bot.services.dispatcher.drain()
+    assert len(_cards(bot)) == 3

@@ -231,3 +231,28 @@ def test_the_acknowledge_press_costs_one_insert_and_no_read_of_hops(bot: Bot):
     updates = [s for s in seen if s.startswith("update consults")]
     assert len(updates) == 1 and "hop_role" in updates[0]
     assert hops(bot, ref) == [("queue", None, 0.0)]
+
+
+def test_a_transfer_charges_each_service_its_own_queue_and_owner_time(bot: Bot):
+    ref = bot.open(f"cards urgent {PATIENT}: {QUESTION}")
+    bot.clock.advance(20 * MIN)  # nobody picked it up at cardiology
+    resp = bot.command(f"transfer {ref} path marrow question, not cardiac", user=ON_CALL)
+    assert "PATH-1" in resp.text, resp.text
+    bot.clock.advance(7 * MIN)
+    assert "acknowledged" in bot.command("ack PATH-1", user="UPATHON").text
+    bot.clock.advance(30 * MIN)
+    assert "answered" in bot.command(f"answer PATH-1 {ANSWER}", user="UPATHON").text
+    bot.settle()
+    data = report(bot)
+    assert service_entry(data, "cardiology")["queue_seconds"] == {"median": 1200.0, "p90": 1200.0}
+    assert service_entry(data, "pathology")["queue_seconds"] == {"median": 420.0, "p90": 420.0}
+    (held,) = holders(data, "pathology").values()
+    assert (held["user"], held["hops"], held["held_seconds"]["total"]) == ("UPATHON", 1, 1800.0)
+    with bot.services.sessions() as s:
+        rows = s.execute(select(ConsultHop).order_by(ConsultHop.id)).scalars().all()
+        got = [(h.service, h.role, (h.ended_at - h.started_at).total_seconds()) for h in rows]
+    assert got == [
+        ("cardiology", "queue", 1200.0),
+        ("pathology", "queue", 420.0),
+        ("pathology", "consultant", 1800.0),
+    ]

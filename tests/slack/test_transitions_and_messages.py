@@ -28,6 +28,7 @@ def test_consultant_only_actions_are_the_ones_only_consultants_may_take():
         Action.NEED_INFO,
         Action.HANDOFF,
         Action.SNOOZE,
+        Action.TRANSFER,
     }
     assert all(ALLOWED[a] == {Role.CONSULTANT} for a in CONSULTANT_ACTIONS)
 

@@ -36,6 +36,7 @@ GOOD_ARGS = {
     Takes.FOLLOWUP: "MRN 12345: call with the biopsy result",
     Takes.COVER: "<@U0123ABC>",
     Takes.REF_COLLEAGUE: "RAD-42 <@U0123ABC> going off shift",
+    Takes.REF_WORD: "RAD-42 stat wrong service, needs cardiology",
 }
 
 

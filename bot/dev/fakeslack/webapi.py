@@ -47,6 +47,7 @@ from bot.dev.fakeslack.calls import Call, Outcome, describe, new_call
 from bot.dev.fakeslack.dispatch import run_method
 from bot.dev.fakeslack.failures import FailureRule, FailureScript
 from bot.dev.fakeslack.files import receive_upload
+from bot.dev.fakeslack.ratelimit import RateLimit
 from bot.dev.fakeslack.serving import Server, make_server
 from bot.dev.fakeslack.wire import parse_args, url_path
 from bot.dev.fakeslack.workspace import Json, Workspace, dm_channel
@@ -73,7 +74,8 @@ class FakeSlack:
     none is sent).  ``clock``: source of message timestamps (seconds since the epoch).
     ``scopes``: what ``auth.test`` lists in its ``x-oauth-scopes`` header (default: every
     scope CareLoop needs; None: no header); change it with :meth:`grant`.  A revoked token:
-    ``fail("auth.test", error="token_revoked", times=None)``.
+    ``fail("auth.test", error="token_revoked", times=None)``.  ``rate_limit``: Slack's
+    per-channel posting limit (off by default; see :meth:`limit_rate`).
     """
 
     views_opened = _view_args("views.open")
@@ -89,6 +91,7 @@ class FakeSlack:
         *,
         clock: Callable[[], float] | None = None,
         scopes: list[str] | None = list(BOT_SCOPES),  # noqa: B006 - copied below
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self.host, self.port, self.token = host, port, token
         self.scopes = None if scopes is None else list(scopes)
@@ -99,6 +102,7 @@ class FakeSlack:
         self._thread: threading.Thread | None = None
         self._failures = FailureScript()
         self._ws = Workspace(clock or time.time)
+        self.rate_limit = rate_limit
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> FakeSlack:
@@ -219,6 +223,32 @@ class FakeSlack:
             self._failures.rules.append(
                 FailureRule(method, status, times, retry_after, hang, error)
             )
+
+    def limit_rate(
+        self,
+        per_second: float | None = 1.0,
+        *,
+        burst: int = 5,
+        clock: Callable[[], float] | None = None,
+    ) -> RateLimit | None:
+        """Enforce Slack's per-channel limit on ``chat.postMessage`` from now on: ``burst``
+        posts at once, then ``per_second``; over it, HTTP 429 with ``Retry-After`` (whole
+        seconds, at least 1) and no effect.  ``clock`` (default ``time.monotonic``) may be
+        stepped by a test.  ``per_second=None`` turns the limit off.  Returns the limit,
+        whose ``refused`` counts the 429s per channel (see :attr:`rate_limited`)."""
+        with self._lock:
+            if per_second is None:
+                self.rate_limit = None
+            else:
+                self.rate_limit = RateLimit(per_second, burst, clock or time.monotonic)
+            return self.rate_limit
+
+    @property
+    def rate_limited(self) -> int:
+        """How many calls the per-channel limit answered with 429 (scripted failures
+        aside)."""
+        with self._lock:
+            return sum(self.rate_limit.refused.values()) if self.rate_limit else 0
 
     def clear_failures(self) -> None:
         """Drop every scripted failure."""
@@ -404,6 +434,9 @@ class FakeSlack:
             now = time.time()
             rule = self._failures.take(method, api=api)
             outcome = rule.outcome() if rule else None
+            if outcome is None and api and self.rate_limit is not None:
+                channel = self._ws.resolve(str(args.get("channel") or ""))
+                outcome = self.rate_limit.check(method, channel)
             if outcome is None:
                 outcome = answer()
                 if rule is not None and rule.hang:

@@ -1,7 +1,8 @@
 """Who may act on a consult: the roles a user holds for it (requester, or whoever covers
-for the requester now; lead or admin; consultant as named on-call, backup, assignee or
-current on-call, else as a member of the service channel, asked of Slack through the
-injected `members`), checked against the lifecycle's table of who may do what."""
+for the requester now; owner, the assignee; lead or admin; consultant as named on-call,
+backup, assignee or current on-call, else as a member of the service channel, asked of
+Slack through the injected `members`), checked against the lifecycle's table of who may do
+what."""
 
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ class Permissions:
         roles: set[Role] = set()
         if user == consult.requester:
             roles.add(Role.REQUESTER)
+        if consult.assignee and user == consult.assignee:
+            roles.add(Role.OWNER)
         if user in service.leads or user in self.catalogue.admins:
             roles.update({Role.LEAD, Role.CONSULTANT})
         named = {service.on_call, service.backup, consult.assignee, consult.on_call}

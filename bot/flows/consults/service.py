@@ -1,5 +1,5 @@
 """`ConsultService`: what handlers call to open and change consults, composed of the parts
-in this package (on-call roster, who may act, look-ups, opening, actions, replies). It
+in this package (on-call roster, who may act, look-ups, opening, actions, replies, moves). It
 only wires them together and forwards; the work is done in the parts."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from bot.flows.consults.actions import Actions, Outcome
 from bot.flows.consults.context import Context
 from bot.flows.consults.cover import Cover, CoverStatus
 from bot.flows.consults.drafts import Draft
+from bot.flows.consults.moves import Moves
 from bot.flows.consults.oncall import OnCallRoster
 from bot.flows.consults.opening import Opened, Opener
 from bot.flows.consults.queries import Lookups
@@ -59,6 +60,7 @@ class ConsultService:
         self.people = people
         self.covers = Cover(self.ctx, people)
         self.timelines = Timelines(self.ctx, self.permissions, self.lookups)
+        self.moves = Moves(self.actions)
 
     def unit(self) -> AbstractContextManager[Session]:
         """One transaction; commits on success."""
@@ -127,6 +129,16 @@ class ConsultService:
 
     def snooze(self, ref: str, *, actor: str, duration: str, key: str | None = None) -> Outcome:
         return self.actions.snooze(ref, actor=actor, duration=duration, key=key)
+
+    def transfer(
+        self, ref: str, *, actor: str, to: str, reason: str, key: str | None = None
+    ) -> Outcome:
+        return self.moves.transfer(ref, actor=actor, to=to, reason=reason, key=key)
+
+    def change_urgency(
+        self, ref: str, *, actor: str, urgency: str, reason: str, key: str | None = None
+    ) -> Outcome:
+        return self.moves.change_urgency(ref, actor=actor, urgency=urgency, reason=reason, key=key)
 
     def set_on_call(
         self, *, service_key: str, actor: str, user: str, key: str | None = None, **ends: Any

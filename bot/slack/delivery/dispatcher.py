@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import metrics
 from bot.domain.clock import Clock, SystemClock
-from bot.domain.vocabulary import INFORMATIONAL, Kind
+from bot.domain.vocabulary import INFORMATIONAL, OVERDUE_NOTICES, Kind
 from bot.slack.delivery import transport
 from bot.slack.delivery.landed import find_landed, stamp
 from bot.slack.delivery.pacing import ChannelPacer, paced_channel
@@ -193,7 +193,8 @@ class Dispatcher:
         # Channels held back by pacing are left out of the query, and the rest come fairly
         # (each destination's first message before anyone's second), so a backlog in one
         # channel never holds back another channel's messages or anyone's DMs; within a
-        # destination, time-critical messages come before informational thread notes.
+        # destination, time-critical messages come before informational thread notes, and
+        # notices about overdue consults before new cards.
         held = self.pacer.held()
         with self.sessions() as s:
             rows = outbox_store.due_outbox(
@@ -203,6 +204,7 @@ class Dispatcher:
                 skip=sorted(held),
                 per_destination=max(self.pacer.burst, 1),
                 informational=INFORMATIONAL,
+                first=OVERDUE_NOTICES,
             )
         handled = 0
         self.paced_for = min(held.values()) if held else None
@@ -322,7 +324,7 @@ class Dispatcher:
         try:
             response = transport.send(self.client, call)
         except SlackApiError as exc:
-            self._on_api_error(msg, exc)
+            self._on_api_error(msg, call, exc)
             return
         except Unclear as exc:
             log.warning(
@@ -340,11 +342,14 @@ class Dispatcher:
         channel = response.get("channel") or call.args.get("channel", "")
         self._answered(msg, "sent", ts=ts, channel=channel)
 
-    def _on_api_error(self, msg: OutboxMessage, exc: SlackApiError) -> None:
+    def _on_api_error(self, msg: OutboxMessage, call: Call, exc: SlackApiError) -> None:
         status, error = transport.answer_of(exc)
         if transport.rate_limited(status, error):
             delay = max(transport.retry_after(exc.response.headers), 1.0)
             log.warning("slack rate limited", extra={"outbox_id": msg.id, "retry_after": delay})
+            if call.method == "chat.postMessage":
+                # The whole channel waits what Slack asked, not only this message.
+                self.pacer.hold(call.args.get("channel", ""), delay)
             self._release(msg.id, delay=delay, count=True, error="429")
             return
         if transport.transient(status, error):

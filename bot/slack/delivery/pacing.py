@@ -31,6 +31,15 @@ class ChannelPacer:
         """0 when a post may go now (and counts it), else seconds to wait."""
         return self._use(channel, take=True)
 
+    def hold(self, channel: str, seconds: float) -> None:
+        """Slack refused a post to `channel` (HTTP 429) and asked for `seconds`: no post
+        goes there before then, so the rest of its queue waits instead of being refused
+        in turn."""
+        if self.interval <= 0 or seconds <= 0:
+            return
+        with self._lock:
+            self._buckets[channel] = (1.0 - seconds / self.interval, self._now())
+
     def held(self) -> dict[str, float]:
         """The channels that must wait now, with how long (seconds)."""
         waits = {channel: self.wait(channel) for channel in list(self._buckets)}

@@ -9,6 +9,7 @@ from bot.domain.lifecycle import OPEN_STATES, STATUS_LABELS, Status
 from bot.domain.text import escape
 from bot.slack.ids import ActionId
 from bot.slack.render.context import RenderContext
+from bot.slack.render.moves import transferred_from_line
 from bot.slack.render.primitives import (
     URGENCY_ICONS,
     Blocks,
@@ -78,6 +79,7 @@ def _card_buttons(c: Consult) -> dict[str, Any]:
         button("Answer", ActionId.ANSWER, c.ref),
         button("Need info", ActionId.NEED_INFO, c.ref),
         button("Hand off", ActionId.HANDOFF, c.ref),
+        button("Transfer", ActionId.TRANSFER, c.ref),
         button("Critical result", ActionId.CRITICAL_FROM_CARD, c.ref, "danger"),
     ]
     return actions(f"card:{c.ref}", *buttons)
@@ -103,6 +105,8 @@ def consult_card(c: Consult, ctx: RenderContext) -> tuple[str, Blocks]:
         },
         section(f"*Question*\n{user_text(c.question)}"),
     ]
+    if (moved := transferred_from_line(c, ctx)) is not None:
+        blocks.insert(1, moved)
     for fld in service.intake:
         value = (c.intake or {}).get(fld.key)
         if value:

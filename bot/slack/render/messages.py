@@ -13,7 +13,7 @@ from typing import Any
 from bot.domain.text import escape
 from bot.domain.vocabulary import Template
 from bot.slack.ids import ActionId
-from bot.slack.render import shifts
+from bot.slack.render import moves, shifts
 from bot.slack.render.card import consult_card, on_call_mentions
 from bot.slack.render.context import RenderContext
 from bot.slack.render.cover import (
@@ -41,6 +41,7 @@ from bot.slack.render.primitives import (
     quote,
     ref_link,
     section,
+    sections,
     slack_date,
     status_word,
     urgency_label,
@@ -52,7 +53,7 @@ from storage.models import Consult
 Params = dict[str, Any]
 Rendered = tuple[str, Blocks]
 # The consult is None for the templates about several consults or none (handoff_received,
-# storm, on_call_changed, text, digest).
+# storm, storm_dm, on_call_changed, text, digest).
 Renderer = Callable[[Any, Params, RenderContext], Rendered]
 
 
@@ -158,15 +159,36 @@ def _nudge(c: Consult, p: Params, ctx: RenderContext) -> Rendered:
 def _storm(c: Consult | None, p: Params, ctx: RenderContext) -> Rendered:
     consults = ctx.load(list(p.get("ids") or []))
     who = " ".join(mention(u) for u in p.get("targets") or [])
-    lines = "\n".join(
+    lines = [
         f"• {ref_link(x)} — {urgency_label(x.urgency)}, "
         f"{status_word(x.status)}, opened {slack_date(x.created_at)}"
         for x in consults
-    )
-    return _one(
-        f"{len(consults)} consults are overdue",
-        f":rotating_light: {who} {len(consults)} consults are overdue:\n{lines}",
-    )
+    ]
+    # Every consult listed: a long list goes on in further sections, never cut (the sweep
+    # keeps one summary to `STORM_CHUNK` consults, well within Slack's 50 blocks).
+    head = f":rotating_light: {who} {len(consults)} consults are overdue:"
+    return f"{len(consults)} consults are overdue", sections(head, lines)
+
+
+def _storm_dm(c: Consult | None, p: Params, ctx: RenderContext) -> Rendered:
+    """To one person, in a storm: the consults escalated to them (`role` "escalation"), or
+    their own overdue consults (`role` "requester"), in one message instead of one each."""
+    consults = ctx.load(list(p.get("ids") or []))
+    n, who = len(consults), " ".join(mention(u) for u in p.get("targets") or [])
+    lines = [
+        f"• {ref_link(x)} — {escape(ctx.service_name(x.service))}, {urgency_label(x.urgency)}, "
+        f"not yet {'acknowledged' if x.nudge_phase == 'acknowledge' else 'answered'}, "
+        f"opened {slack_date(x.created_at)}"
+        for x in consults
+    ]
+    if p.get("role") == "escalation":
+        head = f":rotating_light: {n} overdue consults were escalated to you:"
+        return f"{n} consults escalated to you", sections(head, lines)
+    if p.get("escalated"):
+        head = f":hourglass: {n} of your consults are still waiting; escalated to {who}:"
+    else:
+        head = f":hourglass: {n} of your consults are overdue. I have reminded {who}:"
+    return f"{n} of your consults are overdue", sections(head, lines)
 
 
 def _on_call_changed(c: Consult | None, p: Params, ctx: RenderContext) -> Rendered:
@@ -377,6 +399,7 @@ TEMPLATES: dict[Template, Renderer] = {
     Template.REQUESTER_OVERDUE: _requester_overdue,
     Template.REQUESTER_REMINDER: _requester_reminder,
     Template.STORM: _storm,
+    Template.STORM_DM: _storm_dm,
     Template.ON_CALL_CHANGED: _on_call_changed,
     Template.TEXT: _text,
     Template.DIGEST: _digest,
@@ -398,4 +421,8 @@ TEMPLATES: dict[Template, Renderer] = {
     Template.HANDOVER_THREAD: handover_thread,
     Template.HANDOVER_RECEIVED: handover_received,
     Template.HANDOVER_SENT: handover_sent,
+    Template.TRANSFERRED_CARD: moves.transferred_card,
+    Template.TRANSFERRED: moves.transferred,
+    Template.URGENCY_THREAD: moves.urgency_thread,
+    Template.URGENCY_CHANGED: moves.urgency_changed,
 }

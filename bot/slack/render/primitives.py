@@ -105,6 +105,21 @@ def section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": shorten(text)}}
 
 
+def sections(head: str, lines: list[str]) -> Blocks:
+    """`head` and `lines` (one line each) in as few mrkdwn sections as Slack's limit per
+    section allows: a long list is split between sections, never cut."""
+    blocks: Blocks = []
+    text = head
+    for line in lines:
+        if text and len(text) + 1 + len(line) > SECTION_LIMIT:
+            blocks.append(section(text))
+            text = ""
+        text = f"{text}\n{line}" if text else line
+    if text:
+        blocks.append(section(text))
+    return blocks
+
+
 def context(text: str) -> dict[str, Any]:
     """A context block with one mrkdwn element, shortened to Slack's limit."""
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": shorten(text)}]}
