@@ -1,6 +1,7 @@
 """The baseline for bench/create_bench.py: a bare bolt app whose /consult handler inserts one
-row and acks, and whose button handler runs one `UPDATE` of the row its value names and
-acks, served exactly like `python -m bot serve` (embedded gunicorn, gthread, the
+row and acks, whose button handler runs one `UPDATE` of the row its value names and acks,
+and whose view handler (a modal submitted) runs one `UPDATE` of the row its private
+metadata names and acks, served exactly like `python -m bot serve` (embedded gunicorn, gthread, the
 same workers/threads/keep-alive settings, bolt with process_before_response=True, signature
 checks on, a static authorize so no request waits on auth.test).
 
@@ -59,6 +60,13 @@ def build(engine: Engine, secret: str, token: str) -> Callable[..., Iterable[byt
         row = int(value.rsplit("-", 1)[-1] or 0)
         with engine.begin() as conn:
             conn.execute(rows.update().where(rows.c.id == row).values(text="acknowledged"))
+        ack()
+
+    @app.view(re.compile(".*"))
+    def submit(ack: Ack, view: dict[str, Any]) -> None:
+        row = int(str(view.get("private_metadata") or "0").rsplit("-", 1)[-1] or 0)
+        with engine.begin() as conn:
+            conn.execute(rows.update().where(rows.c.id == row).values(text="answered"))
         ack()
 
     handler = SlackRequestHandler(app, path="/slack/events")

@@ -236,12 +236,13 @@ def run_reports(engine: Engine, runs: int, until: datetime, explain: bool) -> No
             f"consultants {len(entry['by_consultant'])}"
         )
     if explain and engine.dialect.name == "postgresql":
-        from bot.reports.postgres import PERCENTILE_FIELDS, percentile_sql  # noqa: PLC0415
+        from bot.reports.postgres import PERCENTILE_FIELDS, percentile_sql, tune  # noqa: PLC0415
 
         keys = [k for k, _, _ in SERVICES]
         stmt = percentile_sql(keys, since, until, PERCENTILE_FIELDS)
         compiled = stmt.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
-        with engine.connect() as conn:
+        with engine.connect() as conn, conn.begin():
+            tune(conn)  # the report's own settings (work_mem, jit)
             plan = conn.exec_driver_sql(
                 "EXPLAIN (ANALYZE, BUFFERS) " + str(compiled), compiled.params
             ).all()

@@ -171,6 +171,62 @@ def test_the_sweeps_claim_has_an_index_over_open_consults_in_nudge_order(db_url)
     engine.dispose()
 
 
+def _one_consult(engine, ref: str = "CARD-1") -> None:
+    now = datetime(2026, 3, 2, 10, tzinfo=UTC)
+    with session_factory(engine)() as s, s.begin():
+        s.add(
+            Consult(
+                ref=ref, seq=1, status="open", created_at=now, service="cardiology",
+                urgency="stat", requester="U1", channel="C1",
+            )
+        )  # fmt: skip
+
+
+def test_the_locking_read_claims_the_key_once_and_a_rollback_gives_it_back(db_url):
+    """`repo.lock_and_claim` (the press path: one statement on PostgreSQL): the consult
+    locked and the key claimed; a repeat finds it claimed; a missing consult is None; a
+    transaction rolled back (a refused action, a missing consult) leaves the key unclaimed."""
+    engine = create_db_engine(db_url)
+    migrate(engine)
+    _one_consult(engine)
+    sessions = session_factory(engine)
+    at = datetime(2026, 3, 2, 10, 5, tzinfo=UTC)
+
+    def attempt(ref: str, key: str | None, *, commit: bool = True) -> tuple[str | None, bool]:
+        with sessions() as s:
+            s.begin()
+            consult, claimed = repo.lock_and_claim(session=s, ref=ref, key=key, at=at)
+            (s.commit if commit else s.rollback)()
+            return (consult.ref if consult else None), claimed
+
+    assert attempt("card-1", "k-refused", commit=False) == ("CARD-1", True)
+    assert attempt("CARD-1", "k-refused") == ("CARD-1", True)  # the rollback gave it back
+    assert attempt("CARD-1", "k-refused") == ("CARD-1", False)
+    assert attempt("CARD-1", None) == ("CARD-1", True)  # no key: nothing to claim
+    assert attempt("CARD-9", "k-missing", commit=False) == (None, False)  # Refused: rollback
+    with sessions() as s:
+        keys = set(s.execute(text("SELECT key FROM processed_keys")).scalars())
+    assert keys == {"k-refused"}
+    engine.dispose()
+
+
+def test_a_one_statement_read_runs_outside_a_transaction_on_postgresql(db_url, postgres_only):
+    """`db.read_once`: each statement is its own transaction (no BEGIN/COMMIT round trips),
+    so its transaction started with it; in a `unit_of_work` a later statement's did not."""
+    engine = create_db_engine(db_url)
+    migrate(engine)
+    _one_consult(engine)
+    sessions = session_factory(engine)
+    own = text("SELECT pg_sleep(0.01), statement_timestamp() = transaction_timestamp()")
+    with db.read_once(sessions) as s:
+        assert repo.get_by_ref(session=s, ref="CARD-1").ref == "CARD-1"
+        assert s.execute(own).one()[1] is True
+    with db.unit_of_work(sessions) as s:
+        s.execute(own)
+        assert s.execute(own).one()[1] is False
+    engine.dispose()
+
+
 def test_the_hops_migration_gives_stored_consults_their_running_hop(tmp_path):
     from alembic import command  # noqa: PLC0415
 

@@ -23,7 +23,7 @@ BENCHES = [
     (["bench/press_inprocess.py", "--quick"], "acknowledge presses (postgresql)", True),
     (["bench/report_bench.py", "--quick"], "same report, bit for bit: True", True),
     (["bench/sweep_bench.py", "--quick"], "sweep claim at 10000 consults:", True),
-    (["bench/create_bench.py", "--quick"], "CareLoop create throughput =", True),
+    (["bench/create_bench.py", "--quick"], "CareLoop hand-off submit throughput =", True),
     (["bench/storm_bench.py", "--quick", "--sqlite"], "429s from the fake Slack:", False),
     (["bench/storm_bench.py", "--quick"], "429s from the fake Slack:", True),
     (["bench/backlog_bench.py", "--quick", "--sqlite"], "their confirmations (DM)", False),

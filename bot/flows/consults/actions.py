@@ -58,6 +58,16 @@ def _tell(
     notify.dm_requester(c, dm, params)
 
 
+def _tell_handed_off(
+    notify: Notify, consults: list[Consult], *, actor: str, to: str, note: str
+) -> None:
+    """Tell `to` which consults they took over (one message), and each requester."""
+    params = {"from": actor, "ids": [c.id for c in consults], "note": note}
+    notify.dm_user(to, Template.HANDOFF_RECEIVED, params)
+    for c in consults:
+        notify.dm_requester(c, Template.HANDED_OFF, {"to": to})
+
+
 @dataclass(frozen=True)
 class Actions:
     """The consult actions, given their collaborators, who may act, and the look-ups."""
@@ -80,17 +90,18 @@ class Actions:
         """Check, transition, apply and audit one action on one consult, exactly once.
 
         One transaction, few round trips (a button press at a peak is the hot path): the
-        row is read once, locked; the role is checked on it (channel membership, when
-        asked of Slack, is cached); the key is claimed in one statement; and the changes go
-        out in one flush at commit (the audit event first, then the row and the outbox).
-        `audit_details` may be a function of the locked row, read before the change."""
+        row is read once, locked, and the key claimed in the same statement on PostgreSQL;
+        the role is checked on it (channel membership, when asked of Slack, is cached); and
+        the changes go out in one flush at commit (the audit event first, then the row and
+        the outbox). `audit_details` may be a function of the locked row, read before the
+        change."""
         key = request_key(key)
         asked = self.permissions.ask_first(ref, actor, action)
         with self.ctx.unit() as s:
-            consult = self._locked(s, ref)
             # The key first: a replay of an action that took the actor's role away (a
             # hand-over) finds it done rather than refused. A refusal rolls the claim back.
-            if key and not repo.claim_key(session=s, key=key, at=self.ctx.clock.now()):
+            consult, claimed = self._locked(s, ref, key)
+            if not claimed:
                 return Outcome(consult, changed=False)
             self.permissions.check_role(consult, actor, action, session=s, asked=asked)
             if repeat_ok and repeat_ok(consult):
@@ -106,15 +117,17 @@ class Actions:
         log.info("consult %s", action.value, extra={"ref": consult.ref, "actor": actor})
         return Outcome(consult)
 
-    def _locked(self, s: Session, ref: str) -> Consult:
-        """The consult `ref` names, its row locked, or Refused naming the reference."""
+    def _locked(self, s: Session, ref: str, key: str | None) -> tuple[Consult, bool]:
+        """The consult `ref` names, its row locked, and whether `key` was claimed now (True
+        without a key); Refused naming the reference when there is no such consult."""
         normal = normalize_ref(ref)
         if normal is None:
             raise Refused(refusals.not_a_reference(ref))
-        consult = repo.get_by_ref(session=s, ref=normal, lock=True)
+        now = self.ctx.clock.now()
+        consult, claimed = repo.lock_and_claim(session=s, ref=normal, key=key, at=now)
         if consult is None:
             raise Refused(refusals.no_such_consult(normal))
-        return consult
+        return consult, claimed
 
     def acknowledge(self, ref: str, *, actor: str, key: str | None = None) -> Outcome:
         """The actor takes ownership; the requester is told."""
@@ -188,6 +201,9 @@ class Actions:
         if to == actor:
             raise Refused(refusals.HANDOFF_TO_SELF)
         text = clean(note, max_length=NOTE_MAX)
+        # One consult (the card's Hand off form): its direct messages are queued in the
+        # action's own transaction; several (shift change): one list for `to` at the end.
+        single = len(refs) == 1
 
         def apply(c: Consult, now: datetime, notify: Notify) -> None:
             previous = c.assignee or c.on_call or actor
@@ -197,19 +213,18 @@ class Actions:
                 c.nudge_level, c.nudges_at_level = 0, 0
             params = {"from": previous, "to": to, "note": text}
             notify.thread_note(c, Template.HANDOFF_THREAD, params)
+            if single:
+                _tell_handed_off(notify, [c], actor=actor, to=to, note=text)
 
         outcomes = [
             self._act(ref, actor, Action.HANDOFF, apply, key=key, audit_details={"to": to})
             for ref in refs
         ]
         changed = [o.consult for o in outcomes if o.changed]
-        if changed:
+        if changed and not single:
             with self.ctx.unit() as s:
                 notify = self.ctx.notify(s, self.ctx.clock.now())
-                params = {"from": actor, "ids": [c.id for c in changed], "note": text}
-                notify.dm_user(to, Template.HANDOFF_RECEIVED, params)
-                for c in changed:
-                    notify.dm_requester(c, Template.HANDED_OFF, {"to": to})
+                _tell_handed_off(notify, changed, actor=actor, to=to, note=text)
         return outcomes
 
     def handover(

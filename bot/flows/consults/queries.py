@@ -13,7 +13,7 @@ from bot.domain.text import clean, normalize_ref, patient_key
 from bot.domain.vocabulary import Template
 from bot.flows.consults import refusals
 from storage import outbox_store, repo
-from storage.db import unit_of_work
+from storage.db import read_once, unit_of_work
 from storage.models import Consult
 
 
@@ -28,7 +28,7 @@ class Lookups:
         normal = normalize_ref(ref)
         if normal is None:
             raise Refused(refusals.not_a_reference(ref))
-        with unit_of_work(self.sessions) as s:
+        with read_once(self.sessions) as s:  # a modal's button: one round trip
             consult = repo.get_by_ref(session=s, ref=normal)
         if consult is None:
             raise Refused(refusals.no_such_consult(normal))
