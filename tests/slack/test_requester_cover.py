@@ -286,3 +286,21 @@ def test_the_cover_may_see_the_timeline_while_the_cover_lasts(bot: Bot):
     assert "Timeline" in json.dumps(shown.json) and "MRN 6" in json.dumps(shown.json)
     bot.command("cover off")
     assert "can see its timeline" in bot.command(f"show {ref}", user=COVER).text
+
+
+def test_a_services_shift_change_changes_nothing_for_requesters_or_their_cover(bot: Bot):
+    first = bot.open("cards stat MRN 7: chest pain?")
+    second = bot.open("cards urgent MRN 8: palpitations?")
+    for ref in (first, second):
+        bot.command(f"ack {ref}", user=ON_CALL)
+    bot.command(f"cover <@{COVER}>")
+    bot.settle()
+    before = len(bot.dm_texts(REQUESTER))
+    resp = bot.command("handoff <@UNIGHT|night> end of my shift", user=ON_CALL)
+    assert "Handed off" in resp.text, resp.text
+    bot.settle()
+    for ref in (first, second):
+        consult = bot.consult(ref)
+        assert (consult.requester, consult.assignee) == (REQUESTER, "UNIGHT")
+        assert covered(cover_dms(bot), f"{ref} has a new owner")
+    assert len(bot.dm_texts(REQUESTER)) == before  # all of it went to the cover
