@@ -107,39 +107,43 @@ def new_critical(
     ack: Ack, body: dict[str, Any], view: dict[str, Any], context: dict[str, Any]
 ) -> None:
     """Send the critical result, or show why not on the form."""
-    svc = services(context)
-    user = (body.get("user") or {}).get("id", "")
-    refused = audited(
-        svc,
-        lambda: critical.submitted(svc, user, view, request_key_of(context)),
-        user=user,
-        action=CallbackId.CRITICAL_NEW,
-        ref=None,
-    )
-    if isinstance(refused, Refused):
-        ack(response_action="errors", errors={BlockId.FINDING: str(refused)[:1900]})
-        return
-    ack()
+    _new_record(
+        ack, body, context, lambda svc, user, key: critical.submitted(svc, user, view, key),
+        action=CallbackId.CRITICAL_NEW, block_of=lambda _: BlockId.FINDING,
+    )  # fmt: skip
 
 
 def new_followup(
     ack: Ack, body: dict[str, Any], view: dict[str, Any], context: dict[str, Any]
 ) -> None:
-    """Store the follow-up, or show what is wrong next to the field."""
+    """Store the follow-up, or show what is wrong next to the field; its owner is told."""
+    _new_record(
+        ack, body, context, lambda svc, user, key: followups.submitted(svc, user, view, key),
+        action=CallbackId.FOLLOWUP_NEW, block_of=followups.error_block,
+    )  # fmt: skip
+
+
+def _new_record(
+    ack: Ack,
+    body: dict[str, Any],
+    context: dict[str, Any],
+    submit: Callable[[Services, str, str | None], Any],
+    *,
+    action: str,
+    block_of: Callable[[Refused], str],
+) -> None:
+    """A form that creates a record (a critical result, a follow-up), audited: a refusal is
+    shown next to the field `block_of` names; a text result is told to the submitter."""
     svc = services(context)
     user = (body.get("user") or {}).get("id", "")
     result = audited(
-        svc,
-        lambda: followups.submitted(svc, user, view, request_key_of(context)),
-        user=user,
-        action=CallbackId.FOLLOWUP_NEW,
-        ref=None,
+        svc, lambda: submit(svc, user, request_key_of(context)), user=user, action=action, ref=None
     )
     if isinstance(result, Refused):
-        ack(response_action="errors", errors={followups.error_block(result): str(result)[:1900]})
+        ack(response_action="errors", errors={block_of(result): str(result)[:1900]})
         return
     ack()
-    if result:
+    if isinstance(result, str) and result:
         tell(svc, user=user, channel=None, text=result)
 
 
