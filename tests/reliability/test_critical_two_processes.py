@@ -5,13 +5,9 @@ one direct message per person reached."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-
-import pytest
-
 from bot.flows.critical_sweep import CriticalSweepResult, critical_sweep
-from tests.harness import REQUESTER, Bot, start_bot
+from tests.harness import REQUESTER, Bot
+from tests.reliability.twins import both_at_once, twin  # noqa: F401 - the fixture
 from tests.slack.test_critical_results import (
     SUPERVISOR,
     bot,  # noqa: F401 - the fixture, with seconds-long [critical] settings
@@ -24,32 +20,9 @@ from tests.slack.test_critical_results import (
 S = 1.0  # renotify_every = "5s", escalate_after = 2: escalated with the third re-notification
 
 
-@pytest.fixture
-def twin(db_url: str, bot: Bot, postgres_only: None) -> Iterator[Bot]:  # noqa: F811
-    """A second bot with the same catalogue and clock, on the same database and fake Slack."""
-    other = start_bot(db_url, bot.slack, catalogue=bot.services.catalogue, clock=bot.clock)
-    yield other
-    other.stop()
-
-
 def sweep_both_at_once(first: Bot, second: Bot) -> list[CriticalSweepResult]:
-    """Both bots run the critical sweep released by one barrier; what each did."""
-    barrier = threading.Barrier(2)
-    done: list[CriticalSweepResult] = []
-
-    def run(b: Bot) -> None:
-        barrier.wait()
-        done.append(critical_sweep(b.services.consults.ctx))
-
-    threads = [threading.Thread(target=run, args=(b,)) for b in (first, second)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert len(done) == 2, "a sweep did not finish"
-    first.settle()
-    second.settle()
-    return done
+    """Both bots run the sweep at the same moment; what each did."""
+    return both_at_once(first, second, lambda b: critical_sweep(b.services.consults.ctx))
 
 
 def test_two_bots_sweeping_together_renotify_once_per_period(bot: Bot, twin: Bot):  # noqa: F811

@@ -5,14 +5,11 @@ bot started afresh (a restart) neither repeats a nudge already sent nor skips th
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from datetime import timedelta
-
-import pytest
 
 from bot.flows.followup_sweep import FollowUpSweepResult, followup_sweep
 from tests.harness import REQUESTER, Bot, start_bot
+from tests.reliability.twins import both_at_once, twin  # noqa: F401 - the fixture
 from tests.slack.test_followups import (
     NURSE_MANAGER,
     OWED,
@@ -26,32 +23,9 @@ from tests.slack.test_followups import (
 H = timedelta(hours=1)
 
 
-@pytest.fixture
-def twin(db_url: str, bot: Bot, postgres_only: None) -> Iterator[Bot]:  # noqa: F811
-    """A second bot with the same catalogue and clock, on the same database and fake Slack."""
-    other = start_bot(db_url, bot.slack, catalogue=bot.services.catalogue, clock=bot.clock)
-    yield other
-    other.stop()
-
-
 def sweep_both_at_once(first: Bot, second: Bot) -> list[FollowUpSweepResult]:
-    """Both bots run the follow-up sweep released by one barrier; what each did."""
-    barrier = threading.Barrier(2)
-    done: list[FollowUpSweepResult] = []
-
-    def run(b: Bot) -> None:
-        barrier.wait()
-        done.append(followup_sweep(b.services.consults.ctx))
-
-    threads = [threading.Thread(target=run, args=(b,)) for b in (first, second)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert len(done) == 2, "a sweep did not finish"
-    first.settle()
-    second.settle()
-    return done
+    """Both bots run the sweep at the same moment; what each did."""
+    return both_at_once(first, second, lambda b: followup_sweep(b.services.consults.ctx))
 
 
 def test_two_bots_sweeping_together_nudge_once_per_period(bot: Bot, twin: Bot, db_url: str):  # noqa: F811
