@@ -266,11 +266,9 @@ def lock_and_claim(
         .cte("claim")
     )
     claimed = select(func.count()).select_from(claim).scalar_subquery()
-    stmt = (
-        select(Consult, claimed)
-        .where(Consult.ref == ref.upper())
-        .with_for_update(key_share=True, of=Consult)
-    )
+    # By its reference, or (one index look-up more) by one it had before a transfer.
+    named = or_(Consult.ref == ref.upper(), Consult.id == transfers.former_ref_consult_id(ref))
+    stmt = select(Consult, claimed).where(named).with_for_update(key_share=True, of=Consult)
     row = session.execute(stmt).first()
     return (None, False) if row is None else (row[0], bool(row[1]))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import ScalarSelect, or_, select
 from sqlalchemy.orm import Session
 
 from storage.models import Consult, OutboxMessage
@@ -23,10 +23,16 @@ def add_transfer(*, session: Session, transfer: ConsultTransfer) -> None:
     session.add(transfer)
 
 
+def former_ref_consult_id(ref: str) -> ScalarSelect[int]:
+    """The id of the consult that had reference `ref` before a transfer, as a scalar
+    subquery (NULL: none) for a statement that must also find it in one round trip."""
+    moved = select(ConsultTransfer.consult_id).where(ConsultTransfer.from_ref == ref.upper())
+    return moved.scalar_subquery()
+
+
 def by_former_ref(*, session: Session, ref: str, lock: bool = False) -> Consult | None:
     """The consult that had reference `ref` before a transfer (optionally locked)."""
-    moved = select(ConsultTransfer.consult_id).where(ConsultTransfer.from_ref == ref.upper())
-    stmt = select(Consult).where(Consult.id == moved.scalar_subquery())
+    stmt = select(Consult).where(Consult.id == former_ref_consult_id(ref))
     if lock:
         stmt = stmt.with_for_update(key_share=True)
     return session.execute(stmt).scalar_one_or_none()
