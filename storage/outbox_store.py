@@ -87,9 +87,11 @@ def due_outbox(
     """(id, kind, payload, consult channel) of due messages, fairly across destinations.
 
     Each destination contributes at most `per_destination` messages, and every destination's
-    first message comes before anyone's second (the channels' before the people's, so a
-    storm summary waits for no requester's "overdue" message), so a backlog for one channel
-    never fills the batch; destinations in `skip` (held back by pacing) are left out altogether. Within
+    first message comes before anyone's second, older before newer (and of messages queued
+    together, the channels' before the people's, so a storm summary waits for no
+    requester's "overdue" message; an older direct message never waits behind newer channel
+    posts, however many channels have some), so a backlog for one channel never fills the
+    batch; destinations in `skip` (held back by pacing) are left out altogether. Within
     a destination, messages whose template is in `informational` come after the others,
     and those in `first` (overdue notices) before the others.
     Within a consult, a message waits for the older ones it must follow (see `_due_conditions`).
@@ -115,7 +117,9 @@ def due_outbox(
         .join(ranked, ranked.c.id == OutboxMessage.id)
         .outerjoin(Consult, Consult.id == OutboxMessage.consult_id)
         .where(ranked.c.rn <= per_destination)
-        .order_by(ranked.c.rn, OutboxMessage.kind == "dm", OutboxMessage.id)
+        .order_by(
+            ranked.c.rn, OutboxMessage.created_at, OutboxMessage.kind == "dm", OutboxMessage.id
+        )
         .limit(limit)
     )
     return [(int(i), str(k), dict(p or {}), c) for i, k, p, c in session.execute(stmt)]

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 
+from bot.domain.vocabulary import Template
+from bot.flows.notify import Notify
 from bot.slack.delivery.pacing import ChannelPacer
 from storage import outbox_store
 from tests.fake_slack import FakeSlack
@@ -105,3 +108,31 @@ def test_a_new_message_is_not_held_behind_paced_work_for_a_poll_interval(
         assert len(_cards_in(bot, CARD_CHANNEL)) == 1
     finally:
         bot.stop()
+
+
+def test_an_older_direct_message_is_not_held_behind_newer_posts_in_many_channels(
+    frozen_bot: Bot,
+):
+    """However many channels have a first message due, a direct message queued before them
+    is in the next batch (channel posts first only among messages queued together)."""
+    bot = frozen_bot
+    outbox = bot.services.consults.ctx.outbox
+    start = bot.clock.now()
+    with bot.services.sessions() as s, s.begin():
+        notify = Notify(outbox, s, start)
+        notify.dm_user(REQUESTER, Template.TEXT, {"text": "your consult is overdue"})
+        later = Notify(outbox, s, start + timedelta(seconds=1))
+        for i in range(60):
+            later.channel_message(f"CWIDE{i:03d}", Template.TEXT, {"text": f"post {i}"})
+        together = Notify(outbox, s, start + timedelta(seconds=2))
+        together.dm_user(OTHER_REQUESTER, Template.TEXT, {"text": "queued with a post"})
+        together.channel_message("CLAST", Template.TEXT, {"text": "queued with a DM"})
+    with bot.services.sessions() as s:
+        rows = outbox_store.due_outbox(
+            session=s, now=start + timedelta(seconds=3), limit=70, per_destination=BURST
+        )
+    kinds = [
+        (kind, (payload.get("user") or payload.get("channel"))) for _, kind, payload, _ in rows
+    ]
+    assert kinds[0] == ("dm", REQUESTER)
+    assert kinds[-2:] == [("channel", "CLAST"), ("dm", OTHER_REQUESTER)]
