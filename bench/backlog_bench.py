@@ -1,5 +1,5 @@
 """Under backlog, in real time: one channel fed at twice Slack's pace for a minute (2 new
-consults a second to cardiology over signed HTTP for 60 s; `--quick` 10 s), while every
+consults a second to cardiology over signed HTTP for 60 s; `--quick` 5 s), while every
 2 s one consult in each of five channels falls due and the sweep nudges it (a thread
 nudge, and the requester's first "overdue" message). The same nudges run first without
 the flood: the baseline, in the same run. The dispatcher runs on its own thread at Slack's
@@ -183,9 +183,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=2.0, help="creates a second")
     parser.add_argument("--sqlite", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="10 s phases")
+    parser.add_argument("--quick", action="store_true", help="5 s phases")
     opts = parser.parse_args()
-    seconds = 10.0 if opts.quick else opts.seconds
+    seconds = 5.0 if opts.quick else opts.seconds
     if opts.sqlite:
         with tempfile.TemporaryDirectory() as tmp:
             run(f"sqlite:///{tmp}/bench.db", seconds, opts.rate)

@@ -22,7 +22,7 @@ Checked, per create request (each names its own patient, `MRN <n>`):
   many creates sent after that were still refused.
 
 (b) **The fake Slack answers 500 to every Web API call for `--slack-outage` seconds**
-(60; 10 with `--quick`) while consults are opened, acknowledged, asked a question
+(60; 4 with `--quick`) while consults are opened, acknowledged, asked a question
 (`needinfo`, a thread note and a DM) and answered (a thread note and a DM). Then Slack
 comes back: the time until the outbox is empty, and every outbox message delivered once,
 each consult's card before its later messages, each thread's and each person's messages
@@ -421,7 +421,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run")
     opts = parser.parse_args()
     if opts.quick:
-        opts.outage, opts.steady, opts.slack_outage, opts.rate = 2.0, 2.0, 10.0, 20.0
+        opts.outage, opts.steady, opts.slack_outage, opts.rate = 1.0, 1.0, 4.0, 20.0
     with (
         fresh_postgres("careloop_bench_faults") as url,
         tempfile.TemporaryDirectory() as tmp,

@@ -15,7 +15,7 @@ press (a Slack retry) and a second press of the same button reach both processes
     .venv/bin/python bench/replica_bench.py [--stored 100000] [--requests 1000]
         [--acks 500] [--concurrency 50] [--services 60] [--memory-only] [--quick]
 
-`--quick`: 10,000 stored, 200 requests, 10 clients (a smoke run).
+`--quick`: 2,000 stored, 100 requests, 10 clients (a smoke run).
 """
 
 from __future__ import annotations
@@ -333,8 +333,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run")
     opts = parser.parse_args()
     if opts.quick:
-        opts.stored, opts.requests, opts.acks, opts.concurrency = 10_000, 200, 200, 10
-        opts.warmup, opts.doubles = 40, 10
+        opts.stored, opts.requests, opts.acks, opts.concurrency = 2_000, 100, 100, 10
+        opts.warmup, opts.doubles = 20, 5
     with (
         fresh_postgres("careloop_bench_replica") as url,
         tempfile.TemporaryDirectory() as tmp,

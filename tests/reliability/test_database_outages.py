@@ -101,3 +101,34 @@ def test_a_post_that_may_have_landed_is_still_looked_for_after_a_database_error(
     assert len(bot.slack.calls_to("conversations.history")) > looked  # looked before posting
     assert [r[2] for r in rows(bot)] == ["sent", "sent"]
     assert len([m for m in bot.slack.messages(CARD_CHANNEL) if not m["thread_ts"]]) == 1
+
+
+def test_a_message_sent_while_the_database_went_away_is_finished_by_the_next_round(
+    idle_bot: Bot,
+):
+    """Slack took the card, then the database went before it was marked sent: the next
+    round ends that lease at once (not after the lease's minute), finds the card in Slack
+    instead of posting it again, and goes on with the requester's message."""
+    bot = idle_bot
+    dispatcher = bot.services.dispatcher
+    dispatcher.clock = bot.clock  # the lease would run out only when the test says so
+    finish = dispatcher._finish
+    left = [1]
+
+    def database_away(msg, outcome, **kw):  # type: ignore[no-untyped-def]
+        if left[0]:
+            left[0] -= 1
+            raise terminated()
+        return finish(msg, outcome, **kw)
+
+    dispatcher._finish = database_away  # type: ignore[method-assign]
+    assert bot.command("cards stat MRN 2: chest pain?").status == 200
+    with pytest.raises(OperationalError):
+        dispatcher.deliver_due()
+    assert rows(bot)[0][2] == "sending" and len(bot.slack.messages(CARD_CHANNEL)) == 1
+    dispatcher.drain()
+
+    assert [r[2] for r in rows(bot)] == ["sent", "sent"]
+    cards = [m for m in bot.slack.messages(CARD_CHANNEL) if not m["thread_ts"]]
+    assert len(cards) == 1  # found in Slack, not posted twice
+    assert sum("CARD-1" in str(m["blocks"]) for m in bot.slack.dms(REQUESTER)) == 1

@@ -96,6 +96,9 @@ class Dispatcher:
         self.wakeup = wakeup
         self.lease = lease
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        # Set when a round lost the database with messages of ours leased: the next round
+        # ends those leases first instead of letting them run out (`self.lease`).
+        self.orphaned = False
         self.poll_interval = poll_interval
         self.batch = batch
         # Only the holder delivers in the background (see `run`); None: always deliver.
@@ -197,6 +200,10 @@ class Dispatcher:
         # destination, time-critical messages come before informational thread notes, and
         # notices about overdue consults before new cards.
         held = self.pacer.held()
+        if self.orphaned:
+            with self.sessions() as s, s.begin():
+                outbox_store.expire_own_leases(session=s, owner=self.owner, now=now)
+            self.orphaned = False
         with self.sessions() as s:
             rows = outbox_store.due_outbox(
                 session=s,
@@ -227,7 +234,11 @@ class Dispatcher:
             # undelivered (its card; in its thread, older notes unless they are informational
             # and this one is not; the same person's older DMs), so each place gets a
             # consult's messages in order.
-            self._deliver(msg)
+            try:
+                self._deliver(msg)
+            except SQLAlchemyError:
+                self.orphaned = True  # it may still hold its lease: the next round ends it
+                raise
             handled += 1
         return handled
 
@@ -293,8 +304,9 @@ class Dispatcher:
 
     def _database_away(self, msg: OutboxMessage, exc: SQLAlchemyError) -> None:
         """Put a message back for a later attempt after a database error; if the database
-        cannot take even that, its lease runs out and the next round takes it again (and
-        first looks in Slack, as after a crash: nothing was sent, so nothing is found)."""
+        cannot take even that, the next round that reaches it ends the lease
+        (`orphaned`) and takes the message again (first looking in Slack, as after a crash:
+        nothing was sent, so nothing is found)."""
         log.warning(
             "database error while composing; will retry",
             extra={"outbox_id": msg.id, "error": type(exc).__name__},
@@ -306,7 +318,8 @@ class Dispatcher:
         try:
             self._release(msg.id, delay=transport.backoff(msg.attempts), count=True, error=error)
         except SQLAlchemyError:
-            log.warning("could not put the message back; its lease will run out")
+            log.warning("could not put the message back; the next round will")
+            self.orphaned = True
 
     def _prepare(self, msg: OutboxMessage) -> Call | None:
         """The call for `msg` from the composer, carrying the outbox id if it posts."""
