@@ -268,6 +268,11 @@ def check_database(
     return problems
 
 
+# Marks a problem of timing (an answer slower than 3 s, a refusal after the database was
+# back): reported, but a `--quick` smoke run on a loaded machine does not fail on it.
+LATE = "late: "
+
+
 def check_window(window: Window, until: float, answers: list[Answer]) -> list[str]:
     """Answers to requests sent during the outage, and the recovery after it (up to `until`,
     the next outage)."""
@@ -287,7 +292,7 @@ def check_window(window: Window, until: float, answers: list[Answer]) -> list[st
         f"was back; {len(refused_after)} creates refused after it was back"
     )
     if slow:
-        problems.append(f"{len(slow)} answers during '{window.label}' took 3 s or more")
+        problems.append(f"{LATE}{len(slow)} answers during '{window.label}' took 3 s or more")
     if unclear:
         samples = [(a.status, a.text[:80]) for a in unclear[:3]]
         problems.append(f"{len(unclear)} unclear answers during '{window.label}': {samples}")
@@ -295,7 +300,9 @@ def check_window(window: Window, until: float, answers: list[Answer]) -> list[st
         problems.append(f"no create saved after '{window.label}'")
     late = [a for a in refused_after if a.sent > window.end + 1.0]
     if late:
-        problems.append(f"{len(late)} creates refused more than 1 s after '{window.label}' ended")
+        problems.append(
+            f"{LATE}{len(late)} creates refused more than 1 s after '{window.label}' ended"
+        )
     return problems
 
 
@@ -402,8 +409,12 @@ def run(opts: argparse.Namespace, procs: Procs, slack: FakeSlack, url: str) -> i
     problems += found.problems(consults)
     bot.terminate(60)
     engine.dispose()
+    if opts.quick:  # a smoke run checks effects, not the shared machine's speed
+        for p in (p for p in problems if p.startswith(LATE)):
+            print("NOTE (timing, not failed in --quick):", p.removeprefix(LATE))
+        problems = [p for p in problems if not p.startswith(LATE)]
     for p in problems:
-        print("PROBLEM:", p)
+        print("PROBLEM:", p.removeprefix(LATE))
     print(f"faults survived: {not problems}")
     return 1 if problems else 0
 
