@@ -132,3 +132,43 @@ def test_a_message_sent_while_the_database_went_away_is_finished_by_the_next_rou
     cards = [m for m in bot.slack.messages(CARD_CHANNEL) if not m["thread_ts"]]
     assert len(cards) == 1  # found in Slack, not posted twice
     assert sum("CARD-1" in str(m["blocks"]) for m in bot.slack.dms(REQUESTER)) == 1
+
+
+def test_a_message_that_may_have_landed_keeps_that_mark_through_a_database_error(
+    idle_bot: Bot,
+):
+    """Slack took the card, the database went before it was marked sent, and was still
+    away when the next round composed it again: put back, the card must still be looked
+    for in Slack before any new post, not posted a second time."""
+    bot = idle_bot
+    dispatcher = bot.services.dispatcher
+    dispatcher.clock = bot.clock
+    finish, compose = dispatcher._finish, dispatcher.compose
+    left = {"finish": 1, "compose": 0}
+
+    def finish_away(msg, outcome, **kw):  # type: ignore[no-untyped-def]
+        if left["finish"]:
+            left["finish"] -= 1
+            left["compose"] = 1  # and still away when the next round composes
+            raise terminated()
+        return finish(msg, outcome, **kw)
+
+    def compose_away(msg, link):  # type: ignore[no-untyped-def]
+        if left["compose"]:
+            left["compose"] -= 1
+            raise terminated()
+        return compose(msg, link)
+
+    dispatcher._finish = finish_away  # type: ignore[method-assign]
+    dispatcher.compose = compose_away
+    assert bot.command("cards stat MRN 3: chest pain?").status == 200
+    with pytest.raises(OperationalError):
+        dispatcher.deliver_due()
+    dispatcher.drain()  # the lease ended, composing fails: put back
+    assert rows(bot)[0][2] == "pending" and (rows(bot)[0][3] or "").startswith("unclear")
+    bot.clock.advance(timedelta(minutes=2))  # past its backoff
+    dispatcher.drain()
+
+    assert [r[2] for r in rows(bot)] == ["sent", "sent"]
+    cards = [m for m in bot.slack.messages(CARD_CHANNEL) if not m["thread_ts"]]
+    assert len(cards) == 1  # found in Slack, not posted twice

@@ -275,6 +275,10 @@ class Dispatcher:
             msg.lease_owner = None
             msg.lease_until = None
             msg.next_attempt_at = self.clock.now() + timedelta(seconds=delay)
+            if message_id in self._check_first and not error.startswith("unclear"):
+                # An earlier attempt may have landed (its process lost it mid-send): the
+                # mark must outlive this release, or the next attempt would post blind.
+                error = "unclear: an earlier attempt may have landed"
             if not count:
                 msg.attempts = max(msg.attempts - 1, 0)
             if error:
