@@ -20,6 +20,7 @@ from bot.dev.demo.day import Demo
 from bot.dev.plain import mrkdwn_to_plain, to_plain_text
 from bot.domain.catalogue_load import parse_catalogue
 from bot.slack.ids import ActionId
+from tests.harness import use_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +39,15 @@ def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProc
     )
 
 
+# The demo always plays on a SQLite database of its own, whatever the suite's database: its
+# whole-day runs belong to the SQLite run of the suite only.
+sqlite_run_only = pytest.mark.skipif(
+    use_postgres(), reason="the demo plays on its own SQLite database: run in the SQLite run"
+)
+
+
 @pytest.mark.slow
+@sqlite_run_only
 def test_demo_plays_the_day_and_cleans_up(tmp_path: Path):
     done = run(["demo", "--speed", "2"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -76,6 +85,7 @@ def test_demo_plays_the_day_and_cleans_up(tmp_path: Path):
 
 
 @pytest.mark.slow
+@sqlite_run_only
 def test_demo_json_and_keep_leave_a_database_to_report_on(tmp_path: Path):
     done = run(["demo", "--speed", "2", "--json", "--keep"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
