@@ -1,6 +1,6 @@
-"""`/consult show <ref>`: who may see a consult's card and timeline (its requester — the one
-function `may_act_as_requester` decides who counts as the requester — and the service's
-consultants and leads), and the timeline read for them: every hop with its holder and
+"""`/consult show <ref>`: who may see a consult's card and timeline (its requester or
+whoever covers for them — `Permissions.covers_requester` — and the service's consultants
+and leads), and the timeline read for them: every hop with its holder and
 duration, the nudges and escalations from the audit trail, the answer. Each showing is
 audited (who saw which consult; no patient data in the audit)."""
 
@@ -14,22 +14,13 @@ from bot.domain.lifecycle import Refused, Role
 from bot.flows import hops
 from bot.flows.consults.context import Context
 from bot.flows.consults.queries import Lookups
-from bot.flows.consults.roles import Permissions, acts_as_requester
+from bot.flows.consults.roles import Permissions
 from storage import repo
 from storage.models import Consult
 
 # Audit events the timeline shows besides the hops.
 TIMELINE_EVENTS = frozenset({"nudged", "escalated", "requester_reminded"})
 SHOW_EVENT = "show"
-
-
-def may_act_as_requester(ctx: Context, consult: Consult, user: str) -> bool:
-    """Whether `user` may see `consult` as its requester: the requester themself, or
-    whoever covers for them now (`roles.acts_as_requester`, read in a short session)."""
-    if user == consult.requester:
-        return True
-    with ctx.sessions() as s:
-        return acts_as_requester(s, consult, user)
 
 
 def not_yours(ref: str) -> str:
@@ -61,7 +52,7 @@ class Timelines:
     def check_may_see(self, consult: Consult, user: str) -> None:
         """Refused unless `user` is the requester (or acts as them), or one of the
         service's consultants or leads (channel members count, as for acting on it)."""
-        if may_act_as_requester(self.ctx, consult, user):
+        if self.permissions.covers_requester(consult, user, session=None):
             return
         roles = self.permissions.roles(consult, user, need_consultant=True)
         if roles & {Role.CONSULTANT, Role.LEAD}:
