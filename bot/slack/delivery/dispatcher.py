@@ -315,10 +315,8 @@ class Dispatcher:
             "database error while composing; will retry",
             extra={"outbox_id": msg.id, "error": type(exc).__name__},
         )
-        # An earlier attempt that may have landed stays marked unclear, so the next one
-        # still looks in Slack first.
-        unclear = (msg.last_error or "").startswith("unclear")
-        error = "" if unclear else f"database: {type(exc).__name__}"
+        # (An earlier attempt that may have landed stays marked unclear: see `_release`.)
+        error = f"database: {type(exc).__name__}"
         try:
             self._release(msg.id, delay=transport.backoff(msg.attempts), count=True, error=error)
         except SQLAlchemyError:
