@@ -1,6 +1,6 @@
 """The transfer table: one row per consult moved from one service to another (the wrong
 service was asked). It keeps the reference the consult had there, so an old reference
-still finds the consult (`storage.transfers.by_former_ref`), and what the reports count:
+still finds the consult (`storage.repo.get_by_ref`), and what the reports count:
 who moved it when, from and to which service, and since when it had been at the first."""
 
 from __future__ import annotations

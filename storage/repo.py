@@ -56,13 +56,16 @@ def get_consults(*, session: Session, consult_ids: list[int]) -> list[Consult]:
 
 def get_by_ref(*, session: Session, ref: str, lock: bool = False) -> Consult | None:
     """A consult by its human reference (RAD-42), or by one it had before a transfer."""
-    stmt = select(Consult).where(Consult.ref == ref.upper())
+    stmt = select(Consult).where(_named(ref))
     if lock:
         stmt = stmt.with_for_update(key_share=True)
-    found = session.execute(stmt).scalar_one_or_none()
-    if found is None:
-        found = transfers.by_former_ref(session=session, ref=ref, lock=lock)
-    return found
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def _named(ref: str) -> Any:
+    """The consult `ref` names, as SQL: its reference now, or (one index look-up more) one
+    it had before a transfer. References are never reused, so at most one matches."""
+    return or_(Consult.ref == ref.upper(), Consult.id == transfers.former_ref_consult_id(ref))
 
 
 def get_by_origin(*, session: Session, origin_key: str) -> Consult | None:
@@ -266,9 +269,7 @@ def lock_and_claim(
         .cte("claim")
     )
     claimed = select(func.count()).select_from(claim).scalar_subquery()
-    # By its reference, or (one index look-up more) by one it had before a transfer.
-    named = or_(Consult.ref == ref.upper(), Consult.id == transfers.former_ref_consult_id(ref))
-    stmt = select(Consult, claimed).where(named).with_for_update(key_share=True, of=Consult)
+    stmt = select(Consult, claimed).where(_named(ref)).with_for_update(key_share=True, of=Consult)
     row = session.execute(stmt).first()
     return (None, False) if row is None else (row[0], bool(row[1]))
 

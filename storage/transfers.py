@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import ScalarSelect, or_, select
 from sqlalchemy.orm import Session
 
-from storage.models import Consult, OutboxMessage
+from storage.models import OutboxMessage
 from storage.models_transfers import ConsultTransfer
 
 # A card update or thread note addressed to the card a consult left behind when it was
@@ -28,14 +28,6 @@ def former_ref_consult_id(ref: str) -> ScalarSelect[int]:
     subquery (NULL: none) for a statement that must also find it in one round trip."""
     moved = select(ConsultTransfer.consult_id).where(ConsultTransfer.from_ref == ref.upper())
     return moved.scalar_subquery()
-
-
-def by_former_ref(*, session: Session, ref: str, lock: bool = False) -> Consult | None:
-    """The consult that had reference `ref` before a transfer (optionally locked)."""
-    stmt = select(Consult).where(Consult.id == former_ref_consult_id(ref))
-    if lock:
-        stmt = stmt.with_for_update(key_share=True)
-    return session.execute(stmt).scalar_one_or_none()
 
 
 def made_between(
