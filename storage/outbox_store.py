@@ -97,8 +97,8 @@ def due_outbox(
     Within a consult, a message waits for the older ones it must follow (see `_due_conditions`).
     """
     dest = _destination()
-    later = _is_informational(OutboxMessage.payload, informational)
-    sooner = _is_informational(OutboxMessage.payload, first)
+    later = _template_in(OutboxMessage.payload, informational)
+    sooner = _template_in(OutboxMessage.payload, first)
     candidates = (
         select(
             OutboxMessage.id.label("id"),
@@ -125,11 +125,11 @@ def due_outbox(
     return [(int(i), str(k), dict(p or {}), c) for i, k, p, c in session.execute(stmt)]
 
 
-def _is_informational(payload: Any, informational: Collection[str]) -> Any:
-    """1 when the message's template is in `informational`, else 0 (as SQL)."""
-    if not informational:
+def _template_in(payload: Any, templates: Collection[str]) -> Any:
+    """1 when the message's template is one of `templates`, else 0 (as SQL)."""
+    if not templates:
         return literal(0)
-    return case((payload["template"].as_string().in_(sorted(informational)), 1), else_=0)
+    return case((payload["template"].as_string().in_(sorted(templates)), 1), else_=0)
 
 
 def _due_conditions(now: datetime, informational: Collection[str] = ()) -> tuple[Any, ...]:
@@ -142,8 +142,8 @@ def _due_conditions(now: datetime, informational: Collection[str] = ()) -> tuple
     older = OutboxMessage.__table__.alias("older")
     in_channel_lane = older.c.kind != "dm"
     if informational:
-        overtakes = _is_informational(OutboxMessage.payload, informational) == 0
-        passable = _is_informational(older.c.payload, informational) == 1
+        overtakes = _template_in(OutboxMessage.payload, informational) == 0
+        passable = _template_in(older.c.payload, informational) == 1
         in_channel_lane = in_channel_lane & ~(overtakes & passable)
     same_lane = case(
         (
