@@ -5,6 +5,7 @@ its own)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bot.domain.lifecycle import Refused
@@ -80,21 +81,24 @@ def done_button(
     svc: Services, ref: str, user: str, body: dict[str, Any], key: str | None
 ) -> str | None:
     """Done: the outcome form (a follow-up already done says so)."""
-    f = svc.followups.get(ref, user)
-    if f.done_at is not None:
-        return f"{f.ref} is already done."
-    return None if open_modal(svc, body.get("trigger_id"), followup_done_modal(f)) else NOT_OPENED
+    return _form_for_open(svc, ref, user, body, followup_done_modal)
 
 
 def handover_button(
     svc: Services, ref: str, user: str, body: dict[str, Any], key: str | None
 ) -> str | None:
-    """Hand over: the form to choose the colleague."""
+    """Hand over: the form to choose the colleague (a follow-up already done says so)."""
+    return _form_for_open(svc, ref, user, body, lambda f: followup_handover_modal(str(f.ref)))
+
+
+def _form_for_open(
+    svc: Services, ref: str, user: str, body: dict[str, Any], form: Callable[[Any], dict[str, Any]]
+) -> str | None:
+    """Opens `form` of the follow-up `ref` for `user` (who may act on it), unless it is done."""
     f = svc.followups.get(ref, user)
     if f.done_at is not None:
         return f"{f.ref} is already done."
-    view = followup_handover_modal(str(f.ref))
-    return None if open_modal(svc, body.get("trigger_id"), view) else NOT_OPENED
+    return None if open_modal(svc, body.get("trigger_id"), form(f)) else NOT_OPENED
 
 
 def _values(view: dict[str, Any]) -> dict[str, Any]:
