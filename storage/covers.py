@@ -79,3 +79,17 @@ def requested_not_done(session: Session, user: str) -> Sequence[Consult]:
         .order_by(Consult.created_at, Consult.id)
     )
     return session.execute(stmt).scalars().all()
+
+
+def covered_requests(session: Session, user: str) -> Sequence[Consult]:
+    """The consults, not closed or cancelled, of every requester `user` covers now, oldest
+    first (what a covering clinician's App Home and `/consult list` show)."""
+    whom = select(RequesterCover.user).where(
+        RequesterCover.cover == user, RequesterCover.ended_at.is_(None)
+    )
+    stmt = (
+        select(Consult)
+        .where(Consult.requester.in_(whom), Consult.status.in_(NOT_DONE))
+        .order_by(Consult.created_at, Consult.id)
+    )
+    return session.execute(stmt).scalars().all()

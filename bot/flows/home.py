@@ -18,7 +18,7 @@ from bot.slack.render.context import RenderContext
 from bot.slack.render.critical import critical_home
 from bot.slack.render.followups import followups_home
 from bot.slack.render.home import MAX_ROWS, Duty, home_view
-from storage import critical, followups, repo
+from storage import covers, critical, followups, repo
 
 
 def build_home_view(
@@ -40,6 +40,7 @@ def build_home_view(
             break
         waiting += repo.unassigned_open(session=session, service=key, limit=MAX_ROWS)
     mine = [c for c in consults if c.requester == user]
+    covering = covers.covered_requests(session, user)
     led = [s for s in ctx.catalogue.services if user in s.leads or user in ctx.catalogue.admins]
     glance = week_at_a_glance(session=session, services=led, ctx=ctx) if led else []
     pending = critical.unacknowledged(session=session)
@@ -57,6 +58,7 @@ def build_home_view(
         waiting=waiting[:MAX_ROWS],
         waiting_total=waiting_total,
         mine=mine,
+        covering=covering,
         glance=glance,
         ctx=ctx,
         critical=crit,

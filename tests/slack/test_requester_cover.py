@@ -155,6 +155,34 @@ def test_the_cover_listing_shows_who_covers_whom(bot: Bot):
         assert covers.covered_by(s, COVER) == []
 
 
+def open_home(bot: Bot, user: str) -> str:
+    before = len(bot.slack.calls_to("views.publish"))
+    bot.sender.event({"type": "app_home_opened", "user": user, "tab": "home", "channel": "DX"})
+    assert wait_until(lambda: len(bot.slack.calls_to("views.publish")) > before)
+    return json.dumps(bot.slack.calls_to("views.publish")[-1].args["view"])
+
+
+def test_the_cover_sees_the_covered_requests_in_list_and_app_home(bot: Bot):
+    ref = bot.open("cards stat MRN 55: chest pain?")
+    done = bot.open("cards stat MRN 56: chest pain?")
+    bot.command(f"cancel {done}")
+    listed = bot.command("list", user=COVER).text
+    home = open_home(bot, COVER)
+    assert "Covering for colleagues" not in listed and "Covering for colleagues" not in home
+    bot.command(f"cover <@{COVER}>")
+    listed = bot.command("list", user=COVER).text
+    section = listed.split("*Covering for colleagues*")[1]
+    assert ref in section and f"for <@{REQUESTER}>" in section
+    assert done not in section  # cancelled: nothing left to do
+    home = open_home(bot, COVER)
+    assert "Covering for colleagues" in home and ref in home and "MRN" not in home
+    # The requester's own list is unchanged; the cover's ends with the cover.
+    assert "Covering for colleagues" not in bot.command("list").text
+    bot.command("cover off")
+    assert "Covering for colleagues" not in bot.command("list", user=COVER).text
+    assert "Covering for colleagues" not in open_home(bot, COVER)
+
+
 def test_refusals_self_chains_apps_and_unknown_users(bot: Bot):
     def refused(text: str, user: str = REQUESTER) -> str:
         told = bot.command(text, user=user).text

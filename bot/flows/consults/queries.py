@@ -12,7 +12,7 @@ from bot.domain.lifecycle import Refused
 from bot.domain.text import clean, normalize_ref, patient_key
 from bot.domain.vocabulary import Template
 from bot.flows.consults import refusals
-from storage import outbox_store, repo
+from storage import covers, outbox_store, repo
 from storage.db import read_once, unit_of_work
 from storage.models import Consult
 
@@ -44,9 +44,13 @@ class Lookups:
         return [c for c in found if c is not None]
 
     def for_user(self, user: str) -> list[Consult]:
-        """Consults the user requested or is assigned, not yet closed."""
+        """Consults the user requested or is assigned, not yet closed, and those of the
+        requesters they cover now; oldest first."""
         with unit_of_work(self.sessions) as s:
-            return list(repo.open_for_user(session=s, user=user))
+            found = {c.id: c for c in repo.open_for_user(session=s, user=user)}
+            for c in covers.covered_requests(s, user):
+                found.setdefault(c.id, c)
+        return sorted(found.values(), key=lambda c: (c.created_at, c.id))
 
     def for_patient(self, patient: str) -> list[Consult]:
         """A patient's open consults across services."""

@@ -1,6 +1,6 @@
 """App Home rendering from plain data: the consultant's on-call now and next shift, 'waiting on me', 'my requests', and for leads their
 services' week at a glance (blocks built by the reports). References, services, urgency,
-status and age only: never patient details."""
+status, age and whose request it is (a user id) only: never patient details."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from bot.slack.render.primitives import (
     Blocks,
     age,
     context,
+    mention,
     ref_link,
     section,
     slack_date,
@@ -27,22 +28,28 @@ from storage.models import Consult
 MAX_ROWS = 15
 
 
-def _row(c: Consult, ctx: RenderContext) -> str:
+def _row(c: Consult, ctx: RenderContext, for_whom: bool = False) -> str:
     due = c.acknowledge_due_at if c.status == Status.OPEN else c.answer_due_at
     overdue = " :warning: overdue" if due and due < ctx.now else ""
+    whose = f", for {mention(c.requester)}" if for_whom else ""
     return (
         f"• {ref_link(c)} — {escape(ctx.service_name(c.service))}, "
         f"{urgency_label(c.urgency)}, {status_word(c.status)}, "
-        f"{age(c.created_at, ctx.now)} old, due {slack_date(due)}{overdue}"
+        f"{age(c.created_at, ctx.now)} old, due {slack_date(due)}{overdue}{whose}"
     )
 
 
 def _list(
-    title: str, rows: Sequence[Consult], ctx: RenderContext, total: int | None = None
+    title: str,
+    rows: Sequence[Consult],
+    ctx: RenderContext,
+    total: int | None = None,
+    for_whom: bool = False,
 ) -> Blocks:
     """Up to MAX_ROWS of `rows`, then how many more there are (of `total`, when the caller
-    passed only the first rows)."""
-    body = "\n".join(_row(c, ctx) for c in rows[:MAX_ROWS]) or "Nothing right now."
+    passed only the first rows); `for_whom`: each row says whose request it is."""
+    lines = (_row(c, ctx, for_whom) for c in rows[:MAX_ROWS])
+    body = "\n".join(lines) or "Nothing right now."
     total = len(rows) if total is None else total
     if total > MAX_ROWS:
         body += f"\n…and {total - MAX_ROWS} more (`/consult list`)."
@@ -76,6 +83,7 @@ def home_view(
     waiting: Sequence[Consult],
     mine: Sequence[Consult],
     glance: Blocks,
+    covering: Sequence[Consult] = (),
     ctx: RenderContext,
     critical: Blocks | None = None,
     duty: Duty | None = None,
@@ -83,7 +91,8 @@ def home_view(
     waiting_total: int | None = None,
 ) -> dict[str, Any]:
     """The Home tab for one person: their unacknowledged critical results first, their
-    on-call, what waits on them, what they asked, what they owe to patients (follow-up
+    on-call, what waits on them, what they asked, the requests of colleagues they cover
+    (only while they cover someone), what they owe to patients (follow-up
     references and due times, built by `render.followups`), and (for leads) the week at a
     glance (empty for everyone else). `waiting_total`: how many wait on them, when `waiting`
     holds only the first rows."""
@@ -93,6 +102,7 @@ def home_view(
         *(_duty(duty) if duty else []),
         *_list("Waiting on me", waiting, ctx, waiting_total),
         *_list("My requests", mine, ctx),
+        *(_list("Covering for colleagues", covering, ctx, for_whom=True) if covering else []),
         *(owed or []),
         *glance,
         context("Use `/consult` to open a consult and `/consult help` for every command."),

@@ -31,12 +31,14 @@ def other_consult_lines(others: Sequence[Consult], ctx: RenderContext) -> str:
     )
 
 
-def _consult_lines(items: Sequence[Consult], ctx: RenderContext) -> str:
+def _consult_lines(items: Sequence[Consult], ctx: RenderContext, for_whom: bool = False) -> str:
+    """One line a consult (`for_whom`: ending with whose request it is), or "none"."""
     return (
         "\n".join(
             f"• {ref_link(c)} — {escape(ctx.service_name(c.service))}, "
             f"{urgency_label(c.urgency)}, "
             f"{status_word(c.status)}, {age(c.created_at, ctx.now)} old"
+            + (f", for {mention(c.requester)}" if for_whom else "")
             for c in items
         )
         or "• none"
@@ -44,13 +46,18 @@ def _consult_lines(items: Sequence[Consult], ctx: RenderContext) -> str:
 
 
 def consult_list(consults: Sequence[Consult], user: str, ctx: RenderContext) -> str:
-    """`/consult list`: my consults as requester and as assignee, with status and age."""
+    """`/consult list`: my consults as requester and as assignee, with status and age, and
+    those of the requesters I cover now (only when there are some)."""
     mine = [c for c in consults if c.requester == user]
     owned = [c for c in consults if c.assignee == user and c.requester != user]
-    return (
+    covering = [c for c in consults if user not in (c.requester, c.assignee)]
+    text = (
         f"*Requested by you*\n{_consult_lines(mine, ctx)}\n"
         f"*Assigned to you*\n{_consult_lines(owned, ctx)}"
     )
+    if covering:
+        text += f"\n*Covering for colleagues*\n{_consult_lines(covering, ctx, for_whom=True)}"
+    return text
 
 
 def patient_list(patient: str, consults: Sequence[Consult], ctx: RenderContext) -> str:
