@@ -10,14 +10,20 @@ Two spellings are accepted (letters are case-insensitive, surrounding whitespace
 
 Every duration must be longer than zero: a zero or negative SLA, nudge interval or
 retention period is always a configuration mistake here.
+
+A due time (`parse_due`, follow-ups) is either such a duration from now or a date and time.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-__all__ = ["format_duration", "parse_duration"]
+from bot.domain.text import escape
+
+__all__ = ["format_duration", "parse_due", "parse_duration"]
+
+DUE_EXAMPLES = "e.g. 4h, 2d, or 2026-12-01 14:00 (UTC)"
 
 EXAMPLES = "use e.g. 90s, 15m, 2h, 1d or PT15M"
 
@@ -93,3 +99,21 @@ def format_duration(td: timedelta) -> str:
     minutes, seconds = divmod(rest, 60)
     units = ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s"))
     return sign + " ".join(f"{n}{unit}" for n, unit in units if n)
+
+
+def parse_due(text: str, now: datetime) -> datetime:
+    """A due time typed by a person: a duration from now (`4h`, `2d`) or a date and time
+    (`2026-12-01 14:00`, UTC unless an offset is given). ValueError saying what is wrong."""
+    raw = text.strip()
+    try:
+        return now + parse_duration(raw)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"'{escape(raw[:40])}' is not a due time; {DUE_EXAMPLES}.") from None
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    if when <= now:
+        raise ValueError(f"'{escape(raw[:40])}' is in the past; {DUE_EXAMPLES}.")
+    return when

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from bot.domain.durations import parse_duration
+from bot.domain.durations import parse_due
 from bot.domain.lifecycle import OPEN_STATES, Refused
 from bot.domain.text import clean, escape, normalize_ref
 from bot.domain.vocabulary import OUTCOME_LABELS, FollowUpOutcome, FollowUpStep, Template
@@ -28,7 +28,6 @@ from storage.models_followups import FollowUp
 
 OWED_MAX = 2000
 NOTE_MAX = 1000
-DUE_EXAMPLES = "e.g. 4h, 2d, or 2026-12-01 14:00 (UTC)"
 WHO_MAY_LINK = (
     "Only the consult's requester, the consultant who owns it and its service's consultants "
     "may add a follow-up to it."
@@ -62,24 +61,6 @@ class Opened:
 
     followup: FollowUp
     duplicate: bool
-
-
-def parse_due(text: str, now: datetime) -> datetime:
-    """A due time typed by a person: a duration from now (`4h`, `2d`) or a date and time
-    (`2026-12-01 14:00`, UTC unless an offset is given). ValueError saying what is wrong."""
-    raw = text.strip()
-    try:
-        return now + parse_duration(raw)
-    except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"'{escape(raw[:40])}' is not a due time; {DUE_EXAMPLES}.") from None
-    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-    if when <= now:
-        raise ValueError(f"'{escape(raw[:40])}' is in the past; {DUE_EXAMPLES}.")
-    return when
 
 
 def detached(s: Session, f: FollowUp) -> FollowUp:

@@ -11,8 +11,8 @@ import pytest
 
 from bot.domain.catalogue_load import CatalogueError, parse_catalogue
 from bot.domain.commands import RESERVED_WORDS, Verb
+from bot.domain.durations import parse_due
 from bot.domain.parsing import parse
-from bot.flows.followups import parse_due
 from bot.runtime import build_scheduler
 
 SERVICE = """
