@@ -39,6 +39,20 @@ def covered_by(session: Session, user: str) -> list[str]:
     return list(session.execute(stmt).scalars())
 
 
+def covers_between(session: Session, user: str, since: datetime, until: datetime) -> list[str]:
+    """Everyone who covered `user` at some moment from `since` to `until`, in order."""
+    stmt = (
+        select(RequesterCover.cover)
+        .where(
+            RequesterCover.user == user,
+            RequesterCover.started_at <= until,
+            (RequesterCover.ended_at.is_(None)) | (RequesterCover.ended_at >= since),
+        )
+        .order_by(RequesterCover.started_at, RequesterCover.id)
+    )
+    return list(dict.fromkeys(session.execute(stmt).scalars()))
+
+
 def in_force(session: Session, user: str) -> RequesterCover | None:
     """The cover of `user` in force now (with when it started), if any."""
     stmt = select(RequesterCover).where(

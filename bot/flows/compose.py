@@ -16,7 +16,7 @@ from bot.domain.catalogue import Catalogue
 from bot.domain.clock import Clock
 from bot.domain.vocabulary import CriticalStep, Kind, Template
 from bot.flows.consults.oncall import OnCall
-from bot.flows.cover_routing import recipient
+from bot.flows.cover_routing import earlier_recipients, recipient
 from bot.flows.critical import audit
 from bot.flows.home import build_home_view
 from bot.flows.notify import Notify
@@ -85,9 +85,13 @@ class Composer:
             to, covered = recipient(s, msg)
             if covered:
                 text, blocks = covering_for(text, blocks, covered)
+            others = earlier_recipients(s, msg, to, self.clock.now())
             if s.in_transaction():
                 s.commit()
-        return _addressed(msg, consult, {"text": text, "blocks": blocks}, to=to)
+        call = _addressed(msg, consult, {"text": text, "blocks": blocks}, to=to)
+        if call is not None and others:
+            call.look_also = tuple(others)
+        return call
 
     def record(self, session: Session, msg: OutboxMessage, outcome: Outcome) -> None:
         """In delivery's transaction: a consult card that was sent gives the consult its

@@ -11,15 +11,16 @@ import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.dev.fakeslack.requests import state_values
 from bot.slack.ids import ActionId, BlockId, CallbackId
 from storage import covers
-from storage.models import AuditEvent
+from storage.models import AuditEvent, OutboxMessage
 from tests.fake_slack import FakeSlack
 from tests.harness import OTHER_REQUESTER, OUTSIDER, REQUESTER, Bot, start_bot, wait_until
 
@@ -242,6 +243,31 @@ def test_the_recipient_is_decided_at_delivery(held: Bot):
     bot.command(f"cover <@{COVER}>")
     bot.services.dispatcher.drain()
     assert covered(bot.dm_texts(COVER), "Weight?")
+
+
+def test_a_cover_change_between_attempts_does_not_duplicate_a_dm_that_landed(held: Bot):
+    bot = held
+    bot.services.dispatcher.client.timeout = 1
+    bot.command("cards stat MRN 61: chest pain?")
+    ref = bot.consults()[-1].ref
+    bot.command(f"cover <@{COVER}>")
+    bot.services.dispatcher.drain()
+    # The acknowledgement lands in the cover's DM, but its answer is lost (a timeout) ...
+    bot.slack.fail("chat.postMessage", hang=2.5, times=1)
+    bot.command(f"ack {ref}", user=ON_CALL)
+    bot.services.dispatcher.drain()
+    assert len([t for t in cover_dms(bot) if "owns it now" in t]) == 1
+    # ... then the cover ends before the retry, which would now go to the requester.
+    bot.command("cover off")
+    with bot.services.sessions() as s, s.begin():  # its back-off is over
+        s.execute(update(OutboxMessage).values(next_attempt_at=datetime(2000, 1, 1, tzinfo=UTC)))
+    bot.services.dispatcher.drain()
+    assert bot.slack.calls_to("conversations.history"), "the retry did not look first"
+    assert len([t for t in cover_dms(bot) if "owns it now" in t]) == 1
+    assert not [t for t in bot.dm_texts(REQUESTER) if "owns it now" in t]
+    with bot.services.sessions() as s:
+        rows = s.execute(select(OutboxMessage).where(OutboxMessage.kind == "dm")).scalars()
+        assert all(r.status == "sent" for r in rows)
 
 
 def test_reminders_while_waiting_on_the_requester_go_to_the_cover(bot: Bot):

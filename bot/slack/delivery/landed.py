@@ -6,6 +6,7 @@ in the thread it replies to, before it is sent again (`find_landed`)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 from urllib.error import URLError
 
@@ -26,7 +27,7 @@ def stamp(call: Call, outbox_id: int) -> Call:
     if call.method not in STAMPED_METHODS:
         return call
     metadata = {"event_type": OUTBOX_EVENT_TYPE, "event_payload": {"outbox_id": outbox_id}}
-    return Call(call.method, call.args | {"metadata": metadata})
+    return replace(call, args=call.args | {"metadata": metadata})
 
 
 def is_ours(message: dict[str, Any], outbox_id: int) -> bool:
@@ -47,19 +48,16 @@ def find_landed(client: WebClient, msg: OutboxMessage, call: Call) -> str | None
     channel = str(call.args.get("channel", ""))
     try:
         target = dm_channel(client, channel) if channel.startswith(("U", "W")) else channel
-        history = client.conversations_history(
-            channel=target,
-            limit=100,
-            include_all_metadata=True,
-            oldest=str(msg.created_at.timestamp() - 60) if msg.created_at else None,
-        )
-        found = _ours_in(history.get("messages"), msg.id)
+        found = _in_history(client, msg, target)
         thread_ts = call.args.get("thread_ts")
         if found is None and thread_ts:
             replies = client.conversations_replies(
                 channel=target, ts=thread_ts, include_all_metadata=True, limit=200
             )
             found = _ours_in(replies.get("messages"), msg.id)
+        for user in call.look_also:  # a cover changed since the earlier attempt
+            if found is None:
+                found = _in_history(client, msg, dm_channel(client, user))
         return found
     except SlackApiError as exc:
         status, error = answer_of(exc)
@@ -74,6 +72,17 @@ def find_landed(client: WebClient, msg: OutboxMessage, call: Call) -> str | None
     except KeyError:
         log.warning("could not check whether a post landed", extra={"outbox_id": msg.id})
     return None
+
+
+def _in_history(client: WebClient, msg: OutboxMessage, channel: str) -> str | None:
+    """The ts of a post of `msg` among `channel`'s recent messages, if any."""
+    history = client.conversations_history(
+        channel=channel,
+        limit=100,
+        include_all_metadata=True,
+        oldest=str(msg.created_at.timestamp() - 60) if msg.created_at else None,
+    )
+    return _ours_in(history.get("messages"), msg.id)
 
 
 def _ours_in(messages: list[dict[str, Any]] | None, outbox_id: int) -> str | None:

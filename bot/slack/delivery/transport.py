@@ -32,10 +32,13 @@ class Unclear(Exception):
 
 @dataclass
 class Call:
-    """One Web API call the dispatcher will make."""
+    """One Web API call the dispatcher will make. `look_also`: other users whose direct
+    messages an earlier attempt may have reached (a covered DM whose cover changed since),
+    searched too before the call is made again."""
 
     method: str
     args: dict[str, Any]
+    look_also: tuple[str, ...] = ()
 
 
 class MeteredClient(WebClient):
