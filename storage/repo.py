@@ -191,6 +191,8 @@ def due_nudges_statement(*, now: datetime, limit: int) -> Any:
 
 
 _INSERT_AUDIT = insert(AuditEvent.__table__)
+# `Session.info` key: the audit events `storage.press` holds for its one statement.
+HELD_AUDITS = "careloop.press.audits"
 
 
 def add_audit(
@@ -202,17 +204,26 @@ def add_audit(
     at: datetime,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """Append one audit event, as one INSERT (no ORM object, no flush)."""
-    session.execute(
-        _INSERT_AUDIT,
-        {
-            "consult_id": consult_id,
-            "actor": actor,
-            "action": action,
-            "at": at,
-            "details": details or {},
-        },
-    )
+    """Append one audit event, as one INSERT (no ORM object, no flush); in a unit whose
+    writes `storage.press` holds, kept in order for its one statement instead."""
+    row = {
+        "consult_id": consult_id,
+        "actor": actor,
+        "action": action,
+        "at": at,
+        "details": details or {},
+    }
+    held = session.info.get(HELD_AUDITS)
+    if held is not None:
+        held.append(row)
+        return
+    session.execute(_INSERT_AUDIT, row)
+
+
+def insert_audits(*, session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert audit events held by `storage.press` (the columns of `add_audit`), in order."""
+    for row in rows:
+        session.execute(_INSERT_AUDIT, row)
 
 
 def audit_for(*, session: Session, consult_id: int) -> Sequence[AuditEvent]:

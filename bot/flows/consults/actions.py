@@ -30,7 +30,7 @@ from bot.flows.consults.roles import Permissions
 from bot.flows.followup_owner import consult_answered, consult_cancelled
 from bot.flows.notify import Notify
 from bot.flows.work import Audit, apply_transition
-from storage import repo
+from storage import press, repo
 from storage.models import Consult
 
 log = logging.getLogger("careloop.consults")
@@ -92,8 +92,9 @@ class Actions:
         One transaction, few round trips (a button press at a peak is the hot path): the
         row is read once, locked, and the key claimed in the same statement on PostgreSQL;
         the role is checked on it (channel membership, when asked of Slack, is cached); and
-        the changes go out in one flush at commit (the audit event first, then the row and
-        the outbox). `audit_details` may be a function of the locked row, read before the
+        the changes go out in one statement on PostgreSQL (`storage.press`: the row's
+        UPDATE, the audit event, the outbox and the hop), in one flush at commit elsewhere
+        or when the action wrote more than that. `audit_details` may be a function of the locked row, read before the
         change."""
         key = request_key(key)
         asked = self.permissions.ask_first(ref, actor, action)
@@ -109,11 +110,13 @@ class Actions:
             now = self.ctx.clock.now()
             details = audit_details(consult) if callable(audit_details) else audit_details
             with s.no_autoflush:
+                press.hold(s)
                 apply_transition(s, consult, action, Audit(actor, now, details=details))
                 notify = self.ctx.notify(s, now)
                 apply(consult, now, notify)
                 hops.settle(s, consult, now)
                 notify.card_update(consult.id)
+                press.write(s, consult)
         log.info("consult %s", action.value, extra={"ref": consult.ref, "actor": actor})
         return Outcome(consult)
 

@@ -1,0 +1,170 @@
+"""A button press's writes in one statement on PostgreSQL: the consult row's UPDATE, its
+audit events, its outbox messages and its finished hop go out as one data-modifying CTE
+instead of the ORM's flush of one statement per table (the press is the hot path at a
+peak). `hold` starts collecting a unit of work's writes (its audit events are held by
+`repo.add_audit`; its outbox messages and hops are pending ORM objects anyway); `write`
+sends them. A unit whose writes this statement cannot express (a flush already happened,
+an object of another table, a message with a dedupe key) falls back to the ORM: its held
+audit events are inserted in order and the commit flushes the rest, exactly as before.
+Elsewhere (SQLite) nothing is held and the unit is untouched."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import Session
+
+from storage.models import Consult, OutboxMessage
+from storage.models_hops import ConsultHop
+from storage.repo import HELD_AUDITS, insert_audits
+
+_FLUSHED = "careloop.press.flushed"
+
+_OUTBOX_COLUMNS = [c.key for c in OutboxMessage.__table__.columns if c.key != "id"]
+_OUTBOX_DEFAULTS = {
+    c.key: getattr(c.default, "arg", None) if c.default is not None else None
+    for c in OutboxMessage.__table__.columns
+}
+_HOP_COLUMNS = [c.key for c in ConsultHop.__table__.columns if c.key != "id"]
+_AUDIT_COLUMNS = ("consult_id", "actor", "action", "at", "details")
+_CONSULT_COLUMNS = frozenset(c.key for c in Consult.__table__.columns) - {"id"}
+
+
+def hold(session: Session) -> None:
+    """From now on, `session`'s audit events wait for `write` (PostgreSQL only)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.info[HELD_AUDITS] = []
+        session.info.pop(_FLUSHED, None)
+
+
+@event.listens_for(Session, "after_flush")
+def _flushed(session: Session, _context: Any) -> None:
+    # Writes of a held unit reached the database through the ORM: `write` must not send
+    # the rest as its own statement.
+    if HELD_AUDITS in session.info:
+        session.info[_FLUSHED] = True
+
+
+def write(session: Session, consult: Consult) -> bool:
+    """Send what the unit holds: True when it went out as one statement (the consult and
+    the new objects are then expunged, the session has nothing left to flush); False when
+    nothing was held or it fell back to the ORM (held audit events inserted now, the rest
+    flushed at commit)."""
+    audits = session.info.pop(HELD_AUDITS, None)
+    if audits is None:
+        return False
+    flushed = session.info.pop(_FLUSHED, False)
+    new = sorted(session.new, key=lambda o: inspect(o).insert_order)
+    changes = _changes(consult)
+    if flushed or changes is None or not _expressible(session, consult, new):
+        insert_audits(session=session, rows=audits)
+        return False
+    outbox = [_outbox_row(o) for o in new if isinstance(o, OutboxMessage)]
+    hops = [{k: o.__dict__.get(k) for k in _HOP_COLUMNS} for o in new if isinstance(o, ConsultHop)]
+    sql = _statement(tuple(sorted(changes)), bool(audits), bool(outbox), bool(hops))
+    params = {
+        "id": consult.id,
+        "consult": _json(changes),
+        "audits": _json([{k: a.get(k) for k in _AUDIT_COLUMNS} for a in audits]),
+        "outbox": _json(outbox),
+        "hops": _json(hops),
+    }
+    updated = session.connection().exec_driver_sql(sql, params).scalar_one()
+    if updated != 1:  # the row is locked by this transaction: it cannot have gone
+        raise RuntimeError(f"press of consult {consult.id} updated {updated} rows")
+    for obj in new:
+        session.expunge(obj)
+    session.expunge(consult)
+    return True
+
+
+def _changes(consult: Consult) -> dict[str, Any] | None:
+    """The consult's changed columns and their new values; None when it is not a loaded,
+    persistent row of this session."""
+    state = inspect(consult)
+    if not state.persistent:
+        return None
+    values = consult.__dict__
+    return {
+        key: values[key]
+        for key, before in state.committed_state.items()
+        if key in _CONSULT_COLUMNS and values.get(key) != before
+    }
+
+
+def _expressible(session: Session, consult: Consult, new: list[Any]) -> bool:
+    if session.deleted or any(obj is not consult for obj in session.dirty):
+        return False
+    return all(
+        isinstance(o, ConsultHop) or (isinstance(o, OutboxMessage) and o.dedupe_key is None)
+        for o in new
+    )
+
+
+def _outbox_row(message: OutboxMessage) -> dict[str, Any]:
+    given = message.__dict__
+    row = {}
+    for key in _OUTBOX_COLUMNS:
+        value = given.get(key)
+        if value is None:
+            default = _OUTBOX_DEFAULTS[key]
+            value = default(None) if callable(default) else default
+        row[key] = value
+    return row
+
+
+_sql: dict[tuple[Any, ...], str] = {}
+
+
+def _statement(changed: tuple[str, ...], audits: bool, outbox: bool, hops: bool) -> str:
+    """The CTE for one shape of press, built once: each table's rows travel as one JSON
+    parameter (few parameters: psycopg caches the parsing of the query, and PostgreSQL
+    prepares it once per connection)."""
+    key = (changed, audits, outbox, hops)
+    sql = _sql.get(key)
+    if sql is not None:
+        return sql
+    parts = []
+    if changed:
+        sets = ", ".join(f"{c} = r.{c}" for c in changed)
+        parts.append(
+            f"upd AS (UPDATE consults SET {sets} "
+            "FROM json_populate_record(NULL::consults, %(consult)s::json) AS r "
+            "WHERE consults.id = %(id)s RETURNING consults.id)"
+        )
+    else:  # nothing changed on the row (not reached by a transition: the version moves)
+        parts.append("upd AS (SELECT id FROM consults WHERE id = %(id)s)")
+    for name, table, columns, param in (
+        ("audit", "audit_events", _AUDIT_COLUMNS, "audits"),
+        ("box", "outbox", _OUTBOX_COLUMNS, "outbox"),
+        ("hop", "consult_hops", _HOP_COLUMNS, "hops"),
+    ):
+        if not {"audits": audits, "outbox": outbox, "hops": hops}[param]:
+            continue
+        cols = ", ".join(f'"{c}"' for c in columns)
+        picked = ", ".join(f'r."{c}"' for c in columns)
+        # In the order given: ids are handed out in the order the rows were queued.
+        parts.append(
+            f"{name} AS (INSERT INTO {table} ({cols}) SELECT {picked} FROM "
+            f"json_populate_recordset(NULL::{table}, %({param})s::json) "
+            "WITH ORDINALITY AS r ORDER BY r.ordinality)"
+        )
+    sql = "WITH " + ", ".join(parts) + " SELECT count(*) FROM upd"
+    _sql[key] = sql
+    return sql
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=_json_value)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        # As `models.UTCDateTime` binds it: aware, in UTC.
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
