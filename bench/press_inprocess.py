@@ -1,10 +1,15 @@
 """Acknowledge presses one at a time, in process: the bot's WSGI app (as `serve` builds it,
 no dispatcher) called directly with signed `block_actions` payloads (the card's Acknowledge
 button, pressed by the on-call) on a fresh PostgreSQL database (or SQLite). Prints the SQL
-statements of one press and the wall and CPU time per press; `--profile` adds a cProfile
-summary; `--quick` presses 100 cards (a smoke run well under a minute).
+statements of one press (as the driver gets them, with the transaction's BEGIN and COMMIT)
+and the wall and CPU time per press; `--profile` adds a cProfile summary; `--quick`
+presses 100 cards (a smoke run well under a minute). `--all` also runs the other presses
+of `bench/create_bench.py` after the acknowledges, each on its own cards as there: the
+answer modal submitted (acknowledged cards), the Hand off button (the bot opens the modal
+on the fake Slack) and the hand-off modal submitted (open cards).
 
     .venv/bin/python bench/press_inprocess.py [--presses 500] [--sqlite] [--profile] [--quick]
+    .venv/bin/python bench/press_inprocess.py --all [--presses 300]
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import event  # noqa: E402
+import psycopg  # noqa: E402
 
+from bench.create_bench import answer_submit, handoff_button, handoff_submit  # noqa: E402
 from bench.timing import print_profile, timed  # noqa: E402
 from bot.app import build_wsgi  # noqa: E402
 from bot.dev.fakeslack import FakeSlack  # noqa: E402
@@ -60,7 +66,43 @@ class InProcessSender(SlackSender):
         return Response(int(status[0].split()[0]), out, {}, None, 0.0)
 
 
-def run(url: str, presses: int, profile: bool) -> None:
+class DriverStatements:
+    """The statements psycopg sends while recording (SQLAlchemy's or straight to the
+    driver), with its transaction's BEGIN and COMMIT: the press's round trips."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def __enter__(self) -> DriverStatements:
+        seen = self.seen
+
+        def wrap(owner: Any, name: str, label: Any) -> None:
+            original = getattr(owner, name)
+            self._saved.append((owner, name, original))
+
+            def recorded(this: Any, *args: Any, **kwargs: Any) -> Any:
+                conn = this.connection if name == "execute" else this
+                idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+                if name == "execute" and idle and not conn.autocommit:
+                    seen.append("BEGIN")  # psycopg sends it first, as a round trip of its own
+                if name == "execute" or not idle:
+                    seen.append(label(args))
+                return original(this, *args, **kwargs)
+
+            setattr(owner, name, recorded)
+
+        wrap(psycopg.Cursor, "execute", lambda a: " ".join(str(a[0]).split())[:100])
+        wrap(psycopg.Connection, "commit", lambda a: "COMMIT")
+        wrap(psycopg.Connection, "rollback", lambda a: "ROLLBACK")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, original in reversed(self._saved):
+            setattr(owner, name, original)
+
+
+def run(url: str, presses: int, profile: bool, every: bool) -> None:
     engine = create_db_engine(url)
     migrate(engine)
     engine.dispose()
@@ -68,14 +110,10 @@ def run(url: str, presses: int, profile: bool) -> None:
         bot = start_bot(url, slack, dispatcher=False)
         sender = InProcessSender(build_wsgi(bot.services))
         total = presses + 51
-        for n in range(total):
+        for n in range(total * (2 if every else 1)):
             resp = sender.command(f"cards stat MRN {n}: chest pain?", user=f"UREQ{n % 50:03d}")
             assert resp.status == 200, resp.body[:200]
-        refs = [c.ref for c in bot.consults()]
-        statements: list[str] = []
-
-        def seen(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
-            statements.append(" ".join(sql.split())[:100])
+        refs = [c.ref for c in bot.consults()][:total]
 
         def press(ref: str) -> None:
             resp = sender.block_action(
@@ -85,11 +123,10 @@ def run(url: str, presses: int, profile: bool) -> None:
 
         for ref in refs[:50]:  # warm-up
             press(ref)
-        event.listen(bot.services.engine, "before_cursor_execute", seen)
-        press(refs[50])
-        event.remove(bot.services.engine, "before_cursor_execute", seen)
-        print(f"SQL statements of one acknowledge press: {len(statements)}")
-        for sql in statements:
+        with DriverStatements() as statements:
+            press(refs[50])
+        print(f"SQL statements of one acknowledge press: {len(statements.seen)}")
+        for sql in statements.seen:
             print("   ", sql)
 
         def presses_timed() -> None:
@@ -104,7 +141,42 @@ def run(url: str, presses: int, profile: bool) -> None:
             f"{wall / presses * 1000:.2f} ms wall, {cpu / presses * 1000:.2f} ms CPU per press"
         )
         print_profile(prof, "cumulative", 40)
+        if every:
+            others(sender, presses, total, profile)
         bot.stop()
+
+
+def others(sender: SlackSender, presses: int, total: int, profile: bool) -> None:
+    """The answer submit on the acknowledged cards, the Hand off button and submit on the
+    open ones (`CARD-n` as `bench/create_bench.py` numbers them), each: its statements on
+    its first card, then CPU and wall time per press over the rest."""
+    for name, make, first in (
+        ("answer submit", answer_submit, 1),
+        ("hand-off button", handoff_button, total + 1),
+        ("hand-off submit", handoff_submit, total + 1),
+    ):
+        send = make(sender)
+
+        def one(n: int, send: Any = send) -> None:
+            resp = send(n)
+            assert resp.status == 200 and b"errors" not in resp.body, resp.body[:300]
+
+        with DriverStatements() as statements:
+            one(first)
+        print(f"SQL statements of one {name}: {len(statements.seen)}")
+        for sql in statements.seen:
+            print("   ", sql)
+
+        def presses_timed(first: int = first, one: Any = one) -> None:
+            for n in range(first + 1, first + 1 + presses):
+                one(n)
+
+        wall, cpu, prof = timed(presses_timed, profile)
+        print(
+            f"{presses} presses of {name}: "
+            f"{wall / presses * 1000:.2f} ms wall, {cpu / presses * 1000:.2f} ms CPU per press"
+        )
+        print_profile(prof, "cumulative", 40)
 
 
 def main() -> None:
@@ -113,14 +185,15 @@ def main() -> None:
     parser.add_argument("--sqlite", action="store_true")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--quick", action="store_true", help="100 presses")
+    parser.add_argument("--all", action="store_true", help="also the other three presses")
     opts = parser.parse_args()
     presses = 100 if opts.quick else opts.presses
     if opts.sqlite:
         with tempfile.TemporaryDirectory() as tmp:
-            run(f"sqlite:///{tmp}/bench.db", presses, opts.profile)
+            run(f"sqlite:///{tmp}/bench.db", presses, opts.profile, opts.all)
     else:
         with fresh_postgres("careloop_bench_press") as url:
-            run(url, presses, opts.profile)
+            run(url, presses, opts.profile, opts.all)
 
 
 if __name__ == "__main__":

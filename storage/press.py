@@ -1,7 +1,8 @@
-"""A button press's writes in one statement on PostgreSQL: the consult row's UPDATE, its
-audit events, its outbox messages and its finished hop go out as one data-modifying CTE
-instead of the ORM's flush of one statement per table (the press is the hot path at a
-peak). `hold` starts collecting a unit of work's writes (its audit events are held by
+"""A button press's round trips to PostgreSQL (the press is the hot path at a peak): the
+locked read that also claims the exactly-once key (`lock_and_claim`, one statement), and
+its writes in one statement: the consult row's UPDATE, its audit events, its outbox
+messages and its finished hop go out as one data-modifying CTE instead of the ORM's flush
+of one statement per table. `hold` starts collecting a unit of work's writes (its audit events are held by
 `repo.add_audit`; its outbox messages and hops are pending ORM objects anyway); `write`
 sends them. A unit whose writes this statement cannot express (a flush already happened,
 an object of another table, a message with a dedupe key) falls back to the ORM: its held
@@ -15,10 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event, inspect
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
-from storage.models import Consult, OutboxMessage
+from storage import repo
+from storage.models import Consult, OutboxMessage, UTCDateTime
 from storage.models_hops import ConsultHop
+from storage.models_transfers import ConsultTransfer
 from storage.repo import HELD_AUDITS, insert_audits
 
 _FLUSHED = "careloop.press.flushed"
@@ -31,6 +34,53 @@ _OUTBOX_DEFAULTS = {
 _HOP_COLUMNS = [c.key for c in ConsultHop.__table__.columns if c.key != "id"]
 _AUDIT_COLUMNS = ("consult_id", "actor", "action", "at", "details")
 _CONSULT_COLUMNS = frozenset(c.key for c in Consult.__table__.columns) - {"id"}
+
+
+def lock_and_claim(
+    *, session: Session, ref: str, key: str | None, at: datetime
+) -> tuple[Consult | None, bool]:
+    """The consult `ref` names (`repo.get_by_ref`), its row locked, and whether `key` was
+    claimed now (`repo.claim_key`; True without a key). On PostgreSQL one round trip: the
+    claim is a data-modifying CTE of the locking read, sent straight to the driver and the
+    row made a persistent object of `session` without the ORM's loading. The caller rolls
+    back when the consult is missing or the action refused, which undoes the claim."""
+    if session.get_bind().dialect.name != "postgresql":
+        consult = repo.get_by_ref(session=session, ref=ref, lock=True)
+        if consult is None or not key:
+            return consult, consult is not None
+        return consult, repo.claim_key(session=session, key=key, at=at)
+    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(_LOCK_CLAIM if key else _LOCK, {"ref": ref.upper(), "key": key, "at": at})
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    if row is None:
+        return None, False
+    values = dict(zip(_READ_COLUMNS, row, strict=False))
+    for name in _DATETIME_COLUMNS:
+        if values[name] is not None:
+            values[name] = values[name].astimezone(UTC)
+    consult = Consult()
+    consult.__dict__.update(values)  # as the ORM loads it: every column, nothing changed
+    make_transient_to_detached(consult)
+    session.add(consult)
+    return consult, bool(row[-1])
+
+
+_READ_COLUMNS = [c.key for c in Consult.__table__.columns]
+_DATETIME_COLUMNS = [c.key for c in Consult.__table__.columns if isinstance(c.type, UTCDateTime)]
+_LOCKED_ROW = (
+    f"SELECT {', '.join(f'consults.{c}' for c in _READ_COLUMNS)}, {{claimed}} FROM consults "
+    "WHERE consults.ref = %(ref)s OR consults.id = (SELECT consult_id FROM "
+    f"{ConsultTransfer.__tablename__} WHERE from_ref = %(ref)s) FOR NO KEY UPDATE OF consults"
+)
+_LOCK = _LOCKED_ROW.format(claimed="1")
+_LOCK_CLAIM = (
+    "WITH claim AS (INSERT INTO processed_keys (key, at, result) VALUES (%(key)s, %(at)s, "
+    "'{}') ON CONFLICT (key) DO NOTHING RETURNING key) "
+    + _LOCKED_ROW.format(claimed="(SELECT count(*) FROM claim)")
+)
 
 
 def hold(session: Session) -> None:

@@ -259,32 +259,6 @@ def claim_key(
 _UPSERTS: dict[str, Any] = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
 
-def lock_and_claim(
-    *, session: Session, ref: str, key: str | None, at: datetime
-) -> tuple[Consult | None, bool]:
-    """The consult `ref` names, its row locked (`get_by_ref(lock=True)`), and whether `key`
-    was claimed now (`claim_key`; True without a key). On PostgreSQL one round trip: the
-    claim is a data-modifying CTE of the locking read. The caller rolls back when the
-    consult is missing or the action refused, which undoes the claim."""
-    if not key:
-        return get_by_ref(session=session, ref=ref, lock=True), True
-    if session.get_bind().dialect.name != "postgresql":
-        consult = get_by_ref(session=session, ref=ref, lock=True)
-        return consult, consult is not None and claim_key(session=session, key=key, at=at)
-    keys = ProcessedKey.__table__
-    claim = (
-        pg_insert(keys)
-        .values(key=key, at=at, result={})
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(keys.c.key)
-        .cte("claim")
-    )
-    claimed = select(func.count()).select_from(claim).scalar_subquery()
-    stmt = select(Consult, claimed).where(_named(ref)).with_for_update(key_share=True, of=Consult)
-    row = session.execute(stmt).first()
-    return (None, False) if row is None else (row[0], bool(row[1]))
-
-
 def get_key(*, session: Session, key: str) -> ProcessedKey | None:
     """The stored outcome of an already-handled action."""
     return session.get(ProcessedKey, key)

@@ -127,7 +127,7 @@ class Actions:
         if normal is None:
             raise Refused(refusals.not_a_reference(ref))
         now = self.ctx.clock.now()
-        consult, claimed = repo.lock_and_claim(session=s, ref=normal, key=key, at=now)
+        consult, claimed = press.lock_and_claim(session=s, ref=normal, key=key, at=now)
         if consult is None:
             raise Refused(refusals.no_such_consult(normal))
         return consult, claimed

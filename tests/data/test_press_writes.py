@@ -1,0 +1,148 @@
+"""A button press's writes on PostgreSQL (`storage.press`): one statement for the row's
+UPDATE, the audit event, the outbox messages and the hop, writing exactly what the ORM's
+flush writes (which it falls back to when an action writes more than that, and which
+SQLite keeps)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+
+from bot.dev.fakeslack import FakeSlack
+from bot.flows.followups import FollowUpDraft
+from storage import press
+from storage.models import AuditEvent, Consult, OutboxMessage
+from storage.models_hops import ConsultHop
+from tests.harness import Bot, start_bot
+
+ON_CALL, BACKUP, NIGHT = "UCARDON", "UCARDBK", "UNIGHT"
+
+
+@pytest.fixture
+def quiet_bot(db_url: str, slack: FakeSlack) -> Iterator[Bot]:
+    """A bot without its dispatcher: the outbox rows stay as the press queued them."""
+    running = start_bot(db_url, slack, dispatcher=False)
+    yield running
+    running.stop()
+
+
+def _presses(bot: Bot, ref: str, n: int) -> None:
+    """Acknowledge, hand off (the form), answer (the form): the presses of issue 15."""
+    actions = bot.services.consults
+    actions.acknowledge(ref, actor=ON_CALL, key=f"ack-{n}")
+    actions.handoff(ref, actor=ON_CALL, to=BACKUP, note="echo pending", key=f"handoff-{n}")
+    actions.answer(ref, actor=BACKUP, text="Start heparin.", key=f"answer-{n}")
+
+
+def _last_outbox_id(bot: Bot) -> int:
+    with bot.services.sessions() as s:
+        last = s.execute(select(OutboxMessage.id).order_by(OutboxMessage.id.desc())).scalar()
+    return int(last or 0)
+
+
+def _opened(bot: Bot, patient: str) -> tuple[str, int]:
+    """A consult opened by the quick form; (its reference, the last outbox id before any
+    press)."""
+    assert bot.command(f"cards urgent {patient}: chest pain?").status == 200
+    return bot.consults()[-1].ref, _last_outbox_id(bot)
+
+
+def _written(bot: Bot, ref: str, after: int, until: int) -> dict[str, Any]:
+    """What the presses on `ref` stored: the row, its audit events, the outbox messages
+    queued with ids in (`after`, `until`] and its hops, in id order, without ids."""
+    skip = {"id", "ref", "seq", "patient", "patient_key", "origin_key", "channel_ts", "permalink"}
+    with bot.services.sessions() as s:
+        c = s.execute(select(Consult).where(Consult.ref == ref)).scalar_one()
+        row = {k: v for k, v in vars(c).items() if not k.startswith("_") and k not in skip}
+        audits = s.execute(
+            select(AuditEvent.actor, AuditEvent.action, AuditEvent.at, AuditEvent.details)
+            .where(AuditEvent.consult_id == c.id)
+            .order_by(AuditEvent.id)
+        ).all()
+        box = s.execute(
+            select(
+                OutboxMessage.kind, OutboxMessage.payload, OutboxMessage.dedupe_key,
+                OutboxMessage.status, OutboxMessage.attempts, OutboxMessage.created_at,
+                OutboxMessage.next_attempt_at, OutboxMessage.lease_until,
+            )
+            .where(OutboxMessage.consult_id.is_(None) | (OutboxMessage.consult_id == c.id))
+            .where(OutboxMessage.id > after, OutboxMessage.id <= until)
+            .order_by(OutboxMessage.id)
+        ).all()  # fmt: skip
+        hop_rows = s.execute(
+            select(
+                ConsultHop.service, ConsultHop.role, ConsultHop.user, ConsultHop.started_at,
+                ConsultHop.ended_at,
+            )
+            .where(ConsultHop.consult_id == c.id)
+            .order_by(ConsultHop.id)
+        ).all()  # fmt: skip
+    box = [(kind, _own_id(payload, c.id), *rest) for kind, payload, *rest in box]
+    return {"row": row, "audits": audits, "outbox": box, "hops": hop_rows}
+
+
+def _own_id(payload: dict[str, Any], consult_id: int) -> dict[str, Any]:
+    """The payload with the consult's own id (in a hand-off's list of ids) as "ID"."""
+    params = payload.get("params") or {}
+    if "ids" in params:
+        ids = ["ID" if i == consult_id else i for i in params["ids"]]
+        return payload | {"params": params | {"ids": ids}}
+    return payload
+
+
+def test_a_press_writes_in_one_statement_on_postgresql(quiet_bot: Bot, postgres_only):
+    """Acknowledge, hand off and answer each send their writes as one statement: the row's
+    UPDATE, the audit event, the outbox messages and the hop together, nothing else."""
+    ref, _ = _opened(quiet_bot, "MRN 1")
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(" ".join(statement.split()).lower())
+
+    engine = quiet_bot.services.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        _presses(quiet_bot, ref, 1)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    writes = [s for s in seen if not s.startswith("select")]
+    assert len(writes) == 3, writes
+    for statement in writes:
+        for part in ("update consults", "insert into audit_events", "insert into outbox"):
+            assert part in statement, (part, statement)
+    assert all("insert into consult_hops" in s for s in writes)  # each changes the holder
+
+
+def test_the_one_statement_writes_what_the_orm_flush_writes(quiet_bot: Bot, monkeypatch):
+    """The same presses on two consults opened alike, the first through the one statement
+    (on PostgreSQL), the second through the ORM's flush: the same row, audit events,
+    outbox messages (in order) and hops."""
+    fast, fast_after = _opened(quiet_bot, "MRN 1")
+    _presses(quiet_bot, fast, 1)
+    fast_until = _last_outbox_id(quiet_bot)
+    slow, slow_after = _opened(quiet_bot, "MRN 2")
+    monkeypatch.setattr(press, "_expressible", lambda *_: False)
+    _presses(quiet_bot, slow, 2)
+    one = _written(quiet_bot, fast, fast_after, fast_until)
+    flushed = _written(quiet_bot, slow, slow_after, _last_outbox_id(quiet_bot))
+    assert one["row"]["status"] == "answered" and len(one["outbox"]) >= 6
+    assert [a.action for a in one["audits"]][-3:] == ["acknowledge", "handoff", "answer"]
+    assert one == flushed
+
+
+def test_an_action_that_writes_more_falls_back_to_the_orm_in_order(quiet_bot: Bot):
+    """An answer that settles a follow-up waiting on it writes more than the one statement
+    can say: the ORM path, with the answer's audit event still before the follow-up's."""
+    ref, _ = _opened(quiet_bot, "MRN 3")
+    quiet_bot.services.consults.acknowledge(ref, actor=ON_CALL, key="ack")
+    draft = FollowUpDraft(patient="", owed="call the family", consult=ref, owner=ON_CALL)
+    quiet_bot.services.followups.create(draft, creator=ON_CALL, origin_key="fu-1")
+    quiet_bot.services.consults.answer(ref, actor=ON_CALL, text="Start heparin.", key="ans")
+    with quiet_bot.services.sessions() as s:
+        actions = list(s.execute(select(AuditEvent.action).order_by(AuditEvent.id)).scalars())
+    assert actions.index("answer") < len(actions) - 1
+    assert actions[actions.index("answer") + 1] == "followup_answer_in"
+    assert quiet_bot.consult(ref).status == "answered"
