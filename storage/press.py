@@ -1,30 +1,39 @@
-"""A button press's round trips to PostgreSQL (the press is the hot path at a peak): the
-locked read that also claims the exactly-once key (`lock_and_claim`, one statement), and
-its writes in one statement: the consult row's UPDATE, its audit events, its outbox
-messages and its finished hop go out as one data-modifying CTE instead of the ORM's flush
-of one statement per table. `hold` starts collecting a unit of work's writes (its audit events are held by
-`repo.add_audit`; its outbox messages and hops are pending ORM objects anyway); `write`
-sends them. A unit whose writes this statement cannot express (a flush already happened,
-an object of another table, a message with a dedupe key) falls back to the ORM: its held
-audit events are inserted in order and the commit flushes the rest, exactly as before.
-Elsewhere (SQLite) nothing is held and the unit is untouched."""
+"""A button press's round trips to PostgreSQL (the press is the hot path at a peak): two.
+The locked read that also claims the exactly-once key (`lock_and_claim`) goes out with the
+transaction's BEGIN, and all the press's writes go out as one statement with its COMMIT:
+the consult row's UPDATE, its audit events, its outbox messages and its finished hop as
+one data-modifying CTE instead of the ORM's flush of one statement per table (`hold`,
+`write`). Both are sent straight to psycopg, pipelined with the BEGIN or COMMIT, in a
+`unit` whose connection is in autocommit so that psycopg sends no BEGIN of its own; driver
+errors are raised as SQLAlchemy raises them (`DBAPIError`, the connection invalidated when
+it was lost). `hold` starts collecting a unit's writes (its audit events are held by
+`repo.add_audit`; its outbox messages and hops are pending ORM objects anyway). A unit whose
+writes this statement cannot express (a flush already happened, an object of another
+table, a message with a dedupe key) falls back to the ORM: its held audit events are
+inserted in order and the commit flushes the rest, exactly as before. On SQLite `unit` is
+a plain `unit_of_work` and nothing is held."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, inspect
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy import Engine, event, inspect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from storage import repo
+from storage.db import unit_of_work
 from storage.models import Consult, OutboxMessage, UTCDateTime
 from storage.models_hops import ConsultHop
 from storage.models_transfers import ConsultTransfer
 from storage.repo import HELD_AUDITS, insert_audits
 
 _FLUSHED = "careloop.press.flushed"
+_OWN_BEGIN = "careloop.press.own_begin"  # `Session.info`: a `unit`, BEGIN sent by the press
 
 _OUTBOX_COLUMNS = [c.key for c in OutboxMessage.__table__.columns if c.key != "id"]
 _OUTBOX_DEFAULTS = {
@@ -34,6 +43,30 @@ _OUTBOX_DEFAULTS = {
 _HOP_COLUMNS = [c.key for c in ConsultHop.__table__.columns if c.key != "id"]
 _AUDIT_COLUMNS = ("consult_id", "actor", "action", "at", "details")
 _CONSULT_COLUMNS = frozenset(c.key for c in Consult.__table__.columns) - {"id"}
+
+
+@contextmanager
+def unit(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """`db.unit_of_work` for a press: commits on success, rolls back on any error. On
+    PostgreSQL its connection is in autocommit and the press sends BEGIN with its first
+    statement (`lock_and_claim`, which must come first) and COMMIT with its write; the
+    session's own commit at the end sends COMMIT only if that did not (a repeat, the ORM
+    fallback). Elsewhere a plain `unit_of_work`."""
+    bind = factory.kw.get("bind")
+    if not isinstance(bind, Engine) or bind.dialect.name != "postgresql":
+        with unit_of_work(factory) as session:
+            yield session
+        return
+    session = factory()
+    session.info[_OWN_BEGIN] = True
+    try:
+        with session.begin():
+            # The session stays bound to the engine (`get_bind()`), its connection in
+            # autocommit until it goes back to the pool.
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            yield session
+    finally:
+        session.close()
 
 
 def lock_and_claim(
@@ -49,12 +82,8 @@ def lock_and_claim(
         if consult is None or not key:
             return consult, consult is not None
         return consult, repo.claim_key(session=session, key=key, at=at)
-    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(_LOCK_CLAIM if key else _LOCK, {"ref": ref.upper(), "key": key, "at": at})
-        row = cursor.fetchone()
-    finally:
-        cursor.close()
+    params = {"ref": ref.upper(), "key": key, "at": at}
+    row = _send(session, _LOCK_CLAIM if key else _LOCK, params, begin=True)
     if row is None:
         return None, False
     values = dict(zip(_READ_COLUMNS, row, strict=False))
@@ -99,10 +128,10 @@ def _flushed(session: Session, _context: Any) -> None:
 
 
 def write(session: Session, consult: Consult) -> bool:
-    """Send what the unit holds: True when it went out as one statement (the consult and
-    the new objects are then expunged, the session has nothing left to flush); False when
-    nothing was held or it fell back to the ORM (held audit events inserted now, the rest
-    flushed at commit)."""
+    """Send what the unit holds: True when it went out as one statement (in a `unit`, with
+    its COMMIT: nothing may follow; the consult and the new objects are expunged, the
+    session has nothing left to flush); False when nothing was held or it fell back to the
+    ORM (held audit events inserted now, the rest flushed at commit)."""
     audits = session.info.pop(HELD_AUDITS, None)
     if audits is None:
         return False
@@ -122,9 +151,7 @@ def write(session: Session, consult: Consult) -> bool:
         "outbox": _json(outbox),
         "hops": _json(hops),
     }
-    updated = session.connection().exec_driver_sql(sql, params).scalar_one()
-    if updated != 1:  # the row is locked by this transaction: it cannot have gone
-        raise RuntimeError(f"press of consult {consult.id} updated {updated} rows")
+    _send(session, sql, params, commit=True)
     for obj in new:
         session.expunge(obj)
     session.expunge(consult)
@@ -202,9 +229,49 @@ def _statement(changed: tuple[str, ...], audits: bool, outbox: bool, hops: bool)
             f"json_populate_recordset(NULL::{table}, %({param})s::json) "
             "WITH ORDINALITY AS r ORDER BY r.ordinality)"
         )
-    sql = "WITH " + ", ".join(parts) + " SELECT count(*) FROM upd"
+    # Fails (and writes nothing) unless the row was updated: it is locked by this
+    # transaction, so it cannot have gone, but a COMMIT must not follow a write that missed.
+    sql = "WITH " + ", ".join(parts) + " SELECT 1 / count(*) FROM upd"
     _sql[key] = sql
     return sql
+
+
+def _send(
+    session: Session, sql: str, params: dict[str, Any], *, begin: bool = False,
+    commit: bool = False,
+) -> Any:  # fmt: skip
+    """Run `sql` on the session's connection straight through psycopg and return its first
+    row (None: no row). In a `unit`, BEGIN (`begin`, if no transaction is open yet) and
+    COMMIT (`commit`) go in the same round trip (pipeline mode). Driver errors come out as
+    SQLAlchemy's, parameters hidden (they may hold free text)."""
+    conn = session.connection()
+    raw: Any = conn.connection.dbapi_connection
+    try:
+        with raw.cursor() as cursor:
+            if not session.info.get(_OWN_BEGIN):
+                cursor.execute(sql, params)
+                return cursor.fetchone()
+            with raw.pipeline():
+                if begin and raw.info.transaction_status == _IDLE:
+                    raw.execute("BEGIN", prepare=False)
+                cursor.execute(sql, params)
+                if commit:
+                    raw.execute("COMMIT", prepare=False)
+            return cursor.fetchone()
+    except Exception as exc:
+        dbapi = conn.dialect.loaded_dbapi
+        if not isinstance(exc, dbapi.Error):
+            raise
+        lost = conn.dialect.is_disconnect(exc, raw, None)
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            sql, None, exc, dbapi.Error, hide_parameters=True, connection_invalidated=lost,
+            dialect=conn.dialect,
+        ) from exc  # fmt: skip
+
+
+_IDLE = 0  # psycopg.pq.TransactionStatus.IDLE: no transaction open on the connection
 
 
 def _json(value: Any) -> str:

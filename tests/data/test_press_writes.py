@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from bot.dev.fakeslack import FakeSlack
 from bot.flows.followups import FollowUpDraft
@@ -17,6 +17,7 @@ from storage import press
 from storage.models import AuditEvent, Consult, OutboxMessage
 from storage.models_hops import ConsultHop
 from tests.harness import Bot, start_bot
+from tests.statements import statements
 
 ON_CALL, BACKUP, NIGHT = "UCARDON", "UCARDBK", "UNIGHT"
 
@@ -93,27 +94,25 @@ def _own_id(payload: dict[str, Any], consult_id: int) -> dict[str, Any]:
     return payload
 
 
-def test_a_press_writes_in_one_statement_on_postgresql(quiet_bot: Bot, postgres_only):
-    """Acknowledge, hand off and answer each send their writes as one statement: the row's
-    UPDATE, the audit event, the outbox messages and the hop together, nothing else."""
+def test_a_press_is_two_round_trips_on_postgresql(quiet_bot: Bot, postgres_only):
+    """Acknowledge and hand off: BEGIN with the locked read and key claim, then every
+    write (the row's UPDATE, the audit event, the outbox messages, the hop) as one
+    statement with COMMIT. The answer reads the follow-ups waiting on it in between."""
     ref, _ = _opened(quiet_bot, "MRN 1")
-    seen: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(" ".join(statement.split()).lower())
-
+    actions = quiet_bot.services.consults
     engine = quiet_bot.services.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        _presses(quiet_bot, ref, 1)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    writes = [s for s in seen if not s.startswith("select")]
-    assert len(writes) == 3, writes
-    for statement in writes:
-        for part in ("update consults", "insert into audit_events", "insert into outbox"):
-            assert part in statement, (part, statement)
-    assert all("insert into consult_hops" in s for s in writes)  # each changes the holder
+    writes = ("update consults", "insert into audit_events", "insert into outbox")
+    for press_it, between in (
+        (lambda: actions.acknowledge(ref, actor=ON_CALL, key="ack-1"), 0),
+        (lambda: actions.handoff(ref, actor=ON_CALL, to=BACKUP, note="n", key="ho-1"), 0),
+        (lambda: actions.answer(ref, actor=BACKUP, text="Start heparin.", key="an-1"), 1),
+    ):
+        with statements(engine) as seen:
+            press_it()
+        assert len(seen) == 2 + between, seen
+        assert seen[0].startswith("begin; with claim as (insert into processed_keys"), seen[0]
+        assert seen[-1].endswith("; commit") and seen[-1].count(";") == 1, seen[-1]
+        assert all(part in seen[-1] for part in (*writes, "insert into consult_hops"))
 
 
 def test_the_one_statement_writes_what_the_orm_flush_writes(quiet_bot: Bot, monkeypatch):

@@ -98,7 +98,7 @@ class Actions:
         change."""
         key = request_key(key)
         asked = self.permissions.ask_first(ref, actor, action)
-        with self.ctx.unit() as s:
+        with press.unit(self.ctx.sessions) as s:
             # The key first: a replay of an action that took the actor's role away (a
             # hand-over) finds it done rather than refused. A refusal rolls the claim back.
             consult, claimed = self._locked(s, ref, key)
