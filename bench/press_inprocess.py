@@ -23,8 +23,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psycopg  # noqa: E402
-
 from bench.create_bench import answer_submit, handoff_button, handoff_submit  # noqa: E402
 from bench.timing import print_profile, timed  # noqa: E402
 from bot.app import build_wsgi  # noqa: E402
@@ -34,6 +32,7 @@ from bot.slack.ids import ActionId  # noqa: E402
 from storage.db import create_db_engine, migrate  # noqa: E402
 from tests.harness import CARD_CHANNEL, SECRET, start_bot  # noqa: E402
 from tests.procs import fresh_postgres  # noqa: E402
+from tests.statements import statements  # noqa: E402
 
 ON_CALL = "UCARDON"
 
@@ -66,42 +65,6 @@ class InProcessSender(SlackSender):
         return Response(int(status[0].split()[0]), out, {}, None, 0.0)
 
 
-class DriverStatements:
-    """The statements psycopg sends while recording (SQLAlchemy's or straight to the
-    driver), with its transaction's BEGIN and COMMIT: the press's round trips."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-        self._saved: list[tuple[Any, str, Any]] = []
-
-    def __enter__(self) -> DriverStatements:
-        seen = self.seen
-
-        def wrap(owner: Any, name: str, label: Any) -> None:
-            original = getattr(owner, name)
-            self._saved.append((owner, name, original))
-
-            def recorded(this: Any, *args: Any, **kwargs: Any) -> Any:
-                conn = this.connection if name == "execute" else this
-                idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-                if name == "execute" and idle and not conn.autocommit:
-                    seen.append("BEGIN")  # psycopg sends it first, as a round trip of its own
-                if name == "execute" or not idle:
-                    seen.append(label(args))
-                return original(this, *args, **kwargs)
-
-            setattr(owner, name, recorded)
-
-        wrap(psycopg.Cursor, "execute", lambda a: " ".join(str(a[0]).split())[:100])
-        wrap(psycopg.Connection, "commit", lambda a: "COMMIT")
-        wrap(psycopg.Connection, "rollback", lambda a: "ROLLBACK")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for owner, name, original in reversed(self._saved):
-            setattr(owner, name, original)
-
-
 def run(url: str, presses: int, profile: bool, every: bool) -> None:
     engine = create_db_engine(url)
     migrate(engine)
@@ -123,11 +86,7 @@ def run(url: str, presses: int, profile: bool, every: bool) -> None:
 
         for ref in refs[:50]:  # warm-up
             press(ref)
-        with DriverStatements() as statements:
-            press(refs[50])
-        print(f"SQL statements of one acknowledge press: {len(statements.seen)}")
-        for sql in statements.seen:
-            print("   ", sql)
+        show("acknowledge press", bot.services.engine, lambda: press(refs[50]))
 
         def presses_timed() -> None:
             for ref in refs[51:]:
@@ -142,11 +101,21 @@ def run(url: str, presses: int, profile: bool, every: bool) -> None:
         )
         print_profile(prof, "cumulative", 40)
         if every:
-            others(sender, presses, total, profile)
+            others(sender, bot.services.engine, presses, total, profile)
         bot.stop()
 
 
-def others(sender: SlackSender, presses: int, total: int, profile: bool) -> None:
+def show(name: str, engine: Any, press: Any) -> None:
+    """The round trips of one press (on PostgreSQL, statements pipelined together share
+    a line, joined by "; ") and their statements, cut short."""
+    with statements(engine) as seen:
+        press()
+    print(f"Round trips to the database of one {name}: {len(seen)}")
+    for sql in seen:
+        print("   ", "; ".join(s[:70] for s in sql.split("; ")))
+
+
+def others(sender: SlackSender, engine: Any, presses: int, total: int, profile: bool) -> None:
     """The answer submit on the acknowledged cards, the Hand off button and submit on the
     open ones (`CARD-n` as `bench/create_bench.py` numbers them), each: its statements on
     its first card, then CPU and wall time per press over the rest."""
@@ -161,11 +130,7 @@ def others(sender: SlackSender, presses: int, total: int, profile: bool) -> None
             resp = send(n)
             assert resp.status == 200 and b"errors" not in resp.body, resp.body[:300]
 
-        with DriverStatements() as statements:
-            one(first)
-        print(f"SQL statements of one {name}: {len(statements.seen)}")
-        for sql in statements.seen:
-            print("   ", sql)
+        show(name, engine, lambda one=one, first=first: one(first))
 
         def presses_timed(first: int = first, one: Any = one) -> None:
             for n in range(first + 1, first + 1 + presses):

@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from storage import repo
-from storage.db import unit_of_work
+from storage.db import read_once, unit_of_work
 from storage.models import Consult, OutboxMessage, UTCDateTime
 from storage.models_hops import ConsultHop
 from storage.models_transfers import ConsultTransfer
@@ -86,29 +86,50 @@ def lock_and_claim(
     row = _send(session, _LOCK_CLAIM if key else _LOCK, params, begin=True)
     if row is None:
         return None, False
+    consult = _detached(row)
+    session.add(consult)  # persistent, as if the session had loaded it
+    return consult, bool(row[-1])
+
+
+def read(factory: sessionmaker[Session], ref: str) -> Consult | None:
+    """The consult `ref` names (`repo.get_by_ref`), read once (a modal's button): detached,
+    every column loaded. On PostgreSQL one statement in autocommit (`db.read_once`) sent
+    straight to the driver, without the ORM's loading."""
+    with read_once(factory) as session:
+        if session.get_bind().dialect.name != "postgresql":
+            return repo.get_by_ref(session=session, ref=ref)
+        row = _send(session, _READ, {"ref": ref.upper()})
+    return None if row is None else _detached(row)
+
+
+def _detached(row: Any) -> Consult:
+    """The consult of a row of `_READ_COLUMNS`, as the ORM loads it (every column, aware
+    UTC datetimes, nothing changed), detached."""
     values = dict(zip(_READ_COLUMNS, row, strict=False))
     for name in _DATETIME_COLUMNS:
         if values[name] is not None:
             values[name] = values[name].astimezone(UTC)
     consult = Consult()
-    consult.__dict__.update(values)  # as the ORM loads it: every column, nothing changed
+    consult.__dict__.update(values)
     make_transient_to_detached(consult)
-    session.add(consult)
-    return consult, bool(row[-1])
+    return consult
 
 
 _READ_COLUMNS = [c.key for c in Consult.__table__.columns]
 _DATETIME_COLUMNS = [c.key for c in Consult.__table__.columns if isinstance(c.type, UTCDateTime)]
-_LOCKED_ROW = (
-    f"SELECT {', '.join(f'consults.{c}' for c in _READ_COLUMNS)}, {{claimed}} FROM consults "
+# The consult a reference names now or named before a transfer (`repo._named`).
+_READ = (
+    f"SELECT {', '.join(f'consults.{c}' for c in _READ_COLUMNS)}{{claimed}} FROM consults "
     "WHERE consults.ref = %(ref)s OR consults.id = (SELECT consult_id FROM "
-    f"{ConsultTransfer.__tablename__} WHERE from_ref = %(ref)s) FOR NO KEY UPDATE OF consults"
+    f"{ConsultTransfer.__tablename__} WHERE from_ref = %(ref)s)"
 )
-_LOCK = _LOCKED_ROW.format(claimed="1")
+_LOCKED_ROW = _READ + " FOR NO KEY UPDATE OF consults"
+_READ = _READ.format(claimed="")
+_LOCK = _LOCKED_ROW.format(claimed=", 1")
 _LOCK_CLAIM = (
     "WITH claim AS (INSERT INTO processed_keys (key, at, result) VALUES (%(key)s, %(at)s, "
     "'{}') ON CONFLICT (key) DO NOTHING RETURNING key) "
-    + _LOCKED_ROW.format(claimed="(SELECT count(*) FROM claim)")
+    + _LOCKED_ROW.format(claimed=", (SELECT count(*) FROM claim)")
 )
 
 
