@@ -6,10 +6,12 @@ SQLite keeps)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from bot.dev.fakeslack import FakeSlack
 from bot.flows.followups import FollowUpDraft
@@ -19,7 +21,8 @@ from storage.models_hops import ConsultHop
 from tests.harness import Bot, start_bot
 from tests.statements import statements
 
-ON_CALL, BACKUP, NIGHT = "UCARDON", "UCARDBK", "UNIGHT"
+ON_CALL, BACKUP = "UCARDON", "UCARDBK"
+NOW = datetime(2026, 11, 2, 9, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -145,3 +148,39 @@ def test_an_action_that_writes_more_falls_back_to_the_orm_in_order(quiet_bot: Bo
     assert actions.index("answer") < len(actions) - 1
     assert actions[actions.index("answer") + 1] == "followup_answer_in"
     assert quiet_bot.consult(ref).status == "answered"
+
+
+def test_the_driver_reads_load_a_consult_as_the_orm_does(quiet_bot: Bot):
+    """`press.read` (a modal's button) and `press.lock_and_claim` (a press) give the consult
+    the ORM would load: every column, the same values and types (aware UTC datetimes,
+    JSON, booleans), by its reference in any case; None for an unknown one."""
+    ref, _ = _opened(quiet_bot, "MRN 4")
+    actions = quiet_bot.services.consults
+    actions.acknowledge(ref, actor=ON_CALL, key="ack")
+    sessions = quiet_bot.services.sessions
+    with sessions() as s:
+        loaded = s.execute(select(Consult).where(Consult.ref == ref)).scalar_one()
+        orm = {k: v for k, v in vars(loaded).items() if not k.startswith("_")}
+    read = press.read(sessions, ref.lower())
+    assert read is not None
+    assert {k: v for k, v in vars(read).items() if not k.startswith("_")} == orm
+    assert all(type(getattr(read, k)) is type(v) for k, v in orm.items())
+    assert read.acknowledged_at.utcoffset().total_seconds() == 0
+    with press.unit(sessions) as s:
+        locked, claimed = press.lock_and_claim(session=s, ref=ref, key=None, at=read.created_at)
+        assert claimed and locked in s and not s.dirty
+        assert {k: v for k, v in vars(locked).items() if not k.startswith("_")} == orm
+    assert press.read(sessions, "CARD-99999") is None
+
+
+def test_a_driver_error_comes_out_as_sqlalchemys_and_rolls_back(quiet_bot: Bot, postgres_only):
+    """What the press sends straight to psycopg fails as SQLAlchemy's statements do (the
+    app answers "the database did not answer, not saved"), without its parameters (free
+    text), and the unit's transaction (its BEGIN went with it) is rolled back."""
+    sessions = quiet_bot.services.sessions
+    bad = "SELECT no_such_column FROM consults WHERE ref = %(ref)s"
+    with pytest.raises(DBAPIError) as caught, press.unit(sessions) as s:
+        press._send(s, bad, {"ref": "SECRET-TEXT"}, begin=True)
+    assert "no_such_column" in str(caught.value) and "SECRET-TEXT" not in str(caught.value)
+    with press.unit(sessions) as s:  # the pooled connection is usable again
+        assert press.lock_and_claim(session=s, ref="CARD-99999", key=None, at=NOW) == (None, False)
