@@ -9,7 +9,10 @@ answer modal submitted (acknowledged cards), the Hand off button (the bot opens 
 on the fake Slack) and the hand-off modal submitted (open cards).
 
     .venv/bin/python bench/press_inprocess.py [--presses 500] [--sqlite] [--profile] [--quick]
-    .venv/bin/python bench/press_inprocess.py --all [--presses 300]
+    .venv/bin/python bench/press_inprocess.py --all --bare [--presses 300]
+
+`--bare` first runs the bare app's button press and form submit the same way (the
+baseline of `bench/create_bench.py`, on its own database), for CPU per press side by side.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.create_bench import answer_submit, handoff_button, handoff_submit  # noqa: E402
+from bench.bare_app import build as build_bare  # noqa: E402
+from bench.bare_app import metadata as bare_tables  # noqa: E402
+from bench.create_bench import (  # noqa: E402
+    acknowledge,
+    answer_submit,
+    handoff_button,
+    handoff_submit,
+)
 from bench.timing import print_profile, timed  # noqa: E402
 from bot.app import build_wsgi  # noqa: E402
 from bot.dev.fakeslack import FakeSlack  # noqa: E402
@@ -144,6 +154,31 @@ def others(sender: SlackSender, engine: Any, presses: int, total: int, profile: 
         print_profile(prof, "cumulative", 40)
 
 
+def bare(url: str, presses: int) -> None:
+    """The baseline in the same run: the bare bolt app of `bench/create_bench.py` (one
+    `UPDATE` per button press or form submitted), the same signed requests, in process."""
+    engine = create_db_engine(url)
+    bare_tables.create_all(engine)
+    sender = InProcessSender(build_bare(engine, SECRET, "xoxb-bench"))
+    for n in range(presses + 51):
+        assert sender.command(f"cards stat MRN {n}: chest pain?", user="UREQ").status == 200
+    for name, make in (("press (button)", acknowledge), ("submit (form)", answer_submit)):
+        send = make(sender)
+        for n in range(1, 51):  # warm-up
+            send(n)
+
+        def loop(send: Any = send) -> None:
+            for n in range(51, 51 + presses):
+                assert send(n).status == 200
+
+        wall, cpu, _ = timed(loop, False)
+        print(
+            f"{presses} bare {name}: {wall / presses * 1000:.2f} ms wall, "
+            f"{cpu / presses * 1000:.2f} ms CPU per press"
+        )
+    engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presses", type=int, default=500)
@@ -151,12 +186,18 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--quick", action="store_true", help="100 presses")
     parser.add_argument("--all", action="store_true", help="also the other three presses")
+    parser.add_argument(
+        "--bare", action="store_true", help="first the bare app's press and submit (PostgreSQL)"
+    )
     opts = parser.parse_args()
     presses = 100 if opts.quick else opts.presses
     if opts.sqlite:
         with tempfile.TemporaryDirectory() as tmp:
             run(f"sqlite:///{tmp}/bench.db", presses, opts.profile, opts.all)
     else:
+        if opts.bare:
+            with fresh_postgres("careloop_bench_bare") as url:
+                bare(url, presses)
         with fresh_postgres("careloop_bench_press") as url:
             run(url, presses, opts.profile, opts.all)
 

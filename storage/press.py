@@ -27,7 +27,9 @@ from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from storage import repo
 from storage.db import read_once, unit_of_work
+from storage.followups import NONE_WAITING, WAITING_SQL
 from storage.models import Consult, OutboxMessage, UTCDateTime
+from storage.models_followups import FollowUp
 from storage.models_hops import ConsultHop
 from storage.models_transfers import ConsultTransfer
 from storage.repo import HELD_AUDITS, insert_audits
@@ -70,24 +72,34 @@ def unit(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 def lock_and_claim(
-    *, session: Session, ref: str, key: str | None, at: datetime
+    *, session: Session, ref: str, key: str | None, at: datetime, followups: bool = False
 ) -> tuple[Consult | None, bool]:
     """The consult `ref` names (`repo.get_by_ref`), its row locked, and whether `key` was
     claimed now (`repo.claim_key`; True without a key). On PostgreSQL one round trip: the
     claim is a data-modifying CTE of the locking read, sent straight to the driver and the
     row made a persistent object of `session` without the ORM's loading. The caller rolls
-    back when the consult is missing or the action refused, which undoes the claim."""
+    back when the consult is missing or the action refused, which undoes the claim. With
+    `followups` (an action that settles the follow-ups waiting on the consult's answer),
+    on PostgreSQL a second statement in the same round trip, run once the row is locked,
+    asks whether any waits: if none, `followups.waiting_on_answer` needs no query."""
     if session.get_bind().dialect.name != "postgresql":
         consult = repo.get_by_ref(session=session, ref=ref, lock=True)
         if consult is None or not key:
             return consult, consult is not None
         return consult, repo.claim_key(session=session, key=key, at=at)
     params = {"ref": ref.upper(), "key": key, "at": at}
-    row = _send(session, _LOCK_CLAIM if key else _LOCK, params, begin=True)
+    then = _WAITING if followups and session.info.get(_OWN_BEGIN) else None
+    sql = _LOCK_CLAIM if key else _LOCK
+    if then is None:
+        row, waiting = _send(session, sql, params, begin=True), None
+    else:
+        row, waiting = _send(session, sql, params, begin=True, then=then)
     if row is None:
         return None, False
     consult = _detached(row)
     session.add(consult)  # persistent, as if the session had loaded it
+    if waiting is not None and not waiting[0]:
+        session.info.setdefault(NONE_WAITING, set()).add(consult.id)
     return consult, bool(row[-1])
 
 
@@ -126,6 +138,13 @@ _READ = (
 _LOCKED_ROW = _READ + " FOR NO KEY UPDATE OF consults"
 _READ = _READ.format(claimed="")
 _LOCK = _LOCKED_ROW.format(claimed=", 1")
+# Run after the locked read, with a snapshot of its own: whether a follow-up waits.
+_WAITING = (
+    f"SELECT EXISTS (SELECT 1 FROM {FollowUp.__tablename__} WHERE {WAITING_SQL} AND "
+    "consult_id = ANY (SELECT consults.id FROM consults WHERE consults.ref = %(ref)s OR "
+    f"consults.id = (SELECT consult_id FROM {ConsultTransfer.__tablename__} WHERE "
+    "from_ref = %(ref)s)))"
+)
 _LOCK_CLAIM = (
     "WITH claim AS (INSERT INTO processed_keys (key, at, result) VALUES (%(key)s, %(at)s, "
     "'{}') ON CONFLICT (key) DO NOTHING RETURNING key) "
@@ -259,16 +278,17 @@ def _statement(changed: tuple[str, ...], audits: bool, outbox: bool, hops: bool)
 
 def _send(
     session: Session, sql: str, params: dict[str, Any], *, begin: bool = False,
-    commit: bool = False,
+    commit: bool = False, then: str | None = None,
 ) -> Any:  # fmt: skip
     """Run `sql` on the session's connection straight through psycopg and return its first
-    row (None: no row). In a `unit`, BEGIN (`begin`, if no transaction is open yet) and
-    COMMIT (`commit`) go in the same round trip (pipeline mode). Driver errors come out as
-    SQLAlchemy's, parameters hidden (they may hold free text)."""
+    row (None: no row); with `then`, (that row, the first row of `then`, run after it with
+    the same parameters). In a `unit`, BEGIN (`begin`, if no transaction is open yet),
+    `then` and COMMIT (`commit`) go in the same round trip (pipeline mode). Driver errors
+    come out as SQLAlchemy's, parameters hidden (they may hold free text)."""
     conn = session.connection()
     raw: Any = conn.connection.dbapi_connection
     try:
-        with raw.cursor() as cursor:
+        with raw.cursor() as cursor, raw.cursor() as after:
             if not session.info.get(_OWN_BEGIN):
                 cursor.execute(sql, params)
                 return cursor.fetchone()
@@ -276,9 +296,12 @@ def _send(
                 if begin and raw.info.transaction_status == _IDLE:
                     raw.execute("BEGIN", prepare=False)
                 cursor.execute(sql, params)
+                if then is not None:
+                    after.execute(then, params)
                 if commit:
                     raw.execute("COMMIT", prepare=False)
-            return cursor.fetchone()
+            row = cursor.fetchone()
+            return row if then is None else (row, after.fetchone())
     except Exception as exc:
         dbapi = conn.dialect.loaded_dbapi
         if not isinstance(exc, dbapi.Error):

@@ -5,12 +5,13 @@ SQLite keeps)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from bot.dev.fakeslack import FakeSlack
@@ -18,7 +19,7 @@ from bot.flows.followups import FollowUpDraft
 from storage import press
 from storage.models import AuditEvent, Consult, OutboxMessage
 from storage.models_hops import ConsultHop
-from tests.harness import Bot, start_bot
+from tests.harness import Bot, start_bot, wait_until
 from tests.statements import statements
 
 ON_CALL, BACKUP = "UCARDON", "UCARDBK"
@@ -98,22 +99,24 @@ def _own_id(payload: dict[str, Any], consult_id: int) -> dict[str, Any]:
 
 
 def test_a_press_is_two_round_trips_on_postgresql(quiet_bot: Bot, postgres_only):
-    """Acknowledge and hand off: BEGIN with the locked read and key claim, then every
-    write (the row's UPDATE, the audit event, the outbox messages, the hop) as one
-    statement with COMMIT. The answer reads the follow-ups waiting on it in between."""
+    """Acknowledge, hand off and answer: BEGIN with the locked read and key claim (and for
+    the answer whether a follow-up waits on it), then every write (the row's UPDATE, the
+    audit event, the outbox messages, the hop) as one statement with COMMIT."""
     ref, _ = _opened(quiet_bot, "MRN 1")
     actions = quiet_bot.services.consults
     engine = quiet_bot.services.engine
     writes = ("update consults", "insert into audit_events", "insert into outbox")
-    for press_it, between in (
+    for press_it, asks in (
         (lambda: actions.acknowledge(ref, actor=ON_CALL, key="ack-1"), 0),
         (lambda: actions.handoff(ref, actor=ON_CALL, to=BACKUP, note="n", key="ho-1"), 0),
         (lambda: actions.answer(ref, actor=BACKUP, text="Start heparin.", key="an-1"), 1),
     ):
         with statements(engine) as seen:
             press_it()
-        assert len(seen) == 2 + between, seen
+        assert len(seen) == 2, seen
         assert seen[0].startswith("begin; with claim as (insert into processed_keys"), seen[0]
+        # The answer asks, once the row is locked, whether a follow-up waits on it.
+        assert seen[0].count("; select exists (select 1 from followups") == asks, seen[0]
         assert seen[-1].endswith("; commit") and seen[-1].count(";") == 1, seen[-1]
         assert all(part in seen[-1] for part in (*writes, "insert into consult_hops"))
 
@@ -184,3 +187,57 @@ def test_a_driver_error_comes_out_as_sqlalchemys_and_rolls_back(quiet_bot: Bot, 
     assert "no_such_column" in str(caught.value) and "SECRET-TEXT" not in str(caught.value)
     with press.unit(sessions) as s:  # the pooled connection is usable again
         assert press.lock_and_claim(session=s, ref="CARD-99999", key=None, at=NOW) == (None, False)
+
+
+def test_a_follow_up_linked_while_the_answer_waits_for_the_row_is_settled(
+    quiet_bot: Bot, postgres_only
+):
+    """The follow-up form's transaction holds the consult's row (as `FollowUps.create`
+    does) and stores a follow-up waiting on the answer; an answer pressed meanwhile waits
+    for the row, then finds the follow-up (asked after the lock, not before) and settles
+    it: its owner is told the answer is in."""
+    ref, _ = _opened(quiet_bot, "MRN 5")
+    quiet_bot.services.consults.acknowledge(ref, actor=ON_CALL, key="ack")
+    engine = quiet_bot.services.engine
+    with engine.connect() as form:
+        cid = form.execute(
+            text("SELECT id FROM consults WHERE ref = :ref FOR NO KEY UPDATE"), {"ref": ref}
+        ).scalar_one()
+        form.execute(
+            text(
+                "INSERT INTO followups (ref, creator, owner, patient, owed, consult_id, "
+                "created_at, due_within, handovers, nudge_count) VALUES ('FU-LINKED', "
+                ":owner, :owner, 'MRN 5', 'call the family', :cid, :at, 3600, 0, 0)"
+            ),
+            {"owner": ON_CALL, "cid": cid, "at": NOW},
+        )
+        answer = threading.Thread(
+            target=quiet_bot.services.consults.answer,
+            args=(ref,),
+            kwargs={"actor": ON_CALL, "text": "Start heparin.", "key": "ans"},
+        )
+        answer.start()
+        assert wait_until(lambda: _waiting_for_a_lock(engine), timeout=30)
+        form.commit()
+    answer.join(30)
+    with engine.connect() as conn:
+        settled = conn.execute(
+            text("SELECT answer_at IS NOT NULL FROM followups WHERE ref = 'FU-LINKED'")
+        ).scalar_one()
+        told = conn.execute(
+            text("SELECT count(*) FROM audit_events WHERE action = 'followup_answer_in'")
+        ).scalar_one()
+    assert quiet_bot.consult(ref).status == "answered"
+    assert settled and told == 1
+
+
+def _waiting_for_a_lock(engine: Any) -> bool:
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+            ).scalar_one()
+        )
