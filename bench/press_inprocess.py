@@ -1,10 +1,18 @@
 """Acknowledge presses one at a time, in process: the bot's WSGI app (as `serve` builds it,
 no dispatcher) called directly with signed `block_actions` payloads (the card's Acknowledge
 button, pressed by the on-call) on a fresh PostgreSQL database (or SQLite). Prints the SQL
-statements of one press and the wall and CPU time per press; `--profile` adds a cProfile
-summary; `--quick` presses 100 cards (a smoke run well under a minute).
+statements of one press (as the driver gets them, with the transaction's BEGIN and COMMIT)
+and the wall and CPU time per press; `--profile` adds a cProfile summary; `--quick`
+presses 100 cards (a smoke run well under a minute). `--all` also runs the other presses
+of `bench/create_bench.py` after the acknowledges, each on its own cards as there: the
+answer modal submitted (acknowledged cards), the Hand off button (the bot opens the modal
+on the fake Slack) and the hand-off modal submitted (open cards).
 
     .venv/bin/python bench/press_inprocess.py [--presses 500] [--sqlite] [--profile] [--quick]
+    .venv/bin/python bench/press_inprocess.py --all --bare [--presses 300]
+
+`--bare` first runs the bare app's button press and form submit the same way (the
+baseline of `bench/create_bench.py`, on its own database), for CPU per press side by side.
 """
 
 from __future__ import annotations
@@ -18,8 +26,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import event  # noqa: E402
-
+from bench.bare_app import build as build_bare  # noqa: E402
+from bench.bare_app import metadata as bare_tables  # noqa: E402
+from bench.create_bench import (  # noqa: E402
+    acknowledge,
+    answer_submit,
+    handoff_button,
+    handoff_submit,
+)
 from bench.timing import print_profile, timed  # noqa: E402
 from bot.app import build_wsgi  # noqa: E402
 from bot.dev.fakeslack import FakeSlack  # noqa: E402
@@ -28,6 +42,7 @@ from bot.slack.ids import ActionId  # noqa: E402
 from storage.db import create_db_engine, migrate  # noqa: E402
 from tests.harness import CARD_CHANNEL, SECRET, start_bot  # noqa: E402
 from tests.procs import fresh_postgres  # noqa: E402
+from tests.statements import statements  # noqa: E402
 
 ON_CALL = "UCARDON"
 
@@ -60,7 +75,7 @@ class InProcessSender(SlackSender):
         return Response(int(status[0].split()[0]), out, {}, None, 0.0)
 
 
-def run(url: str, presses: int, profile: bool) -> None:
+def run(url: str, presses: int, profile: bool, every: bool) -> None:
     engine = create_db_engine(url)
     migrate(engine)
     engine.dispose()
@@ -68,14 +83,10 @@ def run(url: str, presses: int, profile: bool) -> None:
         bot = start_bot(url, slack, dispatcher=False)
         sender = InProcessSender(build_wsgi(bot.services))
         total = presses + 51
-        for n in range(total):
+        for n in range(total * (2 if every else 1)):
             resp = sender.command(f"cards stat MRN {n}: chest pain?", user=f"UREQ{n % 50:03d}")
             assert resp.status == 200, resp.body[:200]
-        refs = [c.ref for c in bot.consults()]
-        statements: list[str] = []
-
-        def seen(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
-            statements.append(" ".join(sql.split())[:100])
+        refs = [c.ref for c in bot.consults()][:total]
 
         def press(ref: str) -> None:
             resp = sender.block_action(
@@ -85,12 +96,7 @@ def run(url: str, presses: int, profile: bool) -> None:
 
         for ref in refs[:50]:  # warm-up
             press(ref)
-        event.listen(bot.services.engine, "before_cursor_execute", seen)
-        press(refs[50])
-        event.remove(bot.services.engine, "before_cursor_execute", seen)
-        print(f"SQL statements of one acknowledge press: {len(statements)}")
-        for sql in statements:
-            print("   ", sql)
+        show("acknowledge press", bot.services.engine, lambda: press(refs[50]))
 
         def presses_timed() -> None:
             for ref in refs[51:]:
@@ -104,7 +110,73 @@ def run(url: str, presses: int, profile: bool) -> None:
             f"{wall / presses * 1000:.2f} ms wall, {cpu / presses * 1000:.2f} ms CPU per press"
         )
         print_profile(prof, "cumulative", 40)
+        if every:
+            others(sender, bot.services.engine, presses, total, profile)
         bot.stop()
+
+
+def show(name: str, engine: Any, press: Any) -> None:
+    """The round trips of one press (on PostgreSQL, statements pipelined together share
+    a line, joined by "; ") and their statements, cut short."""
+    with statements(engine) as seen:
+        press()
+    print(f"Round trips to the database of one {name}: {len(seen)}")
+    for sql in seen:
+        print("   ", "; ".join(s[:70] for s in sql.split("; ")))
+
+
+def others(sender: SlackSender, engine: Any, presses: int, total: int, profile: bool) -> None:
+    """The answer submit on the acknowledged cards, the Hand off button and submit on the
+    open ones (`CARD-n` as `bench/create_bench.py` numbers them), each: its statements on
+    its first card, then CPU and wall time per press over the rest."""
+    for name, make, first in (
+        ("answer submit", answer_submit, 1),
+        ("hand-off button", handoff_button, total + 1),
+        ("hand-off submit", handoff_submit, total + 1),
+    ):
+        send = make(sender)
+
+        def one(n: int, send: Any = send) -> None:
+            resp = send(n)
+            assert resp.status == 200 and b"errors" not in resp.body, resp.body[:300]
+
+        show(name, engine, lambda one=one, first=first: one(first))
+
+        def presses_timed(first: int = first, one: Any = one) -> None:
+            for n in range(first + 1, first + 1 + presses):
+                one(n)
+
+        wall, cpu, prof = timed(presses_timed, profile)
+        print(
+            f"{presses} presses of {name}: "
+            f"{wall / presses * 1000:.2f} ms wall, {cpu / presses * 1000:.2f} ms CPU per press"
+        )
+        print_profile(prof, "cumulative", 40)
+
+
+def bare(url: str, presses: int) -> None:
+    """The baseline in the same run: the bare bolt app of `bench/create_bench.py` (one
+    `UPDATE` per button press or form submitted), the same signed requests, in process."""
+    engine = create_db_engine(url)
+    bare_tables.create_all(engine)
+    sender = InProcessSender(build_bare(engine, SECRET, "xoxb-bench"))
+    for n in range(presses + 51):
+        assert sender.command(f"cards stat MRN {n}: chest pain?", user="UREQ").status == 200
+    for name, make in (("press (button)", acknowledge), ("submit (form)", answer_submit)):
+        send = make(sender)
+        for n in range(1, 51):  # warm-up
+            send(n)
+
+        def loop(send: Any = send) -> None:
+            for n in range(51, 51 + presses):
+                assert send(n).status == 200
+
+        wall, cpu, _ = timed(loop, False)
+        print(
+            f"{presses} bare {name}: {wall / presses * 1000:.2f} ms wall, "
+            f"{cpu / presses * 1000:.2f} ms CPU per press"
+        )
+    engine.dispose()
 
 
 def main() -> None:
@@ -113,14 +185,21 @@ def main() -> None:
     parser.add_argument("--sqlite", action="store_true")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--quick", action="store_true", help="100 presses")
+    parser.add_argument("--all", action="store_true", help="also the other three presses")
+    parser.add_argument(
+        "--bare", action="store_true", help="first the bare app's press and submit (PostgreSQL)"
+    )
     opts = parser.parse_args()
     presses = 100 if opts.quick else opts.presses
     if opts.sqlite:
         with tempfile.TemporaryDirectory() as tmp:
-            run(f"sqlite:///{tmp}/bench.db", presses, opts.profile)
+            run(f"sqlite:///{tmp}/bench.db", presses, opts.profile, opts.all)
     else:
+        if opts.bare:
+            with fresh_postgres("careloop_bench_bare") as url:
+                bare(url, presses)
         with fresh_postgres("careloop_bench_press") as url:
-            run(url, presses, opts.profile)
+            run(url, presses, opts.profile, opts.all)
 
 
 if __name__ == "__main__":

@@ -47,8 +47,18 @@ def by_id(*, session: Session, followup_id: int) -> FollowUp | None:
     return session.get(FollowUp, followup_id)
 
 
+# `Session.info` key: ids of consults a press found (under the consult's row lock, which
+# creating a follow-up linked to it takes too) to have no follow-up waiting on its answer.
+NONE_WAITING = "careloop.followups.none_waiting"
+# The follow-ups `waiting_on_answer` returns, as SQL on `followups` (`storage.press`).
+WAITING_SQL = "answer_at IS NULL AND done_at IS NULL"
+
+
 def waiting_on_answer(*, session: Session, consult_id: int) -> Sequence[FollowUp]:
-    """Open follow-ups of a consult whose answer has not arrived yet, locked, oldest first."""
+    """Open follow-ups of a consult whose answer has not arrived yet, locked, oldest first;
+    none, without a query, when this unit's press found none (`NONE_WAITING`)."""
+    if consult_id in session.info.get(NONE_WAITING, ()):
+        return []
     stmt = (
         select(FollowUp)
         .where(

@@ -191,6 +191,8 @@ def due_nudges_statement(*, now: datetime, limit: int) -> Any:
 
 
 _INSERT_AUDIT = insert(AuditEvent.__table__)
+# `Session.info` key: the audit events `storage.press` holds for its one statement.
+HELD_AUDITS = "careloop.press.audits"
 
 
 def add_audit(
@@ -202,17 +204,26 @@ def add_audit(
     at: datetime,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """Append one audit event, as one INSERT (no ORM object, no flush)."""
-    session.execute(
-        _INSERT_AUDIT,
-        {
-            "consult_id": consult_id,
-            "actor": actor,
-            "action": action,
-            "at": at,
-            "details": details or {},
-        },
-    )
+    """Append one audit event, as one INSERT (no ORM object, no flush); in a unit whose
+    writes `storage.press` holds, kept in order for its one statement instead."""
+    row = {
+        "consult_id": consult_id,
+        "actor": actor,
+        "action": action,
+        "at": at,
+        "details": details or {},
+    }
+    held = session.info.get(HELD_AUDITS)
+    if held is not None:
+        held.append(row)
+        return
+    session.execute(_INSERT_AUDIT, row)
+
+
+def insert_audits(*, session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert audit events held by `storage.press` (the columns of `add_audit`), in order."""
+    for row in rows:
+        session.execute(_INSERT_AUDIT, row)
 
 
 def audit_for(*, session: Session, consult_id: int) -> Sequence[AuditEvent]:
@@ -246,32 +257,6 @@ def claim_key(
 
 
 _UPSERTS: dict[str, Any] = {"postgresql": pg_insert, "sqlite": sqlite_insert}
-
-
-def lock_and_claim(
-    *, session: Session, ref: str, key: str | None, at: datetime
-) -> tuple[Consult | None, bool]:
-    """The consult `ref` names, its row locked (`get_by_ref(lock=True)`), and whether `key`
-    was claimed now (`claim_key`; True without a key). On PostgreSQL one round trip: the
-    claim is a data-modifying CTE of the locking read. The caller rolls back when the
-    consult is missing or the action refused, which undoes the claim."""
-    if not key:
-        return get_by_ref(session=session, ref=ref, lock=True), True
-    if session.get_bind().dialect.name != "postgresql":
-        consult = get_by_ref(session=session, ref=ref, lock=True)
-        return consult, consult is not None and claim_key(session=session, key=key, at=at)
-    keys = ProcessedKey.__table__
-    claim = (
-        pg_insert(keys)
-        .values(key=key, at=at, result={})
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(keys.c.key)
-        .cte("claim")
-    )
-    claimed = select(func.count()).select_from(claim).scalar_subquery()
-    stmt = select(Consult, claimed).where(_named(ref)).with_for_update(key_share=True, of=Consult)
-    row = session.execute(stmt).first()
-    return (None, False) if row is None else (row[0], bool(row[1]))
 
 
 def get_key(*, session: Session, key: str) -> ProcessedKey | None:

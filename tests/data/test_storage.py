@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import inspect, text
 
 from bot.domain.lifecycle import OPEN_STATES
-from storage import creation, db, repo
+from storage import creation, db, press, repo
 from storage.db import create_db_engine, migrate, session_factory
 from storage.models import Consult, ServiceCounter
 from tests.harness import use_postgres
@@ -183,7 +183,7 @@ def _one_consult(engine, ref: str = "CARD-1") -> None:
 
 
 def test_the_locking_read_claims_the_key_once_and_a_rollback_gives_it_back(db_url):
-    """`repo.lock_and_claim` (the press path: one statement on PostgreSQL): the consult
+    """`press.lock_and_claim` (the press path: one statement on PostgreSQL): the consult
     locked and the key claimed; a repeat finds it claimed; a missing consult is None; a
     transaction rolled back (a refused action, a missing consult) leaves the key unclaimed."""
     engine = create_db_engine(db_url)
@@ -195,7 +195,7 @@ def test_the_locking_read_claims_the_key_once_and_a_rollback_gives_it_back(db_ur
     def attempt(ref: str, key: str | None, *, commit: bool = True) -> tuple[str | None, bool]:
         with sessions() as s:
             s.begin()
-            consult, claimed = repo.lock_and_claim(session=s, ref=ref, key=key, at=at)
+            consult, claimed = press.lock_and_claim(session=s, ref=ref, key=key, at=at)
             (s.commit if commit else s.rollback)()
             return (consult.ref if consult else None), claimed
 

@@ -8,13 +8,14 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from bot.reports.compute import compute_report
 from bot.reports.export import report_csv, report_json, report_table
 from storage.models import AuditEvent, Consult
 from storage.models_hops import ConsultHop
 from tests.harness import OUTSIDER, REQUESTER, Bot
+from tests.statements import statements
 
 ON_CALL, BACKUP, LEAD = "UCARDON", "UCARDBK", "UCARDLEAD"
 PATIENT = "MRN 4455667"
@@ -214,21 +215,14 @@ def test_stats_shows_each_consultants_time_held(bot: Bot):
 
 def test_the_acknowledge_press_costs_one_insert_and_no_read_of_hops(bot: Bot):
     ref = bot.open(f"cards urgent {PATIENT}: {QUESTION}")
-    seen: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(" ".join(statement.split()).lower())
-
-    engine = bot.services.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements(bot.services.engine) as seen:
         assert "acknowledged" in bot.command(f"ack {ref}", user=ON_CALL).text
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    # One INSERT of the hop (on PostgreSQL inside the press's one statement), no read.
     hop_statements = [s for s in seen if "consult_hops" in s]
-    assert len(hop_statements) == 1 and hop_statements[0].startswith("insert into consult_hops")
+    assert len(hop_statements) == 1 and "insert into consult_hops" in hop_statements[0]
+    assert "from consult_hops" not in hop_statements[0]
     # The new holder goes out in the row's one UPDATE.
-    updates = [s for s in seen if s.startswith("update consults")]
+    updates = [s for s in seen if "update consults" in s]
     assert len(updates) == 1 and "hop_role" in updates[0]
     assert hops(bot, ref) == [("queue", None, 0.0)]
 

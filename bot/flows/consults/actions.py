@@ -30,7 +30,7 @@ from bot.flows.consults.roles import Permissions
 from bot.flows.followup_owner import consult_answered, consult_cancelled
 from bot.flows.notify import Notify
 from bot.flows.work import Audit, apply_transition
-from storage import repo
+from storage import press, repo
 from storage.models import Consult
 
 log = logging.getLogger("careloop.consults")
@@ -86,21 +86,24 @@ class Actions:
         key: str | None = None,
         audit_details: dict[str, Any] | Callable[[Consult], dict[str, Any]] | None = None,
         repeat_ok: Callable[[Consult], bool] | None = None,
+        followups: bool = False,
     ) -> Outcome:
         """Check, transition, apply and audit one action on one consult, exactly once.
 
         One transaction, few round trips (a button press at a peak is the hot path): the
         row is read once, locked, and the key claimed in the same statement on PostgreSQL;
         the role is checked on it (channel membership, when asked of Slack, is cached); and
-        the changes go out in one flush at commit (the audit event first, then the row and
-        the outbox). `audit_details` may be a function of the locked row, read before the
-        change."""
+        the changes go out in one statement on PostgreSQL (`storage.press`: the row's
+        UPDATE, the audit event, the outbox and the hop), in one flush at commit elsewhere
+        or when the action wrote more than that. `audit_details` may be a function of the locked row, read before the
+        change. `followups`: the action settles the follow-ups waiting on the consult's
+        answer (the locked read then also asks whether any wait)."""
         key = request_key(key)
         asked = self.permissions.ask_first(ref, actor, action)
-        with self.ctx.unit() as s:
+        with press.unit(self.ctx.sessions) as s:
             # The key first: a replay of an action that took the actor's role away (a
             # hand-over) finds it done rather than refused. A refusal rolls the claim back.
-            consult, claimed = self._locked(s, ref, key)
+            consult, claimed = self._locked(s, ref, key, followups=followups)
             if not claimed:
                 return Outcome(consult, changed=False)
             self.permissions.check_role(consult, actor, action, session=s, asked=asked)
@@ -109,22 +112,28 @@ class Actions:
             now = self.ctx.clock.now()
             details = audit_details(consult) if callable(audit_details) else audit_details
             with s.no_autoflush:
+                press.hold(s)
                 apply_transition(s, consult, action, Audit(actor, now, details=details))
                 notify = self.ctx.notify(s, now)
                 apply(consult, now, notify)
                 hops.settle(s, consult, now)
                 notify.card_update(consult.id)
+                press.write(s, consult)
         log.info("consult %s", action.value, extra={"ref": consult.ref, "actor": actor})
         return Outcome(consult)
 
-    def _locked(self, s: Session, ref: str, key: str | None) -> tuple[Consult, bool]:
+    def _locked(
+        self, s: Session, ref: str, key: str | None, *, followups: bool = False
+    ) -> tuple[Consult, bool]:
         """The consult `ref` names, its row locked, and whether `key` was claimed now (True
         without a key); Refused naming the reference when there is no such consult."""
         normal = normalize_ref(ref)
         if normal is None:
             raise Refused(refusals.not_a_reference(ref))
         now = self.ctx.clock.now()
-        consult, claimed = repo.lock_and_claim(session=s, ref=normal, key=key, at=now)
+        consult, claimed = press.lock_and_claim(
+            session=s, ref=normal, key=key, at=now, followups=followups
+        )
         if consult is None:
             raise Refused(refusals.no_such_consult(normal))
         return consult, claimed
@@ -164,7 +173,7 @@ class Actions:
             _tell(notify, c, Template.ANSWER_THREAD, Template.ANSWERED, params)
             consult_answered(notify, c)  # follow-ups waiting on this answer: owners told
 
-        return self._act(ref, actor, Action.ANSWER, apply, key=key)
+        return self._act(ref, actor, Action.ANSWER, apply, key=key, followups=True)
 
     def need_info(self, ref: str, *, actor: str, question: str, key: str | None = None) -> Outcome:
         """Ask the requester something; the consultant's answer clock pauses."""
@@ -297,7 +306,9 @@ class Actions:
         def repeat_ok(c: Consult) -> bool:
             return c.status == Status.CANCELLED
 
-        return self._act(ref, actor, Action.CANCEL, apply, key=key, repeat_ok=repeat_ok)
+        return self._act(
+            ref, actor, Action.CANCEL, apply, key=key, repeat_ok=repeat_ok, followups=True
+        )
 
     def feedback(
         self, ref: str, *, actor: str, helpful: bool, comment: str = "", key: str | None = None

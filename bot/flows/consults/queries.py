@@ -12,8 +12,8 @@ from bot.domain.lifecycle import Refused
 from bot.domain.text import clean, normalize_ref, patient_key
 from bot.domain.vocabulary import Template
 from bot.flows.consults import refusals
-from storage import covers, outbox_store, repo
-from storage.db import read_once, unit_of_work
+from storage import covers, outbox_store, press, repo
+from storage.db import unit_of_work
 from storage.models import Consult
 
 
@@ -28,8 +28,7 @@ class Lookups:
         normal = normalize_ref(ref)
         if normal is None:
             raise Refused(refusals.not_a_reference(ref))
-        with read_once(self.sessions) as s:  # a modal's button: one round trip
-            consult = repo.get_by_ref(session=s, ref=normal)
+        consult = press.read(self.sessions, normal)  # a modal's button: one round trip
         if consult is None:
             raise Refused(refusals.no_such_consult(normal))
         return consult
