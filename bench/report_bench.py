@@ -257,6 +257,8 @@ def main() -> int:
     parser.add_argument("--pg-admin", default=PG_ADMIN, help="admin URL of the PG server")
     parser.add_argument("--explain", action="store_true", help="print the PG query plan")
     parser.add_argument("--quick", action="store_true", help="smoke run: 10,000 rows, 1 run")
+    parser.add_argument("--keep", metavar="NAME", help="PG: keep the loaded database as NAME")
+    parser.add_argument("--reuse", metavar="NAME", help="PG: report on NAME (from --keep)")
     args = parser.parse_args()
     if args.quick:
         args.rows, args.runs = args.rows or 10_000, 1
@@ -273,24 +275,33 @@ def main() -> int:
             engine.dispose()
         return 0
 
-    name = f"careloop_bench_{uuid.uuid4().hex[:8]}"
+    name = args.reuse or args.keep or f"careloop_bench_{uuid.uuid4().hex[:8]}"
     admin = create_engine(args.pg_admin, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        if not args.reuse:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
         version = conn.execute(text("SHOW server_version")).scalar()
     url = args.pg_admin.rsplit("/", 1)[0] + f"/{name}"
     engine = create_db_engine(url)
     try:
-        migrate(engine)
-        print(f"PostgreSQL {version}: loading {rows:,} consults into {name}…")
-        print(f"loaded (COPY + VACUUM ANALYZE) in {load_postgres(engine, rows, until):.1f} s")
+        if args.reuse:
+            with engine.connect() as conn:
+                # The report's period ends at the latest creation, as when it was loaded.
+                latest = conn.execute(text("SELECT max(created_at) FROM consults")).scalar()
+            until = (latest + timedelta(seconds=1)).replace(microsecond=0)
+            print(f"PostgreSQL {version}: reusing {name}")
+        else:
+            migrate(engine)
+            print(f"PostgreSQL {version}: loading {rows:,} consults into {name}…")
+            print(f"loaded (COPY + VACUUM ANALYZE) in {load_postgres(engine, rows, until):.1f} s")
         run_reports(engine, args.runs, until, explain=args.explain)
     finally:
         engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if not (args.keep or args.reuse):
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            print(f"dropped {name}")
         admin.dispose()
-        print(f"dropped {name}")
     return 0
 
 
