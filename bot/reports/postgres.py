@@ -158,44 +158,58 @@ def _estimated_rows(session: Session, keys: Sequence[str], since: datetime, unti
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
-def _one_query(session: Session, keys: Sequence[str], since: datetime, until: datetime) -> bool:
-    """Whether the period runs as one query on the session itself: a small period, a
-    session not bound to an engine with a pool, or one that has written in this
-    transaction (other connections would not see its writes)."""
-    return (
-        PARALLEL_QUERIES < 2
-        or not isinstance(session.get_bind(), Engine)
-        or session.execute(text("SELECT pg_current_xact_id_if_assigned()")).scalar() is not None
-        or _estimated_rows(session, keys, since, until) < PARALLEL_MIN_ROWS
-    )
+def _session_state(session: Session) -> tuple[bool, bool]:
+    """(whether the session's transaction has written, whether it keeps one snapshot for
+    the whole transaction: REPEATABLE READ or SERIALIZABLE)."""
+    written, isolation = session.execute(
+        text("SELECT pg_current_xact_id_if_assigned(), current_setting('transaction_isolation')")
+    ).one()
+    return written is not None, isolation != "read committed"
+
+
+def _export_snapshot(session: Session) -> str:
+    """The id of a snapshot of the session's transaction that other connections import."""
+    snapshot = session.execute(text("SELECT pg_export_snapshot()")).scalar_one()
+    if not _SNAPSHOT_ID.fullmatch(snapshot):  # inlined later: SET takes no parameters
+        raise RuntimeError(f"unexpected snapshot id {snapshot!r}")
+    return snapshot
 
 
 def _batches(
     session: Session, keys: Sequence[str], since: datetime, until: datetime, now: datetime
 ) -> Batch:
-    """All the period's finest groups, from one query or from `PARALLEL_QUERIES` run at
-    once on as many connections, the others importing the session's snapshot so that they
-    read exactly what it reads."""
-    if _one_query(session, keys, since, until):
-        return _run(session, period_sql(keys, since, until, now))
+    """All the period's finest groups, from one query on the session or, for a large
+    period, from `PARALLEL_QUERIES` queries run at once, each on its own connection.
+
+    Every share reads one snapshot: the session exports it and the other connections import
+    it. The session runs a share itself only when its transaction keeps that snapshot
+    (REPEATABLE READ); under READ COMMITTED each of its statements would take a new one.
+    A session that has written in this transaction (its writes are invisible elsewhere) or
+    is not bound to an engine with a pool runs one query itself; so does a period the
+    planner expects to be small (`PARALLEL_MIN_ROWS`).
+    """
     bind = session.get_bind()
-    snapshot = session.execute(text("SELECT pg_export_snapshot()")).scalar_one()
-    if not _SNAPSHOT_ID.fullmatch(snapshot):  # inlined below: SET takes no parameters
-        raise RuntimeError(f"unexpected snapshot id {snapshot!r}")
+    if PARALLEL_QUERIES < 2 or not isinstance(bind, Engine):
+        return _run(session, period_sql(keys, since, until, now))
+    written, one_snapshot = _session_state(session)
+    if written or _estimated_rows(session, keys, since, until) < PARALLEL_MIN_ROWS:
+        return _run(session, period_sql(keys, since, until, now))
+    snapshot = _export_snapshot(session)
     n = PARALLEL_QUERIES
-    with ThreadPoolExecutor(max_workers=n - 1) as pool:
-        futures = [
-            pool.submit(_elsewhere, bind, snapshot, period_sql(keys, since, until, now, i, n))
-            for i in range(1, n)
-        ]
-        out = _run(session, period_sql(keys, since, until, now, 0, n))
-        for i, future in enumerate(futures, start=1):
-            try:
+    stmts = [period_sql(keys, since, until, now, i, n) for i in range(n)]
+    mine = stmts[:1] if one_snapshot else []
+    out: Batch = []
+    with ThreadPoolExecutor(max_workers=n - len(mine)) as pool:
+        futures = [pool.submit(_elsewhere, bind, snapshot, s) for s in stmts[len(mine) :]]
+        for stmt in mine:
+            out += _run(session, stmt)
+        try:
+            for future in futures:
                 out += future.result()
-            except DBAPIError:
-                # e.g. a pooled connection left in autocommit cannot import the snapshot:
-                # the session runs that share itself.
-                out += _run(session, period_sql(keys, since, until, now, i, n))
+        except DBAPIError:
+            # e.g. a pooled connection left in autocommit cannot import the snapshot: the
+            # session computes the whole period itself, in one query.
+            return _run(session, period_sql(keys, since, until, now))
     return out
 
 
