@@ -38,6 +38,7 @@ from bot.reports.holders import holder_report
 from bot.reports.model import Figures, Group, GroupKey, Report, ServiceReport, as_utc
 from bot.reports.postgres import period_groups_sql
 from bot.reports.queries import open_groups, period_groups_python
+from bot.reports.sqlite import period_groups_sqlite
 from bot.reports.transfers import transfer_figures
 
 OpenCounts = dict[GroupKey, tuple[int, int]]
@@ -83,8 +84,11 @@ def compute_report(
     keys = [s.key for s in resolve_services(catalogue, services)]
     if not keys:
         return Report(since=since, until=until, services=[])
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
         groups = period_groups_sql(session, keys, since, until, now)
+    elif dialect == "sqlite":
+        groups = period_groups_sqlite(session, keys, since, until, now)
     else:
         groups = period_groups_python(session, keys, since, until, now)
     open_now = open_groups(session, keys, now)

@@ -18,8 +18,8 @@ from sqlalchemy import Double, case, cast, func, literal_column, select, tuple_
 from sqlalchemy.orm import Session
 
 from bot.reports.model import TIME_FIELDS, Counts, Group, GroupKey
-from bot.reports.postgres import count_columns, tune
-from bot.reports.queries import C, group_keys, period_filter
+from bot.reports.postgres import tune
+from bot.reports.queries import C, count_columns, group_keys, period_filter
 
 Percentiles = dict[GroupKey, dict[str, tuple[float | None, float | None]]]
 

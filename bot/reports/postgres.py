@@ -19,14 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import LargeBinary, and_, func, literal, or_, select, text
+from sqlalchemy import LargeBinary, and_, func, literal, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from bot.domain.lifecycle import Status
 from bot.reports.model import COUNT_FIELDS, Counts, Group, GroupKey
-from bot.reports.queries import C, period_filter
+from bot.reports.queries import C, count_columns, period_filter
 from bot.reports.vectors import FinestKey, Raw, finest_groups, from_array_send, roll_up
 
 # Below this many consults (the planner's estimate), one query on the session is quicker
@@ -45,38 +44,6 @@ _SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+")
 _TIMES = (C.created_at, C.acknowledged_at, C.first_reply_at, C.answered_at)
 
 Batch = list[tuple[FinestKey, Counts, list[Any]]]
-
-
-def count_columns(now: datetime) -> dict[str, Any]:
-    """The period counts of `Counts`, by field name and in its order, as SQL aggregates."""
-    not_cancelled = C.status != Status.CANCELLED
-    sla_base = and_(not_cancelled, or_(C.answered_at.is_not(None), C.answer_due_at < now))
-    ack_base = and_(not_cancelled, or_(C.acknowledged_at.is_not(None), C.acknowledge_due_at < now))
-
-    def count_if(cond: Any) -> Any:
-        return func.count().filter(cond)
-
-    columns = {
-        "consults": func.count(),
-        "acknowledged": func.count(C.acknowledged_at),
-        "answered": func.count(C.answered_at),
-        "closed": count_if(C.status == Status.CLOSED),
-        "cancelled": count_if(C.status == Status.CANCELLED),
-        "escalated": count_if(C.escalation_count > 0),
-        "handed_off": count_if(C.handoff_count > 0),
-        "reopened": count_if(C.reopened_count > 0),
-        "waiting_total": func.coalesce(
-            func.sum(C.waiting_seconds).filter(C.waiting_seconds > 0), 0
-        ),
-        "waiting_n": count_if(C.waiting_seconds > 0),
-        "sla_n": count_if(sla_base),
-        "sla_ok": count_if(and_(sla_base, C.answered_at <= C.answer_due_at)),
-        "ack_n": count_if(ack_base),
-        "ack_ok": count_if(and_(ack_base, C.acknowledged_at <= C.acknowledge_due_at)),
-        "fb_n": func.count(C.feedback_helpful),
-        "fb_helpful": count_if(C.feedback_helpful.is_(True)),
-    }
-    return columns
 
 
 def _sent(column: Any) -> Any:

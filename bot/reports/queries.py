@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, and_, case, func, select, type_coerce
+from sqlalchemy import ColumnElement, Select, String, and_, case, func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from bot.domain.lifecycle import OPEN_STATES, Status
@@ -43,6 +43,38 @@ def group_keys(service: str, urgency: str, assignee: str | None) -> list[GroupKe
 def due_now() -> Any:
     """When an open consult is due: acknowledgement while open, else the answer."""
     return case((C.status == Status.OPEN, C.acknowledge_due_at), else_=C.answer_due_at)
+
+
+def count_columns(now: datetime) -> dict[str, Any]:
+    """The period counts of `Counts`, by field name and in its order, as SQL aggregates."""
+    not_cancelled = C.status != Status.CANCELLED
+    sla_base = and_(not_cancelled, or_(C.answered_at.is_not(None), C.answer_due_at < now))
+    ack_base = and_(not_cancelled, or_(C.acknowledged_at.is_not(None), C.acknowledge_due_at < now))
+
+    def count_if(cond: Any) -> Any:
+        return func.count().filter(cond)
+
+    columns = {
+        "consults": func.count(),
+        "acknowledged": func.count(C.acknowledged_at),
+        "answered": func.count(C.answered_at),
+        "closed": count_if(C.status == Status.CLOSED),
+        "cancelled": count_if(C.status == Status.CANCELLED),
+        "escalated": count_if(C.escalation_count > 0),
+        "handed_off": count_if(C.handoff_count > 0),
+        "reopened": count_if(C.reopened_count > 0),
+        "waiting_total": func.coalesce(
+            func.sum(C.waiting_seconds).filter(C.waiting_seconds > 0), 0
+        ),
+        "waiting_n": count_if(C.waiting_seconds > 0),
+        "sla_n": count_if(sla_base),
+        "sla_ok": count_if(and_(sla_base, C.answered_at <= C.answer_due_at)),
+        "ack_n": count_if(ack_base),
+        "ack_ok": count_if(and_(ack_base, C.acknowledged_at <= C.acknowledge_due_at)),
+        "fb_n": func.count(C.feedback_helpful),
+        "fb_helpful": count_if(C.feedback_helpful.is_(True)),
+    }
+    return columns
 
 
 @dataclass(slots=True)

@@ -25,7 +25,7 @@ from bot.app import build_services
 from bot.domain.catalogue import Catalogue
 from bot.domain.catalogue_load import parse_catalogue
 from bot.domain.clock import FakeClock
-from bot.reports import pg_reference, postgres, queries
+from bot.reports import pg_reference, postgres, queries, sqlite
 from bot.reports.chart import digest_chart_png
 from bot.reports.cli import parse_period
 from bot.reports.compute import compute_report
@@ -396,6 +396,8 @@ def test_fractional_times_identical_on_both_paths(sessions, catalogue):
         if use_postgres():
             assert postgres.period_groups_sql(s, *args) == in_python
             assert pg_reference.period_groups_reference(s, *args) == in_python
+        else:
+            assert sqlite.period_groups_sqlite(s, *args) == in_python
         # A plain reference computed from ORM objects, for one group.
         rows = (
             s.execute(
@@ -775,7 +777,7 @@ def test_split_percentile_queries_give_the_same_report(
 # ------------------------------------------------------------------------ typed report
 def test_count_columns_follow_the_counts_fields():
     """The SQL aggregates are read into `Counts` by name, in the dataclass's own order."""
-    assert tuple(postgres.count_columns(NOW)) == COUNT_FIELDS
+    assert tuple(queries.count_columns(NOW)) == COUNT_FIELDS
 
 
 def test_counts_add_up_field_by_field():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from bot.reports import pg_reference, postgres, queries, vectors
+from bot.reports import pg_reference, postgres, queries, sqlite, vectors
 from bot.reports.percentiles import epoch_seconds, median_and_p90
 from tests.data.test_report_figures import NOW, T0, UNTIL, Factory, sessions  # noqa: F401
 from tests.harness import use_postgres
@@ -157,11 +157,14 @@ def test_edge_groups_by_hand(edges):
 
 
 def test_edge_groups_identical_on_every_path(edges, monkeypatch):
-    """Each path's groups equal the row-by-row Python aggregation, bit for bit; on
-    PostgreSQL also percentile_cont's, in one query, split two and three ways."""
+    """Each path's groups equal the row-by-row Python aggregation, bit for bit: on SQLite
+    the group_concat lists; on PostgreSQL percentile_cont's and the binary arrays', in one
+    query, split two and three ways."""
     with edges() as s:
         expected = queries.period_groups_python(s, *ARGS)
     if not use_postgres():
+        with edges() as s:
+            assert exact(sqlite.period_groups_sqlite(s, *ARGS)) == exact(expected)
         return
     with edges() as s:
         assert exact(pg_reference.period_groups_reference(s, *ARGS)) == exact(expected)
