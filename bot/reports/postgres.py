@@ -32,13 +32,24 @@ from bot.reports.vectors import FinestKey, Raw, finest_groups, from_array_send, 
 # than sharing the period out.
 PARALLEL_MIN_ROWS = 100_000
 # Queries run at once for a large period: the session's connection and
-# PARALLEL_QUERIES - 1 more from the engine's pool, each taking the consults whose
-# id % PARALLEL_QUERIES is its share (array_agg has no parallel plan before PostgreSQL 16).
+# PARALLEL_QUERIES - 1 more from the engine's pool, each taking a share of the consults
+# (`_shares`; array_agg has no parallel plan before PostgreSQL 16).
 PARALLEL_QUERIES = 2
 # For the report's queries, in its transaction only (SET LOCAL): the hash table of a
 # large period's arrays stays in memory instead of spilling to temporary files, and no JIT
 # compilation (about 50 ms) for queries that each run once.
 REPORT_SETTINGS = {"work_mem": "64MB", "jit": "off"}
+# A period of at least this share of the table's rows is shared out by block ranges.
+WHOLE_TABLE = 0.5
+# The table's rows and blocks, and the planner's histogram of creation times.
+_TABLE_STATS = text(
+    "SELECT c.reltuples, pg_relation_size(c.oid) / current_setting('block_size')::int,"
+    " (SELECT s.histogram_bounds::text::timestamptz[] FROM pg_stats s"
+    "  WHERE s.schemaname = n.nspname AND s.tablename = c.relname"
+    "  AND s.attname = 'created_at')"
+    " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.oid = CAST('consults' AS regclass)"
+)
 _SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+")
 # The times sent, in `bot.reports.vectors.Raw.add`'s order (the waiting seconds follow).
 _TIMES = (C.created_at, C.acknowledged_at, C.first_reply_at, C.answered_at)
@@ -52,17 +63,16 @@ def _sent(column: Any) -> Any:
 
 
 def period_sql(
-    keys: Sequence[str], since: datetime, until: datetime, now: datetime, share: int = 0,
-    shares: int = 1,
-) -> Any:  # fmt: skip
-    """Per (service, urgency, assignee) of the period's consults (those with
-    ``id % shares == share``): the `Counts` aggregates, then five binary arrays, one value
-    per consult in the same order: created, acknowledged, first reply and answered times
-    (a missing one as ``'-infinity'``) and the seconds waited on the requester."""
+    keys: Sequence[str], since: datetime, until: datetime, now: datetime, share: Any = None
+) -> Any:
+    """Per (service, urgency, assignee) of the period's consults (those also matching
+    `share`, when given): the `Counts` aggregates, then five binary arrays, one value per
+    consult in the same order: created, acknowledged, first reply and answered times (a
+    missing one as ``'-infinity'``) and the seconds waited on the requester."""
     missing = literal("-infinity").cast(C.created_at.type)
     period = period_filter(keys, since, until)
-    if shares > 1:
-        period = and_(period, C.id % shares == share)
+    if share is not None:
+        period = and_(period, share)
     return (
         select(
             C.service,
@@ -76,6 +86,44 @@ def period_sql(
         .where(period)
         .group_by(C.service, C.urgency, C.assignee)
     )
+
+
+def _shares(session: Session, since: datetime, until: datetime, estimate: int, n: int) -> list[Any]:
+    """`n` predicates that share the period's consults out in about equal parts.
+
+    A period of most of the table (the planner's `estimate` against its row count) is
+    scanned whole anyway: each share scans its own range of the table's blocks (a TID
+    range scan). A shorter one is cut by creation time at the quantiles of the planner's
+    histogram of ``created_at`` (evenly, without one), so that each share keeps the
+    period's index. Not ``id % n``: the planner cannot estimate it, and sorts.
+    """
+    tuples, blocks, bounds = session.execute(_TABLE_STATS).one()
+    if tuples > 0 and estimate >= WHOLE_TABLE * tuples and blocks >= n:
+        cuts = [blocks * i // n for i in range(1, n)]
+        return [_blocks(lo, hi) for lo, hi in zip([None, *cuts], [*cuts, None], strict=True)]
+    inside = sorted({b for b in bounds or [] if since < b < until})
+    if len(inside) >= n:
+        cuts = [inside[len(inside) * i // n] for i in range(1, n)]
+    else:
+        cuts = [since + (until - since) * i / n for i in range(1, n)]
+    edges = [since, *sorted(set(cuts)), until]
+    return [
+        and_(C.created_at >= lo, C.created_at < hi)
+        for lo, hi in zip(edges, edges[1:], strict=False)
+    ]
+
+
+def _blocks(first: int | None, end: int | None) -> Any:
+    """Consults stored in blocks [first, end) of the table (None: from the start, to the
+    end, including blocks added since the size was read)."""
+    parts = []
+    if first is not None:
+        parts.append(
+            text("consults.ctid >= CAST(:tid_from AS tid)").bindparams(tid_from=f"({first},0)")
+        )
+    if end is not None:
+        parts.append(text("consults.ctid < CAST(:tid_to AS tid)").bindparams(tid_to=f"({end},0)"))
+    return and_(*parts)
 
 
 def tune(runner: Session | Connection) -> None:
@@ -159,14 +207,16 @@ def _batches(
     if PARALLEL_QUERIES < 2 or not isinstance(bind, Engine):
         return _run(session, period_sql(keys, since, until, now))
     written, one_snapshot = _session_state(session)
-    if written or _estimated_rows(session, keys, since, until) < PARALLEL_MIN_ROWS:
+    estimate = 0 if written else _estimated_rows(session, keys, since, until)
+    if written or estimate < PARALLEL_MIN_ROWS:
         return _run(session, period_sql(keys, since, until, now))
     snapshot = _export_snapshot(session)
     n = PARALLEL_QUERIES
-    stmts = [period_sql(keys, since, until, now, i, n) for i in range(n)]
+    shares = _shares(session, since, until, estimate, n)
+    stmts = [period_sql(keys, since, until, now, share) for share in shares]
     mine = stmts[:1] if one_snapshot else []
     out: Batch = []
-    with ThreadPoolExecutor(max_workers=n - len(mine)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, len(stmts) - len(mine))) as pool:
         futures = [pool.submit(_elsewhere, bind, snapshot, s) for s in stmts[len(mine) :]]
         for stmt in mine:
             out += _run(session, stmt)

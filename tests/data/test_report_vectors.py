@@ -173,12 +173,25 @@ def test_edge_groups_identical_on_every_path(edges, monkeypatch):
     calls: list[int] = []
     elsewhere = postgres._elsewhere
     monkeypatch.setattr(postgres, "_elsewhere", lambda *a: calls.append(1) or elsewhere(*a))
+    shared: list[list[str]] = []
+    share_out = postgres._shares
+    monkeypatch.setattr(postgres, "_shares", lambda *a: shared.append(share_out(*a)) or shared[-1])
     monkeypatch.setattr(postgres, "PARALLEL_MIN_ROWS", 1)
-    for shares in (2, 3):
-        monkeypatch.setattr(postgres, "PARALLEL_QUERIES", shares)
-        with edges() as s:
-            assert exact(postgres.period_groups_sql(s, *ARGS)) == exact(expected)
-    assert len(calls) == 5  # READ COMMITTED: every share on its own connection
+    # Before ANALYZE: even time cuts; after: the histogram's (WHOLE_TABLE out of reach) or
+    # the table's block ranges.
+    for analyzed, whole in ((False, 2.0), (True, 2.0), (True, 0.0)):
+        if analyzed:
+            with edges() as s, s.begin():
+                s.execute(text("ANALYZE consults"))
+        monkeypatch.setattr(postgres, "WHOLE_TABLE", whole)
+        for n in (2, 3):
+            monkeypatch.setattr(postgres, "PARALLEL_QUERIES", n)
+            with edges() as s:
+                assert exact(postgres.period_groups_sql(s, *ARGS)) == exact(expected)
+            assert len(shared[-1]) == n
+    assert len(calls) == 15  # READ COMMITTED: every share on its own connection
+    kinds = [" ".join(str(p) for p in parts) for parts in shared]
+    assert all("ctid" not in k for k in kinds[:4]) and all("ctid" in k for k in kinds[4:])
 
 
 def test_session_time_zone_changes_nothing(edges, postgres_only):
