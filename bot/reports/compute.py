@@ -14,10 +14,13 @@ Figures per service, and within each service per urgency and per consultant, ove
   service's ``queue_seconds``, over the hops that *ended* in the period.
 
 Percentiles interpolate linearly between ranks exactly like PostgreSQL's
-``percentile_cont``. On PostgreSQL everything is aggregated in the database
-(`bot.reports.postgres`); on SQLite the needed columns are fetched and aggregated in Python
-(`bot.reports.queries`). Both paths give bit-identical numbers. The period filter uses
-``ix_consults_service_created``.
+``percentile_cont``. The database groups and counts per (service, urgency, assignee) and
+returns each group's raw times (`bot.reports.postgres`: binary arrays, a large period over
+two connections in one snapshot; `bot.reports.sqlite`: text lists); `bot.reports.vectors`
+computes the seconds and percentiles with numpy. Every path gives bit-identical numbers,
+also the row-by-row Python aggregation (`bot.reports.queries`) and ``percentile_cont`` in
+PostgreSQL (`bot.reports.pg_reference`), which the tests compare with. The period filter
+uses ``ix_consults_service_created``.
 
 Nothing here reads or prints patient references, questions or answers: outputs carry
 service keys, urgencies, Slack user ids and consult references only.

@@ -1,6 +1,8 @@
-"""The report's reads that work on every database: the period filter, the aggregation in
-Python (SQLite: only the needed columns, never whole ORM objects), the open and overdue
-counts now, and the references of the consults overdue now.
+"""The report's reads that work on every database: the period filter, the count
+aggregates both databases' grouped queries use, the row-by-row aggregation in Python (only
+the needed columns, never whole ORM objects; the reference the numpy paths are tested
+against, and the path of any other database), the open and overdue counts now, and the
+references of the consults overdue now.
 
 Only timing and count columns are read: never patient, question, answer or intake.
 """
@@ -79,7 +81,7 @@ def count_columns(now: datetime) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class _Acc:
-    """Python-side accumulator for one group (the SQLite path)."""
+    """Accumulator for one group of the row-by-row path."""
 
     counts: Counts = field(default_factory=Counts)
     tta: list[float] = field(default_factory=list)
@@ -181,7 +183,7 @@ def _add_row(acc: _Acc, row: Sequence[Any], now: datetime, parse: Callable[[Any]
 def period_groups_python(
     session: Session, keys: Sequence[str], since: datetime, until: datetime, now: datetime
 ) -> dict[GroupKey, Group]:
-    """Fetch the period's timing columns and aggregate them in Python (SQLite)."""
+    """Fetch the period's timing columns and aggregate them row by row in Python."""
     # SQLite keeps UTC times as ISO text; parsing it directly is several times faster than
     # the ORM type's conversion to aware datetimes, and naive UTC compares just as well.
     raw = session.get_bind().dialect.name == "sqlite"

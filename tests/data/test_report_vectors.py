@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from bot.reports import pg_reference, postgres, queries, sqlite, vectors
 from bot.reports.percentiles import epoch_seconds, median_and_p90
@@ -245,3 +246,18 @@ def test_session_that_wrote_counts_its_own_writes(edges, monkeypatch, postgres_o
         groups = postgres.period_groups_sql(s, *ARGS)
         assert groups[("cardiology", "", "")].consults == before + 1
         s.rollback()
+
+
+def test_share_that_cannot_import_the_snapshot_falls_back_to_one_query(
+    edges, monkeypatch, postgres_only
+):
+    with edges() as s:
+        expected = postgres.period_groups_sql(s, *ARGS)
+
+    def refused(*args):
+        raise DBAPIError("SET TRANSACTION SNAPSHOT", None, Exception("invalid snapshot"))
+
+    monkeypatch.setattr(postgres, "PARALLEL_MIN_ROWS", 1)
+    monkeypatch.setattr(postgres, "_elsewhere", refused)
+    with edges() as s:
+        assert exact(postgres.period_groups_sql(s, *ARGS)) == exact(expected)
