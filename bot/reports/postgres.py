@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from bot.reports.model import COUNT_FIELDS, Counts, Group, GroupKey
 from bot.reports.queries import C, count_columns, period_filter
-from bot.reports.vectors import FinestKey, Raw, finest_groups, from_array_send, roll_up
+from bot.reports.vectors import Part, from_array_send, roll_up, seconds
 
 # Below this many consults (the planner's estimate), one query on the session is quicker
 # than sharing the period out.
@@ -51,10 +51,10 @@ _TABLE_STATS = text(
     " WHERE c.oid = CAST('consults' AS regclass)"
 )
 _SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+")
-# The times sent, in `bot.reports.vectors.Raw.add`'s order (the waiting seconds follow).
+# The times sent, in `bot.reports.vectors.seconds`' order (the waiting seconds follow).
 _TIMES = (C.created_at, C.acknowledged_at, C.first_reply_at, C.answered_at)
 
-Batch = list[tuple[FinestKey, Counts, list[Any]]]
+Batch = list[Part]
 
 
 def _sent(column: Any) -> Any:
@@ -146,14 +146,20 @@ def fetch_binary(runner: Session | Connection, stmt: Any) -> list[tuple[Any, ...
 
 
 def _run(runner: Session | Connection, stmt: Any) -> Batch:
-    """Execute one `period_sql` and parse its rows: (finest key, counts, five arrays)."""
+    """Execute one `period_sql` and parse its rows: (finest key, counts, time values)."""
     width = len(COUNT_FIELDS)
     out: Batch = []
     for service, urgency, assignee, *values in fetch_binary(runner, stmt):
         counts = Counts(*(int(v) for v in values[:width]))
         times = [from_array_send(v, 8) for v in values[width : width + 4]]
-        times.append(from_array_send(values[width + 4], 4))
-        out.append(((service, urgency, assignee), counts, times))
+        # Computed here, in the thread that fetched them: numpy lets the others run.
+        out.append(
+            (
+                (service, urgency, assignee),
+                counts,
+                seconds(*times, from_array_send(values[width + 4], 4)),
+            )
+        )
     return out
 
 
@@ -246,5 +252,4 @@ def period_groups_sql(
     """The report's groups of the period: counts per service, service+urgency and
     service+consultant, and the median and p90 of each time (`bot.reports.vectors`)."""
     tune(session)
-    finest: dict[FinestKey, Raw] = finest_groups(_batches(session, keys, since, until, now))
-    return roll_up(finest)
+    return roll_up(_batches(session, keys, since, until, now))

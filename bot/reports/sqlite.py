@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session
 
 from bot.reports.model import COUNT_FIELDS, Counts, Group, GroupKey
 from bot.reports.queries import C, count_columns, period_filter
-from bot.reports.vectors import NONE, Raw, finest_groups, roll_up
+from bot.reports.vectors import NONE, roll_up, seconds
 
-# The times sent, in `bot.reports.vectors.Raw.add`'s order (the waiting seconds follow).
+# The times sent, in `bot.reports.vectors.seconds`' order (the waiting seconds follow).
 _TIMES = (C.created_at, C.acknowledged_at, C.first_reply_at, C.answered_at)
 
 if np.datetime64("NaT", "us").astype(np.int64) != NONE:  # pragma: no cover - numpy's NaT
@@ -62,13 +62,12 @@ def period_groups_sqlite(
 ) -> dict[GroupKey, Group]:
     """The report's groups of the period, as `bot.reports.postgres.period_groups_sql`."""
     width = len(COUNT_FIELDS)
-    batches = []
+    parts = []
     for service, urgency, assignee, *values in session.execute(
         period_sql_sqlite(keys, since, until, now)
     ):
         counts = Counts(*(int(v or 0) for v in values[:width]))
         arrays = [_times(v) for v in values[width : width + 4]]
-        arrays.append(np.array(values[width + 4].split(","), dtype=np.int64))
-        batches.append(((service, urgency, assignee), counts, arrays))
-    finest: dict[Any, Raw] = finest_groups(batches)
-    return roll_up(finest)
+        waiting = np.array(values[width + 4].split(","), dtype=np.int64)
+        parts.append(((service, urgency, assignee), counts, seconds(*arrays, waiting)))
+    return roll_up(parts)

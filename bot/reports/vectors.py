@@ -3,9 +3,10 @@ times exactly as ``date_part('epoch', later - earlier)`` computes them, and medi
 90th percentiles exactly as ``percentile_cont`` interpolates them, bit for bit.
 
 Times arrive as whole microseconds (int64, any common epoch; PostgreSQL sends microseconds
-since 2000-01-01) with `NONE` for a missing time. Each finest group (service, urgency,
-assignee) of the period is one `Raw`; `roll_up` turns them into the report's groups (per
-service, service and urgency, service and consultant). No sort: each percentile takes its
+since 2000-01-01) with `NONE` for a missing time; `seconds` turns those of a finest group
+(service, urgency, assignee), or of a part of one, into time values, and `roll_up` pools
+the parts into the report's groups (per service, service and urgency, service and
+consultant) and takes their percentiles. No sort: each percentile takes its
 two order statistics with ``numpy.partition`` (linear time), then interpolates with the
 same float operations, in the same order, as `bot.reports.percentiles.percentile`.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 
@@ -30,43 +31,27 @@ _HEADER_BYTES = 20  # ndim, has-nulls flag, element type, length, lower bound: i
 FinestKey = tuple[str, str, str | None]  # (service, urgency, assignee)
 
 
-@dataclass(slots=True)
-class Raw:
-    """The period's consults of one finest group: counts and raw times, one slot each."""
+Part = tuple[FinestKey, Counts, dict[str, np.ndarray]]  # a finest group's share of the period
 
-    counts: Counts = field(default_factory=Counts)
-    created: list[np.ndarray] = field(default_factory=list)  # int64 microseconds
-    acknowledged: list[np.ndarray] = field(default_factory=list)  # ... NONE: not yet
-    first_reply: list[np.ndarray] = field(default_factory=list)
-    answered: list[np.ndarray] = field(default_factory=list)
-    waiting: list[np.ndarray] = field(default_factory=list)  # whole seconds (int64)
 
-    def add(self, counts: Counts, *arrays: np.ndarray) -> None:
-        """Add one batch of the group's consults: their counts and their five arrays, in
-        the order created, acknowledged, first reply, answered, waiting seconds."""
-        self.counts.add(counts)
-        created, acknowledged, first_reply, answered, waiting = arrays
-        self.created.append(created)
-        self.acknowledged.append(acknowledged)
-        self.first_reply.append(first_reply)
-        self.answered.append(answered)
-        self.waiting.append(waiting)
-
-    def times(self) -> dict[str, np.ndarray]:
-        """The group's time values (float64 seconds) by field, like the SQL path's
-        ``date_part('epoch', …)`` expressions: only consults that have the time."""
-        created, acked, first, answered, waiting = (
-            _joined(a) for a in (self.created, self.acknowledged, self.first_reply,
-                                 self.answered, self.waiting)
-        )  # fmt: skip
-        has_ack, has_first, has_answer = acked != NONE, first != NONE, answered != NONE
-        answered_s = epoch_seconds(answered[has_answer], created[has_answer])
-        return {
-            "tta": epoch_seconds(acked[has_ack], created[has_ack]),
-            "ttfr": epoch_seconds(first[has_first], created[has_first]),
-            "ttans": answered_s - waiting[has_answer].astype(np.float64),
-            "waiting": waiting[waiting > 0].astype(np.float64),
-        }
+def seconds(
+    created: np.ndarray,
+    acknowledged: np.ndarray,
+    first_reply: np.ndarray,
+    answered: np.ndarray,
+    waiting: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Consults' time values (float64 seconds) by field, from their times (int64
+    microseconds, `NONE` when missing) and seconds waited (int64), like the reference's
+    ``date_part('epoch', …)`` expressions: only the consults that have the time."""
+    has_ack, has_first, has_answer = acknowledged != NONE, first_reply != NONE, answered != NONE
+    answered_s = epoch_seconds(answered[has_answer], created[has_answer])
+    return {
+        "tta": epoch_seconds(acknowledged[has_ack], created[has_ack]),
+        "ttfr": epoch_seconds(first_reply[has_first], created[has_first]),
+        "ttans": answered_s - waiting[has_answer].astype(np.float64),
+        "waiting": waiting[waiting > 0].astype(np.float64),
+    }
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
@@ -112,20 +97,20 @@ def percentiles(values: np.ndarray) -> Pair:
     return (out[0], out[1])
 
 
-def roll_up(finest: dict[FinestKey, Raw]) -> dict[GroupKey, Group]:
-    """The report's groups (`bot.reports.queries.group_keys`) from the finest ones: counts
-    added up, time values pooled, then each group's percentiles."""
+def roll_up(parts: Iterable[Part]) -> dict[GroupKey, Group]:
+    """The report's groups (`bot.reports.queries.group_keys`) from parts of the finest
+    ones (a finest group may come in several parts): counts added up, time values pooled,
+    then each group's percentiles."""
     counts: dict[GroupKey, Counts] = {}
     pooled: dict[GroupKey, dict[str, list[np.ndarray]]] = {}
-    for (service, urgency, assignee), raw in finest.items():
-        times = raw.times()
+    for (service, urgency, assignee), part, times in parts:
         for key in group_keys(service, urgency, assignee):
             was = counts.get(key)
             if was is None:
-                counts[key] = replace(raw.counts)
+                counts[key] = replace(part)
                 pooled[key] = {f: [times[f]] for f in TIME_FIELDS}
             else:
-                was.add(raw.counts)
+                was.add(part)
                 for f in TIME_FIELDS:
                     pooled[key][f].append(times[f])
     return {
@@ -144,14 +129,3 @@ def from_array_send(data: bytes, width: int) -> np.ndarray:
     if len(elements) != length or (elements["n"] != width).any():
         raise ValueError("unexpected array element layout")
     return elements["v"].astype(np.int64)
-
-
-def finest_groups(rows: Iterable[tuple[FinestKey, Counts, list[np.ndarray]]]) -> dict:
-    """Batches of (finest key, counts, five arrays) merged into one `Raw` per key."""
-    out: dict[FinestKey, Raw] = {}
-    for key, counts, arrays in rows:
-        raw = out.get(key)
-        if raw is None:
-            raw = out[key] = Raw()
-        raw.add(counts, *arrays)
-    return out
