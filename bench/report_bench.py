@@ -4,12 +4,16 @@ PostgreSQL (default): creates a throw-away database on 127.0.0.1:5432 (user post
 migrates it, COPYs N consults (default 1,000,000) spread over a year across 4 services,
 3 urgencies and 40 consultants with realistic timings, runs the 365-day report over all
 services 3 times (then 90, 30 and 7 days, best of 3), prints the timings and a few figures,
-and drops the database. On PostgreSQL it also times the 365-day report with all the
-percentiles in one query on one connection (`PARALLEL_MIN_ROWS` raised out of reach) and
-checks that both give the same report, bit for bit. `--explain` adds the plan of the
-percentile query (all services in one query).
+and drops the database. It then times the 365-day report computed other ways and checks
+that each gives the same report, bit for bit: on PostgreSQL in one query on one connection
+(`PARALLEL_MIN_ROWS` raised out of reach) and with ``percentile_cont`` in the database
+(`bot.reports.pg_reference`, how it was computed before 2026-11-29); on SQLite row by row
+in Python. `--explain` adds the plans of the period query and of the reference's.
+`--keep NAME` keeps the loaded PostgreSQL database and `--reuse NAME` reports on it
+(`bench/report_ab.py` compares two source trees on it).
 
     .venv/bin/python bench/report_bench.py [--rows 1000000] [--runs 3] [--explain]
+    .venv/bin/python bench/report_bench.py --keep NAME | --reuse NAME
     .venv/bin/python bench/report_bench.py --sqlite [--rows 100000]
     .venv/bin/python bench/report_bench.py --quick [--sqlite]   (10,000 rows, one run)
 
@@ -37,6 +41,7 @@ from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from bot.domain.catalogue import Catalogue  # noqa: E402
 from bot.domain.catalogue_load import parse_catalogue  # noqa: E402
+from bot.reports import compute, pg_reference, postgres, queries  # noqa: E402
 from bot.reports.compute import compute_report  # noqa: E402
 from bot.slack.render.figures import format_elapsed, format_share  # noqa: E402
 from storage.db import create_db_engine, migrate, session_factory  # noqa: E402
@@ -208,21 +213,18 @@ def run_reports(engine: Engine, runs: int, until: datetime, explain: bool) -> No
             for _ in range(runs)
         )
         print(f"{days} days, all services: best of {runs} {best:.3f} s")
-    if engine.dialect.name == "postgresql":
-        # The same report with every percentile in one query on one connection (how it ran
-        # before the services were shared out over two connections): timings and equality.
-        import bot.reports.postgres as reports_module  # noqa: PLC0415
-
-        saved = reports_module.PARALLEL_MIN_ROWS
-        reports_module.PARALLEL_MIN_ROWS = 10**18
+    for label, name, fn in _references(engine.dialect.name):
+        # The same report another way: timings and equality, bit for bit (JSON repr).
+        saved = getattr(compute, name)
+        setattr(compute, name, fn)
         try:
-            single = [time_report(sessions, catalogue, since, until) for _ in range(runs)]
+            other = [time_report(sessions, catalogue, since, until) for _ in range(runs)]
         finally:
-            reports_module.PARALLEL_MIN_ROWS = saved
-        same = all(repr(r) == repr(report) for _, r in single)
+            setattr(compute, name, saved)
+        same = all(repr(r) == repr(report) for _, r in other)
         print(
-            f"365 days, one percentile query on one connection: best of {runs} "
-            f"{min(t for t, _ in single):.3f} s; same report, bit for bit: {same}"
+            f"365 days, {label}: best of {runs} {min(t for t, _ in other):.3f} s; "
+            f"same report, bit for bit: {same}"
         )
     print(f"period {report['since']} .. {report['until']}")
     for entry in report["services"]:
@@ -236,17 +238,44 @@ def run_reports(engine: Engine, runs: int, until: datetime, explain: bool) -> No
             f"consultants {len(entry['by_consultant'])}"
         )
     if explain and engine.dialect.name == "postgresql":
-        from bot.reports.postgres import PERCENTILE_FIELDS, percentile_sql, tune  # noqa: PLC0415
-
         keys = [k for k, _, _ in SERVICES]
-        stmt = percentile_sql(keys, since, until, PERCENTILE_FIELDS)
-        compiled = stmt.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
-        with engine.connect() as conn, conn.begin():
-            tune(conn)  # the report's own settings (work_mem, jit)
-            plan = conn.exec_driver_sql(
-                "EXPLAIN (ANALYZE, BUFFERS) " + str(compiled), compiled.params
-            ).all()
-        print("\n".join(line for (line,) in plan))
+        for stmt in (
+            postgres.period_sql(keys, since, until, until),
+            pg_reference.percentile_sql(keys, since, until),
+        ):
+            compiled = stmt.compile(
+                dialect=engine.dialect, compile_kwargs={"render_postcompile": True}
+            )
+            with engine.connect() as conn, conn.begin():
+                postgres.tune(conn)  # the report's own settings (work_mem, jit)
+                plan = conn.exec_driver_sql(
+                    "EXPLAIN (ANALYZE, BUFFERS) " + str(compiled), compiled.params
+                ).all()
+            print("\n".join(line for (line,) in plan))
+
+
+def _references(dialect: str) -> list[tuple[str, str, Any]]:
+    """(label, `compute`'s function to replace, replacement): the period's groups computed
+    another way, to time and to compare with."""
+    if dialect == "postgresql":
+
+        def one_query(*args: Any) -> Any:
+            saved, postgres.PARALLEL_MIN_ROWS = postgres.PARALLEL_MIN_ROWS, 10**18
+            try:
+                return postgres.period_groups_sql(*args)
+            finally:
+                postgres.PARALLEL_MIN_ROWS = saved
+
+        return [
+            ("arrays in one query on one connection", "period_groups_sql", one_query),
+            (
+                "percentile_cont in PostgreSQL (pg_reference, the code before 2026-11-29)",
+                "period_groups_sql",
+                pg_reference.period_groups_reference,
+            ),
+        ]
+    return [("row by row in Python (queries.period_groups_python)", "period_groups_sqlite",
+             queries.period_groups_python)]  # fmt: skip
 
 
 def main() -> int:
@@ -257,6 +286,8 @@ def main() -> int:
     parser.add_argument("--pg-admin", default=PG_ADMIN, help="admin URL of the PG server")
     parser.add_argument("--explain", action="store_true", help="print the PG query plan")
     parser.add_argument("--quick", action="store_true", help="smoke run: 10,000 rows, 1 run")
+    parser.add_argument("--keep", metavar="NAME", help="PG: keep the loaded database as NAME")
+    parser.add_argument("--reuse", metavar="NAME", help="PG: report on NAME (from --keep)")
     args = parser.parse_args()
     if args.quick:
         args.rows, args.runs = args.rows or 10_000, 1
@@ -273,24 +304,33 @@ def main() -> int:
             engine.dispose()
         return 0
 
-    name = f"careloop_bench_{uuid.uuid4().hex[:8]}"
+    name = args.reuse or args.keep or f"careloop_bench_{uuid.uuid4().hex[:8]}"
     admin = create_engine(args.pg_admin, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        if not args.reuse:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
         version = conn.execute(text("SHOW server_version")).scalar()
     url = args.pg_admin.rsplit("/", 1)[0] + f"/{name}"
     engine = create_db_engine(url)
     try:
-        migrate(engine)
-        print(f"PostgreSQL {version}: loading {rows:,} consults into {name}…")
-        print(f"loaded (COPY + VACUUM ANALYZE) in {load_postgres(engine, rows, until):.1f} s")
+        if args.reuse:
+            with engine.connect() as conn:
+                # The report's period ends at the latest creation, as when it was loaded.
+                latest = conn.execute(text("SELECT max(created_at) FROM consults")).scalar()
+            until = (latest + timedelta(seconds=1)).replace(microsecond=0)
+            print(f"PostgreSQL {version}: reusing {name}")
+        else:
+            migrate(engine)
+            print(f"PostgreSQL {version}: loading {rows:,} consults into {name}…")
+            print(f"loaded (COPY + VACUUM ANALYZE) in {load_postgres(engine, rows, until):.1f} s")
         run_reports(engine, args.runs, until, explain=args.explain)
     finally:
         engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if not (args.keep or args.reuse):
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            print(f"dropped {name}")
         admin.dispose()
-        print(f"dropped {name}")
     return 0
 
 

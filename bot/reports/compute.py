@@ -14,10 +14,13 @@ Figures per service, and within each service per urgency and per consultant, ove
   service's ``queue_seconds``, over the hops that *ended* in the period.
 
 Percentiles interpolate linearly between ranks exactly like PostgreSQL's
-``percentile_cont``. On PostgreSQL everything is aggregated in the database
-(`bot.reports.postgres`); on SQLite the needed columns are fetched and aggregated in Python
-(`bot.reports.queries`). Both paths give bit-identical numbers. The period filter uses
-``ix_consults_service_created``.
+``percentile_cont``. The database groups and counts per (service, urgency, assignee) and
+returns each group's raw times (`bot.reports.postgres`: binary arrays, a large period over
+two connections in one snapshot; `bot.reports.sqlite`: text lists); `bot.reports.vectors`
+computes the seconds and percentiles with numpy. Every path gives bit-identical numbers,
+also the row-by-row Python aggregation (`bot.reports.queries`) and ``percentile_cont`` in
+PostgreSQL (`bot.reports.pg_reference`), which the tests compare with. The period filter
+uses ``ix_consults_service_created``.
 
 Nothing here reads or prints patient references, questions or answers: outputs carry
 service keys, urgencies, Slack user ids and consult references only.
@@ -38,6 +41,7 @@ from bot.reports.holders import holder_report
 from bot.reports.model import Figures, Group, GroupKey, Report, ServiceReport, as_utc
 from bot.reports.postgres import period_groups_sql
 from bot.reports.queries import open_groups, period_groups_python
+from bot.reports.sqlite import period_groups_sqlite
 from bot.reports.transfers import transfer_figures
 
 OpenCounts = dict[GroupKey, tuple[int, int]]
@@ -83,8 +87,11 @@ def compute_report(
     keys = [s.key for s in resolve_services(catalogue, services)]
     if not keys:
         return Report(since=since, until=until, services=[])
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
         groups = period_groups_sql(session, keys, since, until, now)
+    elif dialect == "sqlite":
+        groups = period_groups_sqlite(session, keys, since, until, now)
     else:
         groups = period_groups_python(session, keys, since, until, now)
     open_now = open_groups(session, keys, now)

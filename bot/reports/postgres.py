@@ -1,125 +1,129 @@
-"""The report's aggregation in PostgreSQL: one grouped count per (service, urgency,
-assignee), rolled up here, and one scan feeding ``percentile_cont`` through ``GROUPING
-SETS`` (for a large period, one such query per share of the services, run at once on two
-connections in one snapshot). Seconds come from ``date_part('epoch', ...)``, which
-`bot.reports.percentiles.epoch_seconds` reproduces for the Python path."""
+"""The report's aggregation on PostgreSQL: one grouped query per (service, urgency,
+assignee) returns each finest group's counts and its consults' raw times; the seconds and
+the percentiles are computed here with numpy (`bot.reports.vectors`), bit for bit as
+``date_part('epoch', …)`` and ``percentile_cont`` compute them (`bot.reports.pg_reference`
+keeps that SQL as the reference the tests and the bench compare with).
+
+The database only scans and hashes: no sort. The times leave it as binary arrays
+(``array_send(array_agg(…))``: big-endian microseconds since 2000, a missing time sent as
+``'-infinity'``), parsed by one ``numpy.frombuffer`` each. A large period is split by
+``id % PARALLEL_QUERIES`` over that many connections, run at once in one snapshot.
+"""
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Double, and_, case, cast, func, literal_column, or_, select, text, tuple_
+from sqlalchemy import LargeBinary, and_, func, literal, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from bot.domain.lifecycle import Status
-from bot.reports.model import TIME_FIELDS, Counts, Group, GroupKey, Pair
-from bot.reports.queries import C, group_keys, period_filter
+from bot.reports.model import COUNT_FIELDS, Counts, Group, GroupKey
+from bot.reports.queries import C, count_columns, period_filter
+from bot.reports.vectors import Part, from_array_send, roll_up, seconds
 
-PERCENTILE_FIELDS = TIME_FIELDS
-# Percentile work grows with the rows; below this many, one query is quicker than two.
+# Below this many consults (the planner's estimate), one query on the session is quicker
+# than sharing the period out.
 PARALLEL_MIN_ROWS = 100_000
-# Queries run at once for a large report: the services are shared out between the
-# session's connection and PARALLEL_QUERIES - 1 more connections from the engine's pool.
+# Queries run at once for a large period: the session's connection and
+# PARALLEL_QUERIES - 1 more from the engine's pool, each taking a share of the consults
+# (`_shares`; array_agg has no parallel plan before PostgreSQL 16).
 PARALLEL_QUERIES = 2
-# For the report's queries, in its transaction only (SET LOCAL): the grouping and
-# percentile sorts of a large period stay in memory instead of spilling to temporary files,
-# and no JIT compilation (about 50 ms) for queries that each run once.
+# For the report's queries, in its transaction only (SET LOCAL): the hash table of a
+# large period's arrays stays in memory instead of spilling to temporary files, and no JIT
+# compilation (about 50 ms) for queries that each run once.
 REPORT_SETTINGS = {"work_mem": "64MB", "jit": "off"}
+# A period of at least this share of the table's rows is shared out by block ranges.
+WHOLE_TABLE = 0.5
+# The table's rows and blocks, and the planner's histogram of creation times.
+_TABLE_STATS = text(
+    "SELECT c.reltuples, pg_relation_size(c.oid) / current_setting('block_size')::int,"
+    " (SELECT s.histogram_bounds::text::timestamptz[] FROM pg_stats s"
+    "  WHERE s.schemaname = n.nspname AND s.tablename = c.relname"
+    "  AND s.attname = 'created_at')"
+    " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.oid = CAST('consults' AS regclass)"
+)
 _SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+")
+# The times sent, in `bot.reports.vectors.seconds`' order (the waiting seconds follow).
+_TIMES = (C.created_at, C.acknowledged_at, C.first_reply_at, C.answered_at)
 
-Percentiles = dict[GroupKey, dict[str, Pair]]
-
-
-def _epoch(later: Any, earlier: Any) -> Any:
-    # date_part returns double precision (EXTRACT returns numeric since PostgreSQL 14, which
-    # costs a third more here); `epoch_seconds` reproduces its arithmetic bit for bit.
-    return func.date_part(literal_column("'epoch'"), later - earlier, type_=Double)
+Batch = list[Part]
 
 
-def _count_columns(now: datetime) -> dict[str, Any]:
-    """The period counts of `Counts`, by field name and in its order, as SQL aggregates."""
-    not_cancelled = C.status != Status.CANCELLED
-    sla_base = and_(not_cancelled, or_(C.answered_at.is_not(None), C.answer_due_at < now))
-    ack_base = and_(not_cancelled, or_(C.acknowledged_at.is_not(None), C.acknowledge_due_at < now))
-
-    def count_if(cond: Any) -> Any:
-        return func.count().filter(cond)
-
-    columns = {
-        "consults": func.count(),
-        "acknowledged": func.count(C.acknowledged_at),
-        "answered": func.count(C.answered_at),
-        "closed": count_if(C.status == Status.CLOSED),
-        "cancelled": count_if(C.status == Status.CANCELLED),
-        "escalated": count_if(C.escalation_count > 0),
-        "handed_off": count_if(C.handoff_count > 0),
-        "reopened": count_if(C.reopened_count > 0),
-        "waiting_total": func.coalesce(
-            func.sum(C.waiting_seconds).filter(C.waiting_seconds > 0), 0
-        ),
-        "waiting_n": count_if(C.waiting_seconds > 0),
-        "sla_n": count_if(sla_base),
-        "sla_ok": count_if(and_(sla_base, C.answered_at <= C.answer_due_at)),
-        "ack_n": count_if(ack_base),
-        "ack_ok": count_if(and_(ack_base, C.acknowledged_at <= C.acknowledge_due_at)),
-        "fb_n": func.count(C.feedback_helpful),
-        "fb_helpful": count_if(C.feedback_helpful.is_(True)),
-    }
-    return columns
+def _sent(column: Any) -> Any:
+    """``array_send(array_agg(column))``: the group's values as one binary array."""
+    return func.array_send(func.array_agg(column), type_=LargeBinary)
 
 
-def percentile_sql(
-    keys: Sequence[str], since: datetime, until: datetime, fields: Sequence[str]
+def period_sql(
+    keys: Sequence[str], since: datetime, until: datetime, now: datetime, share: Any = None
 ) -> Any:
-    """Median and p90 of some time fields per service, service+urgency, service+assignee.
-
-    The times are computed once per row in a fenced subquery (OFFSET 0), then one scan
-    feeds GROUPING SETS; percentile_cont(0.5) and (0.9) over the same input share a sort.
-    """
-    exprs = {
-        "tta": _epoch(C.acknowledged_at, C.created_at),
-        "ttfr": _epoch(C.first_reply_at, C.created_at),
-        "ttans": _epoch(C.answered_at, C.created_at) - C.waiting_seconds,
-        "waiting": case((C.waiting_seconds > 0, cast(C.waiting_seconds, Double))),
-    }
-    # The group keys compare bytewise ("C"): the grouping sorts get abbreviated keys and
-    # memcmp instead of the database's locale; only the grouping order changes.
-    rows = (
+    """Per (service, urgency, assignee) of the period's consults (those also matching
+    `share`, when given): the `Counts` aggregates, then five binary arrays, one value per
+    consult in the same order: created, acknowledged, first reply and answered times (a
+    missing one as ``'-infinity'``) and the seconds waited on the requester."""
+    missing = literal("-infinity").cast(C.created_at.type)
+    period = period_filter(keys, since, until)
+    if share is not None:
+        period = and_(period, share)
+    return (
         select(
-            *(C[name].collate("C").label(name) for name in ("service", "urgency", "assignee")),
-            *(exprs[f].label(f) for f in fields),
+            C.service,
+            C.urgency,
+            C.assignee,
+            *count_columns(now).values(),
+            _sent(C.created_at),
+            *(_sent(func.coalesce(t, missing)) for t in _TIMES[1:]),
+            _sent(C.waiting_seconds),
         )
-        .where(period_filter(keys, since, until))
-        .offset(0)
-        .subquery("period")
+        .where(period)
+        .group_by(C.service, C.urgency, C.assignee)
     )
-    aggregates = []
-    for f in fields:
-        aggregates += [
-            func.percentile_cont(0.5).within_group(rows.c[f]),
-            func.percentile_cont(0.9).within_group(rows.c[f]),
-        ]
-    return select(
-        rows.c.service,
-        rows.c.urgency,
-        rows.c.assignee,
-        func.grouping(rows.c.urgency),
-        func.grouping(rows.c.assignee),
-        *aggregates,
-    ).group_by(
-        func.grouping_sets(
-            tuple_(rows.c.service),
-            tuple_(rows.c.service, rows.c.urgency),
-            tuple_(rows.c.service, rows.c.assignee),
+
+
+def _shares(session: Session, since: datetime, until: datetime, estimate: int, n: int) -> list[Any]:
+    """`n` predicates that share the period's consults out in about equal parts.
+
+    A period of most of the table (the planner's `estimate` against its row count) is
+    scanned whole anyway: each share scans its own range of the table's blocks (a TID
+    range scan). A shorter one is cut by creation time at the quantiles of the planner's
+    histogram of ``created_at`` (evenly, without one), so that each share keeps the
+    period's index. Not ``id % n``: the planner cannot estimate it, and sorts.
+    """
+    tuples, blocks, bounds = session.execute(_TABLE_STATS).one()
+    if tuples > 0 and estimate >= WHOLE_TABLE * tuples and blocks >= n:
+        cuts = [blocks * i // n for i in range(1, n)]
+        return [_blocks(lo, hi) for lo, hi in zip([None, *cuts], [*cuts, None], strict=True)]
+    inside = sorted({b for b in bounds or [] if since < b < until})
+    if len(inside) >= n:
+        cuts = [inside[len(inside) * i // n] for i in range(1, n)]
+    else:
+        cuts = [since + (until - since) * i / n for i in range(1, n)]
+    edges = [since, *sorted(set(cuts)), until]
+    return [
+        and_(C.created_at >= lo, C.created_at < hi)
+        for lo, hi in zip(edges, edges[1:], strict=False)
+    ]
+
+
+def _blocks(first: int | None, end: int | None) -> Any:
+    """Consults stored in blocks [first, end) of the table (None: from the start, to the
+    end, including blocks added since the size was read)."""
+    parts = []
+    if first is not None:
+        parts.append(
+            text("consults.ctid >= CAST(:tid_from AS tid)").bindparams(tid_from=f"({first},0)")
         )
-    )
+    if end is not None:
+        parts.append(text("consults.ctid < CAST(:tid_to AS tid)").bindparams(tid_to=f"({end},0)"))
+    return and_(*parts)
 
 
 def tune(runner: Session | Connection) -> None:
@@ -131,137 +135,121 @@ def tune(runner: Session | Connection) -> None:
     runner.execute(text(f"SELECT {calls}"), params)
 
 
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def fetch_binary(runner: Session | Connection, stmt: Any) -> list[tuple[Any, ...]]:
+    """All rows of `stmt` on `runner`'s connection, in PostgreSQL's binary format: bytea
+    arrives as its bytes (not as hex text to decode, a fifth of the report's client time)."""
+    conn = runner.connection() if isinstance(runner, Session) else runner
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    with conn.connection.driver_connection.cursor(binary=True) as cursor:
+        cursor.execute(str(compiled), compiled.params)
+        return cursor.fetchall()
 
 
-def _read_percentiles(result: Iterable[Any], fields: Sequence[str], out: Percentiles) -> None:
-    for service, urgency, assignee, g_urgency, g_assignee, *values in result:
-        if g_urgency == 0:
-            key: GroupKey = (service, "u", urgency)
-        elif g_assignee == 0:
-            if not assignee:
-                continue  # unassigned consults have no consultant row
-            key = (service, "c", assignee)
-        else:
-            key = (service, "", "")
-        slot = out.setdefault(key, {})
-        for i, f in enumerate(fields):
-            slot[f] = (_float(values[2 * i]), _float(values[2 * i + 1]))
+def _run(runner: Session | Connection, stmt: Any) -> Batch:
+    """Execute one `period_sql` and parse its rows: (finest key, counts, time values)."""
+    width = len(COUNT_FIELDS)
+    out: Batch = []
+    for service, urgency, assignee, *values in fetch_binary(runner, stmt):
+        counts = Counts(*(int(v) for v in values[:width]))
+        times = [from_array_send(v, 8) for v in values[width : width + 4]]
+        # Computed here, in the thread that fetched them: numpy lets the others run.
+        out.append(
+            (
+                (service, urgency, assignee),
+                counts,
+                seconds(*times, from_array_send(values[width + 4], 4)),
+            )
+        )
+    return out
 
 
-def _run_percentiles(
-    runner: Session | Connection,
-    keys: Sequence[str],
-    since: datetime,
-    until: datetime,
-    out: Percentiles,
-) -> None:
-    """One percentile query for `keys` on a session or connection, read into `out`."""
-    stmt = percentile_sql(keys, since, until, PERCENTILE_FIELDS)
-    _read_percentiles(runner.execute(stmt), PERCENTILE_FIELDS, out)
-
-
-def _share_out(keys: Sequence[str], rows: dict[str, int], parts: int) -> list[list[str]]:
-    """`keys` in at most `parts` lists of about equal rows (largest first, to the lightest)."""
-    bins: list[tuple[int, list[str]]] = [(0, []) for _ in range(parts)]
-    for key in sorted(keys, key=lambda k: -rows.get(k, 0)):
-        if not rows.get(key):
-            continue  # no consults: no percentile rows
-        i = min(range(parts), key=lambda j: bins[j][0])
-        bins[i] = (bins[i][0] + rows[key], [*bins[i][1], key])
-    return [b for _, b in bins if b]
-
-
-def _one_query(session: Session, shares: list[list[str]], rows: dict[str, int]) -> bool:
-    """Whether the percentiles run as one query on the session itself."""
-    return (
-        len(shares) < 2
-        or sum(rows.values()) < PARALLEL_MIN_ROWS
-        or not isinstance(session.get_bind(), Engine)
-        or session.execute(text("SELECT pg_current_xact_id_if_assigned()")).scalar() is not None
+def _estimated_rows(session: Session, keys: Sequence[str], since: datetime, until: datetime) -> int:
+    """The planner's estimate of the period's consults (one EXPLAIN, no execution)."""
+    stmt = select(literal(1)).where(period_filter(keys, since, until))
+    compiled = stmt.compile(
+        dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True}
     )
+    plan = (
+        session.connection()
+        .exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params)
+        .scalar_one()
+    )
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
 
 
-def _percentiles(
-    session: Session,
-    keys: Sequence[str],
-    counts: dict[GroupKey, Counts],
-    since: datetime,
-    until: datetime,
-    out: Percentiles,
-) -> None:
-    """Fill `out` with the percentiles of `keys`' groups.
+def _session_state(session: Session) -> tuple[bool, bool]:
+    """(whether the session's transaction has written, whether it keeps one snapshot for
+    the whole transaction: REPEATABLE READ or SERIALIZABLE)."""
+    written, isolation = session.execute(
+        text("SELECT pg_current_xact_id_if_assigned(), current_setting('transaction_isolation')")
+    ).one()
+    return written is not None, isolation != "read committed"
 
-    One query per service share, run at once on several connections when the period is
-    large (percentile_cont has no parallel plan; this keeps every core busy). The other
-    connections import the session's snapshot, so they read exactly what it reads; a
-    session that has written in this transaction (invisible to other connections) or that
-    is not bound to an engine with a pool runs one query itself.
-    """
-    rows = {k: counts[(k, "", "")].consults if (k, "", "") in counts else 0 for k in keys}
-    shares = _share_out(keys, rows, PARALLEL_QUERIES)
-    if _one_query(session, shares, rows):
-        _run_percentiles(session, keys, since, until, out)
-        return
-    bind = session.get_bind()
+
+def _export_snapshot(session: Session) -> str:
+    """The id of a snapshot of the session's transaction that other connections import."""
     snapshot = session.execute(text("SELECT pg_export_snapshot()")).scalar_one()
-    if not _SNAPSHOT_ID.fullmatch(snapshot):  # inlined below: SET takes no parameters
+    if not _SNAPSHOT_ID.fullmatch(snapshot):  # inlined later: SET takes no parameters
         raise RuntimeError(f"unexpected snapshot id {snapshot!r}")
-    mine, *others = shares
-    results: Percentiles = {}
-    with ThreadPoolExecutor(max_workers=len(others)) as pool:
-        futures = [
-            pool.submit(_percentiles_elsewhere, bind, snapshot, share, since, until)
-            for share in others
-        ]
-        _run_percentiles(session, mine, since, until, results)
-        for future, share in zip(futures, others, strict=True):
-            try:
-                results.update(future.result())
-            except DBAPIError:
-                # e.g. a pooled connection left in autocommit cannot import the snapshot:
-                # the session computes that share itself.
-                _run_percentiles(session, share, since, until, results)
-    out.update(results)
+    return snapshot
 
 
-def _percentiles_elsewhere(
-    engine: Engine, snapshot: str, keys: Sequence[str], since: datetime, until: datetime
-) -> Percentiles:
-    """`percentile_sql` of `keys` on another pooled connection, in the exported snapshot."""
-    out: Percentiles = {}
+def _batches(
+    session: Session, keys: Sequence[str], since: datetime, until: datetime, now: datetime
+) -> Batch:
+    """All the period's finest groups, from one query on the session or, for a large
+    period, from `PARALLEL_QUERIES` queries run at once, each on its own connection.
+
+    Every share reads one snapshot: the session exports it and the other connections import
+    it. The session runs a share itself only when its transaction keeps that snapshot
+    (REPEATABLE READ); under READ COMMITTED each of its statements would take a new one.
+    A session that has written in this transaction (its writes are invisible elsewhere) or
+    is not bound to an engine with a pool runs one query itself; so does a period the
+    planner expects to be small (`PARALLEL_MIN_ROWS`).
+    """
+    bind = session.get_bind()
+    if PARALLEL_QUERIES < 2 or not isinstance(bind, Engine):
+        return _run(session, period_sql(keys, since, until, now))
+    written, one_snapshot = _session_state(session)
+    estimate = 0 if written else _estimated_rows(session, keys, since, until)
+    if written or estimate < PARALLEL_MIN_ROWS:
+        return _run(session, period_sql(keys, since, until, now))
+    snapshot = _export_snapshot(session)
+    n = PARALLEL_QUERIES
+    shares = _shares(session, since, until, estimate, n)
+    stmts = [period_sql(keys, since, until, now, share) for share in shares]
+    mine = stmts[:1] if one_snapshot else []
+    out: Batch = []
+    with ThreadPoolExecutor(max_workers=max(1, len(stmts) - len(mine))) as pool:
+        futures = [pool.submit(_elsewhere, bind, snapshot, s) for s in stmts[len(mine) :]]
+        for stmt in mine:
+            out += _run(session, stmt)
+        try:
+            for future in futures:
+                out += future.result()
+        except DBAPIError:
+            # e.g. a pooled connection left in autocommit cannot import the snapshot: the
+            # session computes the whole period itself, in one query.
+            return _run(session, period_sql(keys, since, until, now))
+    return out
+
+
+def _elsewhere(engine: Engine, snapshot: str, stmt: Any) -> Batch:
+    """`_run` of `stmt` on another pooled connection, in the exported snapshot."""
     with engine.connect() as conn:
         conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
             conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
             tune(conn)
-            _run_percentiles(conn, keys, since, until, out)
-    return out
+            return _run(conn, stmt)
 
 
 def period_groups_sql(
     session: Session, keys: Sequence[str], since: datetime, until: datetime, now: datetime
 ) -> dict[GroupKey, Group]:
-    """Aggregate in PostgreSQL: counts per (service, urgency, assignee), rolled up here, and
-    percentile_cont per service, service+urgency and service+assignee."""
+    """The report's groups of the period: counts per service, service+urgency and
+    service+consultant, and the median and p90 of each time (`bot.reports.vectors`)."""
     tune(session)
-    columns = _count_columns(now)
-    counts_stmt = (
-        select(C.service, C.urgency, C.assignee, *columns.values())
-        .where(period_filter(keys, since, until))
-        .group_by(C.service, C.urgency, C.assignee)
-    )
-    counts: dict[GroupKey, Counts] = {}
-    for service, urgency, assignee, *values in session.execute(counts_stmt):
-        part = Counts(**{name: int(v) for name, v in zip(columns, values, strict=True)})
-        for key in group_keys(service, urgency, assignee):
-            was = counts.get(key)
-            if was is None:
-                counts[key] = replace(part)
-            else:
-                was.add(part)
-    times: Percentiles = {}
-    if counts:
-        _percentiles(session, keys, counts, since, until, times)
-    return {key: Group.of(n, times.get(key, {})) for key, n in counts.items()}
+    return roll_up(_batches(session, keys, since, until, now))

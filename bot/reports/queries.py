@@ -1,6 +1,8 @@
-"""The report's reads that work on every database: the period filter, the aggregation in
-Python (SQLite: only the needed columns, never whole ORM objects), the open and overdue
-counts now, and the references of the consults overdue now.
+"""The report's reads that work on every database: the period filter, the count
+aggregates both databases' grouped queries use, the row-by-row aggregation in Python (only
+the needed columns, never whole ORM objects; the reference the numpy paths are tested
+against, and the path of any other database), the open and overdue counts now, and the
+references of the consults overdue now.
 
 Only timing and count columns are read: never patient, question, answer or intake.
 """
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, and_, case, func, select, type_coerce
+from sqlalchemy import ColumnElement, Select, String, and_, case, func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from bot.domain.lifecycle import OPEN_STATES, Status
@@ -45,9 +47,41 @@ def due_now() -> Any:
     return case((C.status == Status.OPEN, C.acknowledge_due_at), else_=C.answer_due_at)
 
 
+def count_columns(now: datetime) -> dict[str, Any]:
+    """The period counts of `Counts`, by field name and in its order, as SQL aggregates."""
+    not_cancelled = C.status != Status.CANCELLED
+    sla_base = and_(not_cancelled, or_(C.answered_at.is_not(None), C.answer_due_at < now))
+    ack_base = and_(not_cancelled, or_(C.acknowledged_at.is_not(None), C.acknowledge_due_at < now))
+
+    def count_if(cond: Any) -> Any:
+        return func.count().filter(cond)
+
+    columns = {
+        "consults": func.count(),
+        "acknowledged": func.count(C.acknowledged_at),
+        "answered": func.count(C.answered_at),
+        "closed": count_if(C.status == Status.CLOSED),
+        "cancelled": count_if(C.status == Status.CANCELLED),
+        "escalated": count_if(C.escalation_count > 0),
+        "handed_off": count_if(C.handoff_count > 0),
+        "reopened": count_if(C.reopened_count > 0),
+        "waiting_total": func.coalesce(
+            func.sum(C.waiting_seconds).filter(C.waiting_seconds > 0), 0
+        ),
+        "waiting_n": count_if(C.waiting_seconds > 0),
+        "sla_n": count_if(sla_base),
+        "sla_ok": count_if(and_(sla_base, C.answered_at <= C.answer_due_at)),
+        "ack_n": count_if(ack_base),
+        "ack_ok": count_if(and_(ack_base, C.acknowledged_at <= C.acknowledge_due_at)),
+        "fb_n": func.count(C.feedback_helpful),
+        "fb_helpful": count_if(C.feedback_helpful.is_(True)),
+    }
+    return columns
+
+
 @dataclass(slots=True)
 class _Acc:
-    """Python-side accumulator for one group (the SQLite path)."""
+    """Accumulator for one group of the row-by-row path."""
 
     counts: Counts = field(default_factory=Counts)
     tta: list[float] = field(default_factory=list)
@@ -149,7 +183,7 @@ def _add_row(acc: _Acc, row: Sequence[Any], now: datetime, parse: Callable[[Any]
 def period_groups_python(
     session: Session, keys: Sequence[str], since: datetime, until: datetime, now: datetime
 ) -> dict[GroupKey, Group]:
-    """Fetch the period's timing columns and aggregate them in Python (SQLite)."""
+    """Fetch the period's timing columns and aggregate them row by row in Python."""
     # SQLite keeps UTC times as ISO text; parsing it directly is several times faster than
     # the ORM type's conversion to aware datetimes, and naive UTC compares just as well.
     raw = session.get_bind().dialect.name == "sqlite"

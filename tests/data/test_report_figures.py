@@ -25,7 +25,7 @@ from bot.app import build_services
 from bot.domain.catalogue import Catalogue
 from bot.domain.catalogue_load import parse_catalogue
 from bot.domain.clock import FakeClock
-from bot.reports import postgres, queries
+from bot.reports import pg_reference, postgres, queries, sqlite
 from bot.reports.chart import digest_chart_png
 from bot.reports.cli import parse_period
 from bot.reports.compute import compute_report
@@ -395,6 +395,9 @@ def test_fractional_times_identical_on_both_paths(sessions, catalogue):
         in_python = queries.period_groups_python(s, *args)
         if use_postgres():
             assert postgres.period_groups_sql(s, *args) == in_python
+            assert pg_reference.period_groups_reference(s, *args) == in_python
+        else:
+            assert sqlite.period_groups_sqlite(s, *args) == in_python
         # A plain reference computed from ORM objects, for one group.
         rows = (
             s.execute(
@@ -434,11 +437,18 @@ def test_seconds_match_postgresql_date_part(sessions, postgres_only):
             assert epoch_seconds(a, b, w) == db
 
 
-def test_report_reads_no_patient_columns(seeded, catalogue, db_url):
+def test_report_reads_no_patient_columns(seeded, catalogue, db_url, monkeypatch):
     """The report's SQL never selects patient, question, answer or intake."""
     seen: list[str] = []
     engine = create_db_engine(db_url)
     event.listen(engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    fetch_binary = postgres.fetch_binary
+
+    def spy(runner, stmt):  # the binary fetch bypasses SQLAlchemy's cursor events
+        seen.append(str(stmt))
+        return fetch_binary(runner, stmt)
+
+    monkeypatch.setattr(postgres, "fetch_binary", spy)
     with session_factory(engine)() as s:
         compute_report(s, catalogue=catalogue, since=T0, until=UNTIL, now=NOW)
         queries.overdue_refs(s, ["radiology"], NOW)
@@ -747,17 +757,17 @@ def test_render_digest(services, catalogue):
 def test_split_percentile_queries_give_the_same_report(
     seeded, catalogue, monkeypatch, postgres_only
 ):
-    """Large periods run the percentiles as two concurrent queries: same figures."""
+    """Large periods run as two concurrent queries (by id % 2): same figures."""
     single = report_for(seeded, catalogue)
     monkeypatch.setattr(postgres, "PARALLEL_MIN_ROWS", 1)
     calls = []
-    elsewhere = postgres._percentiles_elsewhere
+    elsewhere = postgres._elsewhere
 
     def spy(*args, **kwargs):
         calls.append(1)
         return elsewhere(*args, **kwargs)
 
-    monkeypatch.setattr(postgres, "_percentiles_elsewhere", spy)
+    monkeypatch.setattr(postgres, "_elsewhere", spy)
     split = report_for(seeded, catalogue)
     assert calls, "the split path did not run"
     assert split == single
@@ -767,7 +777,7 @@ def test_split_percentile_queries_give_the_same_report(
 # ------------------------------------------------------------------------ typed report
 def test_count_columns_follow_the_counts_fields():
     """The SQL aggregates are read into `Counts` by name, in the dataclass's own order."""
-    assert tuple(postgres._count_columns(NOW)) == COUNT_FIELDS
+    assert tuple(queries.count_columns(NOW)) == COUNT_FIELDS
 
 
 def test_counts_add_up_field_by_field():
