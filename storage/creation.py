@@ -317,7 +317,11 @@ def _create_consult_pg(engine: Engine, new: _NewConsult) -> Created | None:
     consult, prefix, audit, messages = new.consult, new.prefix, new.audit, new.messages
     values = _consult_values(consult)
     params: dict[str, Any] = {
-        "consult": json.dumps(values, default=_json_datetime),
+        # Columns left NULL are left out: json_populate_record makes a missing key NULL,
+        # and the shorter JSON is cheaper to encode here and to parse in the database.
+        "consult": json.dumps(
+            {k: v for k, v in values.items() if v is not None}, default=_json_datetime
+        ),
         "origin_key": consult.origin_key,
         "patient_key": consult.patient_key or "",
         "prefix": prefix,
