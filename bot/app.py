@@ -197,12 +197,16 @@ def build_app(services: Services, *, socket_mode: bool = False) -> App:
     )
     bolt_log.setLevel(previous)
 
+    # One middleware for both (each bolt middleware costs a kwargs injection per request).
     @app.middleware
-    def inject_services(context: dict[str, Any], next: Callable[[], Any]) -> Any:  # noqa: A002
+    def inject_services(
+        body: dict[str, Any],
+        context: dict[str, Any],
+        next: Callable[[], Any],  # noqa: A002
+    ) -> Any:
         context["careloop"] = services
-        return next()
+        return request_key(body, context, next)
 
-    app.middleware(request_key)
     register_all(app)
 
     @app.error

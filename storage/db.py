@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -115,12 +115,32 @@ def read_once(factory: sessionmaker[Session]) -> Iterator[Session]:
         with unit_of_work(factory) as session:
             yield session
         return
-    with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    with autocommit(bind) as conn:
         session = factory(bind=conn)
         try:
             yield session
         finally:
             session.close()
+
+
+@contextmanager
+def autocommit(engine: Engine) -> Iterator[Connection]:
+    """A pooled PostgreSQL connection on which each statement commits on its own, for the
+    block: psycopg's autocommit switched on the driver connection and off again before it
+    goes back to the pool. Same effect as SQLAlchemy's `isolation_level="AUTOCOMMIT"`
+    execution option, without its per-checkout machinery (it showed in the create's
+    profile). A connection whose autocommit cannot be switched back (it broke) is
+    invalidated, never pooled in autocommit."""
+    with engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        driver.autocommit = True
+        try:
+            yield conn
+        finally:
+            try:
+                driver.autocommit = False
+            except Exception:  # noqa: BLE001 - broken or mid-transaction: drop it
+                conn.invalidate()
 
 
 def alembic_config(url: str) -> Config:

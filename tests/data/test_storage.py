@@ -271,3 +271,87 @@ def test_the_hops_migration_gives_stored_consults_their_running_hop(tmp_path):
         ("RAD-2", "requester", "UREQ", "radiology", t + timedelta(minutes=20)),
         ("RAD-3", "none", None, None, t + timedelta(hours=1)),
     ]
+
+
+def test_autocommit_commits_each_statement_and_pools_the_connection_without_it(
+    db_url, postgres_only
+):
+    """`db.autocommit` (the create's one statement, one-read sessions): each statement is
+    committed when it returns, and the connection goes back to the pool as it came, so the
+    next user of it gets a real transaction (a rolled-back write leaves nothing)."""
+    engine = create_db_engine(db_url, pool_size=1)
+    other = create_db_engine(db_url, pool_size=1)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE autocommit_probe (n int)")
+    with db.autocommit(engine) as conn:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        conn.exec_driver_sql("INSERT INTO autocommit_probe VALUES (1)")
+        with other.connect() as seen:  # committed already, inside the block
+            assert seen.exec_driver_sql("SELECT count(*) FROM autocommit_probe").scalar() == 1
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() == pid
+        assert conn.connection.driver_connection.autocommit is False
+        conn.exec_driver_sql("INSERT INTO autocommit_probe VALUES (2)")
+        conn.rollback()
+    with other.connect() as seen:
+        assert seen.exec_driver_sql("SELECT count(*) FROM autocommit_probe").scalar() == 1
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE autocommit_probe")
+    engine.dispose()
+    other.dispose()
+
+
+def test_autocommit_drops_a_connection_it_cannot_switch_back(db_url, postgres_only):
+    """A connection left inside a transaction (or broken) cannot leave autocommit: it is
+    invalidated rather than pooled in autocommit; the next checkout is a new connection."""
+    engine = create_db_engine(db_url, pool_size=1)
+    with db.autocommit(engine) as conn:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        conn.exec_driver_sql("BEGIN")  # the server opens a transaction the block leaves open
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != pid
+        assert conn.connection.driver_connection.autocommit is False
+    engine.dispose()
+
+
+def test_a_consult_from_new_consult_is_stored_with_every_value_it_holds(db_url):
+    """`creation.new_consult` puts the values in the object's dict (no ORM events); the
+    create stores each of them, and the object comes back with id and reference, as one
+    built with `Consult(**values)` does."""
+    engine = create_db_engine(db_url)
+    sessions = session_factory(engine)
+    now = datetime.now(UTC).replace(microsecond=0)
+    values = {
+        "service": "cards",
+        "urgency": "stat",
+        "patient": "MRN 77",
+        "patient_key": "MRN 77",
+        "question": "Chest pain?",
+        "intake": {"hr": "110"},
+        "requester": "UREQ",
+        "on_call": "UONCALL",
+        "status": "open",
+        "origin_key": f"cmd:{uuid.uuid4().hex}",
+        "channel": "CCARD",
+        "created_at": now,
+        "acknowledge_due_at": now + timedelta(minutes=5),
+        "answer_due_at": now + timedelta(minutes=30),
+        "next_nudge_at": now + timedelta(minutes=5),
+        "nudge_phase": "acknowledge",
+    }
+    audit = {"actor": "UREQ", "action": "created", "at": now, "details": {}}
+    made = creation.create_consult(
+        sessions=sessions,
+        consult=creation.new_consult(**values),
+        prefix="CARD",
+        audit=audit,
+        messages=[
+            {"kind": "dm", "payload": {"user": "UREQ"}, "created_at": now, "next_attempt_at": now}
+        ],
+    )
+    assert made is not None and made.consult.id and made.consult.ref.startswith("CARD-")
+    with sessions() as s:
+        stored = s.get(Consult, made.consult.id)
+        assert stored is not None
+        assert {k: getattr(stored, k) for k in values} == values
+    engine.dispose()

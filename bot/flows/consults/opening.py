@@ -64,7 +64,7 @@ class Opener:
         now = self.ctx.clock.now()
         service = valid.service
         ack_due, answer_due = sla.due_times(self.ctx.catalogue.policy(service, valid.urgency), now)
-        return Consult(
+        return creation.new_consult(
             service=service.key,
             urgency=valid.urgency.value,
             patient=valid.patient,
@@ -88,23 +88,23 @@ class Opener:
         # view) is answered before a number is taken. A create that fails after taking its
         # number (or a repeat racing the original) leaves a gap, never a duplicate.
         now = consult.created_at
-        with self.ctx.sessions() as s:
-            created = creation.create_consult(
-                session=s,
-                consult=consult,
-                prefix=prefix,
-                audit={
-                    "actor": consult.requester,
-                    "action": "created",
-                    "at": now,
-                    "details": {"service": consult.service, "urgency": consult.urgency},
-                },
-                messages=opening_rows(self.ctx.outbox, requester=consult.requester, now=now),
-            )
-            if created is None:
+        created = creation.create_consult(
+            sessions=self.ctx.sessions,
+            consult=consult,
+            prefix=prefix,
+            audit={
+                "actor": consult.requester,
+                "action": "created",
+                "at": now,
+                "details": {"service": consult.service, "urgency": consult.urgency},
+            },
+            messages=opening_rows(self.ctx.outbox, requester=consult.requester, now=now),
+        )
+        if created is None:
+            with self.ctx.sessions() as s:
                 found = repo.get_by_origin(session=s, origin_key=consult.origin_key or "")
-                assert found is not None
-                return Opened(found, True, [])
+            assert found is not None
+            return Opened(found, True, [])
         self.ctx.outbox.wake()
         log.info("consult opened", extra={"ref": consult.ref, "service": consult.service})
         return Opened(created.consult, False, created.others)
