@@ -26,6 +26,10 @@ from storage.models import (
     OutboxMessage,
 )
 
+# The mark of a message taken back after its lease ran out: its last attempt may have
+# landed (delivery looks in Slack before sending it again).
+LEASE_RAN_OUT = "unclear: the lease ran out; an earlier attempt may have landed"
+
 # `bot.domain.lifecycle.OPEN_STATES`, spelled out: storage imports nothing from `bot`.
 
 
@@ -234,20 +238,31 @@ def supersede_pending(
 
 def lease_outbox(
     *, session: Session, message_id: int, owner: str, now: datetime, until: datetime
-) -> bool:
-    """Take one message for delivery; False if another process got it first."""
+) -> OutboxMessage | None:
+    """Take one message for delivery, counting the attempt, in one statement; None if
+    another process got it first. A message taken back from a lease that ran out (its
+    process died mid-send) is marked `LEASE_RAN_OUT`: the attempt may have landed."""
+    ran_out = OutboxMessage.status == "sending"
     stmt = (
         update(OutboxMessage)
         .where(
             OutboxMessage.id == message_id,
             or_(
                 OutboxMessage.status == "pending",
-                (OutboxMessage.status == "sending") & (OutboxMessage.lease_until < now),
+                ran_out & (OutboxMessage.lease_until < now),
             ),
         )
-        .values(status="sending", lease_owner=owner, lease_until=until)
+        .values(
+            status="sending",
+            lease_owner=owner,
+            lease_until=until,
+            attempts=OutboxMessage.attempts + 1,
+            last_error=case((ran_out, LEASE_RAN_OUT), else_=OutboxMessage.last_error),
+        )
+        .returning(OutboxMessage)
+        .execution_options(synchronize_session=False)
     )
-    return session.execute(stmt).rowcount == 1
+    return session.execute(stmt).scalar_one_or_none()
 
 
 def expire_own_leases(*, session: Session, owner: str, now: datetime) -> int:

@@ -23,7 +23,6 @@ from datetime import timedelta
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -245,26 +244,20 @@ class Dispatcher:
     def _lease(self, message_id: int) -> OutboxMessage | None:
         now = self.clock.now()
         with self.sessions() as s, s.begin():
-            before = s.execute(
-                select(OutboxMessage.status).where(OutboxMessage.id == message_id)
-            ).scalar_one_or_none()
-            if not outbox_store.lease_outbox(
+            msg = outbox_store.lease_outbox(
                 session=s, message_id=message_id, owner=self.owner, now=now, until=now + self.lease
-            ):
+            )
+            if msg is None:
                 return None
-            msg = outbox_store.get_outbox(session=s, message_id=message_id)
-            assert msg is not None
-            # Whether an earlier attempt may have reached Slack: it timed out or got a 5xx
-            # (unclear), or its process died holding the lease ("sending" past its lease).
-            # A clear refusal (429, an error answer) did not post: no look in the history.
-            if before == "sending" or (msg.last_error or "").startswith("unclear"):
-                self._check_first.add(msg.id)
-            else:
-                self._check_first.discard(msg.id)
-            msg.attempts += 1
-            s.flush()
             s.expunge(msg)
-            return msg
+        # Whether an earlier attempt may have reached Slack: it timed out or got a 5xx
+        # (unclear), or its process died holding the lease (the lease marks that unclear).
+        # A clear refusal (429, an error answer) did not post: no look in the history.
+        if (msg.last_error or "").startswith("unclear"):
+            self._check_first.add(msg.id)
+        else:
+            self._check_first.discard(msg.id)
+        return msg
 
     def _release(self, message_id: int, *, delay: float, count: bool, error: str = "") -> None:
         with self.sessions() as s, s.begin():
