@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from storage.db import add_once
@@ -50,8 +50,8 @@ def by_id(*, session: Session, followup_id: int) -> FollowUp | None:
 # `Session.info` key: ids of consults a press found (under the consult's row lock, which
 # creating a follow-up linked to it takes too) to have no follow-up waiting on its answer.
 NONE_WAITING = "careloop.followups.none_waiting"
-# The follow-ups `waiting_on_answer` returns, as SQL on `followups` (`storage.press`).
-WAITING_SQL = "answer_at IS NULL AND done_at IS NULL"
+# The follow-ups `waiting_on_answer` returns (also asked by `storage.press`).
+WAITING = and_(FollowUp.answer_at.is_(None), FollowUp.done_at.is_(None))
 
 
 def waiting_on_answer(*, session: Session, consult_id: int) -> Sequence[FollowUp]:
@@ -61,11 +61,7 @@ def waiting_on_answer(*, session: Session, consult_id: int) -> Sequence[FollowUp
         return []
     stmt = (
         select(FollowUp)
-        .where(
-            FollowUp.consult_id == consult_id,
-            FollowUp.answer_at.is_(None),
-            FollowUp.done_at.is_(None),
-        )
+        .where(FollowUp.consult_id == consult_id, WAITING)
         .order_by(FollowUp.id)
         .with_for_update()
     )

@@ -21,17 +21,17 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, event, inspect
+from sqlalchemy import Engine, bindparam, event, exists, inspect, literal_column, select
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from storage import repo
 from storage.db import read_once, unit_of_work
-from storage.followups import NONE_WAITING, WAITING_SQL
+from storage.followups import NONE_WAITING, WAITING
 from storage.models import Consult, OutboxMessage, UTCDateTime
 from storage.models_followups import FollowUp
 from storage.models_hops import ConsultHop
-from storage.models_transfers import ConsultTransfer
 from storage.repo import HELD_AUDITS, insert_audits
 
 _FLUSHED = "careloop.press.flushed"
@@ -129,26 +129,42 @@ def _detached(row: Any) -> Consult:
 
 _READ_COLUMNS = [c.key for c in Consult.__table__.columns]
 _DATETIME_COLUMNS = [c.key for c in Consult.__table__.columns if isinstance(c.type, UTCDateTime)]
-# The consult a reference names now or named before a transfer (`repo._named`).
-_READ = (
-    f"SELECT {', '.join(f'consults.{c}' for c in _READ_COLUMNS)}{{claimed}} FROM consults "
-    "WHERE consults.ref = %(ref)s OR consults.id = (SELECT consult_id FROM "
-    f"{ConsultTransfer.__tablename__} WHERE from_ref = %(ref)s)"
-)
-_LOCKED_ROW = _READ + " FOR NO KEY UPDATE OF consults"
-_READ = _READ.format(claimed="")
-_LOCK = _LOCKED_ROW.format(claimed=", 1")
-# Run after the locked read, with a snapshot of its own: whether a follow-up waits.
-_WAITING = (
-    f"SELECT EXISTS (SELECT 1 FROM {FollowUp.__tablename__} WHERE {WAITING_SQL} AND "
-    "consult_id = ANY (SELECT consults.id FROM consults WHERE consults.ref = %(ref)s OR "
-    f"consults.id = (SELECT consult_id FROM {ConsultTransfer.__tablename__} WHERE "
-    "from_ref = %(ref)s)))"
-)
+
+
+def _sql(stmt: Any) -> str:
+    """`stmt` as psycopg's SQL, named parameters as `%(name)s`: compiled once, at import."""
+    return str(stmt.compile(dialect=psycopg_dialect()))
+
+
+# The consult a reference names now or named before a transfer (`repo.named`).
+_BY_REF = select(*Consult.__table__.columns).where(repo.named(bindparam("ref")))
+_READ = _sql(_BY_REF)
+
+
+def _locked(claimed: str) -> str:
+    return _sql(
+        _BY_REF.add_columns(literal_column(claimed)).with_for_update(key_share=True, of=Consult)
+    )
+
+
+_LOCK = _locked("1")
 _LOCK_CLAIM = (
     "WITH claim AS (INSERT INTO processed_keys (key, at, result) VALUES (%(key)s, %(at)s, "
-    "'{}') ON CONFLICT (key) DO NOTHING RETURNING key) "
-    + _LOCKED_ROW.format(claimed=", (SELECT count(*) FROM claim)")
+    "'{}') ON CONFLICT (key) DO NOTHING RETURNING key) " + _locked("(SELECT count(*) FROM claim)")
+)
+# Run after the locked read, with a snapshot of its own: whether a follow-up waits
+# (`followups.waiting_on_answer`).
+_WAITING = _sql(
+    select(
+        exists(
+            select(literal_column("1"))
+            .select_from(FollowUp)
+            .where(
+                WAITING,
+                FollowUp.consult_id.in_(select(Consult.id).where(repo.named(bindparam("ref")))),
+            )
+        )
+    )
 )
 
 

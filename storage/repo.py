@@ -56,16 +56,17 @@ def get_consults(*, session: Session, consult_ids: list[int]) -> list[Consult]:
 
 def get_by_ref(*, session: Session, ref: str, lock: bool = False) -> Consult | None:
     """A consult by its human reference (RAD-42), or by one it had before a transfer."""
-    stmt = select(Consult).where(_named(ref))
+    stmt = select(Consult).where(named(ref.upper()))
     if lock:
         stmt = stmt.with_for_update(key_share=True)
     return session.execute(stmt).scalar_one_or_none()
 
 
-def _named(ref: str) -> Any:
+def named(ref: Any) -> Any:
     """The consult `ref` names, as SQL: its reference now, or (one index look-up more) one
-    it had before a transfer. References are never reused, so at most one matches."""
-    return or_(Consult.ref == ref.upper(), Consult.id == transfers.former_ref_consult_id(ref))
+    it had before a transfer. References are never reused, so at most one matches. `ref`:
+    an upper-case reference, or a bound parameter holding one (`storage.press`)."""
+    return or_(Consult.ref == ref, Consult.id == transfers.former_ref_consult_id(ref))
 
 
 def get_by_origin(*, session: Session, origin_key: str) -> Consult | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ScalarSelect, or_, select
 from sqlalchemy.orm import Session
@@ -23,10 +24,11 @@ def add_transfer(*, session: Session, transfer: ConsultTransfer) -> None:
     session.add(transfer)
 
 
-def former_ref_consult_id(ref: str) -> ScalarSelect[int]:
-    """The id of the consult that had reference `ref` before a transfer, as a scalar
-    subquery (NULL: none) for a statement that must also find it in one round trip."""
-    moved = select(ConsultTransfer.consult_id).where(ConsultTransfer.from_ref == ref.upper())
+def former_ref_consult_id(ref: Any) -> ScalarSelect[int]:
+    """The id of the consult that had reference `ref` (upper-case, or a bound parameter
+    holding it) before a transfer, as a scalar subquery (NULL: none) for a statement that
+    must also find it in one round trip."""
+    moved = select(ConsultTransfer.consult_id).where(ConsultTransfer.from_ref == ref)
     return moved.scalar_subquery()
 
 
