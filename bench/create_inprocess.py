@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import event  # noqa: E402
 
-from bench.timing import print_profile, timed  # noqa: E402
+from bench.timing import measure  # noqa: E402
 from bot.app import build_wsgi  # noqa: E402
 from bot.dev.fakeslack import FakeSlack  # noqa: E402
 from bot.dev.fakeslack.requests import sign  # noqa: E402
@@ -94,12 +94,7 @@ def run(url: str, creates: int, profile: bool) -> None:
             for n in range(100, 100 + creates):
                 create(n)
 
-        wall, cpu, prof = timed(creates_timed, profile)
-        print(
-            f"{creates} creates: {wall / creates * 1000:.2f} ms wall, "
-            f"{cpu / creates * 1000:.2f} ms CPU per create"
-        )
-        print_profile(prof, "tottime", 30)
+        measure(f"{creates} creates", creates, "create", creates_timed, profile, "tottime", 30)
         bot.stop()
 
 

@@ -34,7 +34,7 @@ from bench.create_bench import (  # noqa: E402
     handoff_button,
     handoff_submit,
 )
-from bench.timing import print_profile, timed  # noqa: E402
+from bench.timing import measure  # noqa: E402
 from bot.app import build_wsgi  # noqa: E402
 from bot.dev.fakeslack import FakeSlack  # noqa: E402
 from bot.dev.fakeslack.requests import Response, SlackSender  # noqa: E402
@@ -102,14 +102,10 @@ def run(url: str, presses: int, profile: bool, every: bool) -> None:
             for ref in refs[51:]:
                 press(ref)
 
-        wall, cpu, prof = timed(presses_timed, profile)
+        label = f"{presses} acknowledge presses ({engine.dialect.name})"
+        measure(label, presses, "press", presses_timed, profile)
         acked = sum(1 for c in bot.consults() if c.assignee == ON_CALL)
         assert acked == total, (acked, total)
-        print(
-            f"{presses} acknowledge presses ({engine.dialect.name}): "
-            f"{wall / presses * 1000:.2f} ms wall, {cpu / presses * 1000:.2f} ms CPU per press"
-        )
-        print_profile(prof, "cumulative", 40)
         if every:
             others(sender, bot.services.engine, presses, total, profile)
         bot.stop()
@@ -146,12 +142,7 @@ def others(sender: SlackSender, engine: Any, presses: int, total: int, profile: 
             for n in range(first + 1, first + 1 + presses):
                 one(n)
 
-        wall, cpu, prof = timed(presses_timed, profile)
-        print(
-            f"{presses} presses of {name}: "
-            f"{wall / presses * 1000:.2f} ms wall, {cpu / presses * 1000:.2f} ms CPU per press"
-        )
-        print_profile(prof, "cumulative", 40)
+        measure(f"{presses} presses of {name}", presses, "press", presses_timed, profile)
 
 
 def bare(url: str, presses: int) -> None:
@@ -171,11 +162,7 @@ def bare(url: str, presses: int) -> None:
             for n in range(51, 51 + presses):
                 assert send(n).status == 200
 
-        wall, cpu, _ = timed(loop, False)
-        print(
-            f"{presses} bare {name}: {wall / presses * 1000:.2f} ms wall, "
-            f"{cpu / presses * 1000:.2f} ms CPU per press"
-        )
+        measure(f"{presses} bare {name}", presses, "press", loop)
     engine.dispose()
 
 

@@ -1,5 +1,5 @@
 """What the in-process benches share: timing a loop in wall-clock and CPU seconds, with an
-optional cProfile around it, and printing that profile."""
+optional cProfile around it, printing the time per operation and that profile."""
 
 from __future__ import annotations
 
@@ -25,3 +25,14 @@ def print_profile(prof: cProfile.Profile | None, sort: str, lines: int) -> None:
     """The `lines` first entries of the profile by `sort`, if one was taken."""
     if prof:
         pstats.Stats(prof).sort_stats(sort).print_stats(lines)
+
+
+def measure(
+    label: str, count: int, unit: str, loop: Callable[[], None], profile: bool = False,
+    sort: str = "cumulative", lines: int = 40,
+) -> None:  # fmt: skip
+    """Time `loop`, which makes `count` operations, and print `label`, the wall and CPU
+    milliseconds per `unit`, then the profile when `profile`."""
+    wall, cpu, prof = timed(loop, profile)
+    print(f"{label}: {wall / count * 1000:.2f} ms wall, {cpu / count * 1000:.2f} ms CPU per {unit}")
+    print_profile(prof, sort, lines)
