@@ -24,9 +24,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from bot.reports.model import COUNT_FIELDS, Counts, Group, GroupKey
-from bot.reports.queries import C, count_columns, period_filter
-from bot.reports.vectors import Part, from_array_send, roll_up, seconds
+from bot.reports.model import COUNT_FIELDS, Group, GroupKey
+from bot.reports.queries import ARRAY_COUNTS, C, count_columns, period_filter
+from bot.reports.vectors import Part, from_array_send, part, roll_up
 
 # Below this many consults (the planner's estimate), one query on the session is quicker
 # than sharing the period out.
@@ -66,9 +66,10 @@ def period_sql(
     keys: Sequence[str], since: datetime, until: datetime, now: datetime, share: Any = None
 ) -> Any:
     """Per (service, urgency, assignee) of the period's consults (those also matching
-    `share`, when given): the `Counts` aggregates, then five binary arrays, one value per
-    consult in the same order: created, acknowledged, first reply and answered times (a
-    missing one as ``'-infinity'``) and the seconds waited on the requester."""
+    `share`, when given): the `Counts` aggregates but those the arrays give
+    (`bot.reports.queries.ARRAY_COUNTS`), then five binary arrays, one value per consult in
+    the same order: created, acknowledged, first reply and answered times (a missing one
+    as ``'-infinity'``) and the seconds waited on the requester."""
     missing = literal("-infinity").cast(C.created_at.type)
     period = period_filter(keys, since, until)
     if share is not None:
@@ -78,7 +79,7 @@ def period_sql(
             C.service,
             C.urgency,
             C.assignee,
-            *count_columns(now).values(),
+            *count_columns(now, from_arrays=True).values(),
             _sent(C.created_at),
             *(_sent(func.coalesce(t, missing)) for t in _TIMES[1:]),
             _sent(C.waiting_seconds),
@@ -147,20 +148,17 @@ def fetch_binary(runner: Session | Connection, stmt: Any) -> list[tuple[Any, ...
 
 def _run(runner: Session | Connection, stmt: Any) -> Batch:
     """Execute one `period_sql` and parse its rows: (finest key, counts, time values)."""
-    width = len(COUNT_FIELDS)
-    out: Batch = []
-    for service, urgency, assignee, *values in fetch_binary(runner, stmt):
-        counts = Counts(*(int(v) for v in values[:width]))
-        times = [from_array_send(v, 8) for v in values[width : width + 4]]
-        # Computed here, in the thread that fetched them: numpy lets the others run.
-        out.append(
-            (
-                (service, urgency, assignee),
-                counts,
-                seconds(*times, from_array_send(values[width + 4], 4)),
-            )
+    width = len(COUNT_FIELDS) - len(ARRAY_COUNTS)
+    # Parsed here, in the thread that fetched them: numpy lets the others run.
+    return [
+        part(
+            (service, urgency, assignee),
+            values[:width],
+            *(from_array_send(v, 8) for v in values[width : width + 4]),
+            from_array_send(values[width + 4], 4),
         )
-    return out
+        for service, urgency, assignee, *values in fetch_binary(runner, stmt)
+    ]
 
 
 def _estimated_rows(session: Session, keys: Sequence[str], since: datetime, until: datetime) -> int:
