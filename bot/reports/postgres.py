@@ -41,13 +41,20 @@ PARALLEL_QUERIES = 2
 REPORT_SETTINGS = {"work_mem": "64MB", "jit": "off"}
 # A period of at least this share of the table's rows is shared out by block ranges.
 WHOLE_TABLE = 0.5
-# The table's rows and blocks, and the planner's histogram of creation times.
+# So is one whose consults lie all over the table (creation times out of storage order:
+# the planner's correlation of ``created_at`` under SCATTERED either way) once it holds
+# SCATTERED_PER_BLOCK consults a block: it reads nearly every block (1 - e^-3 = 95 %),
+# and time cuts would make each share read them all.
+SCATTERED = 0.5
+SCATTERED_PER_BLOCK = 3.0
+# The table's rows and blocks, and the planner's histogram and correlation of creation
+# times.
 _TABLE_STATS = text(
     "SELECT c.reltuples, pg_relation_size(c.oid) / current_setting('block_size')::int,"
-    " (SELECT s.histogram_bounds::text::timestamptz[] FROM pg_stats s"
-    "  WHERE s.schemaname = n.nspname AND s.tablename = c.relname"
-    "  AND s.attname = 'created_at')"
+    " s.histogram_bounds::text::timestamptz[], s.correlation"
     " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname"
+    "  AND s.attname = 'created_at' AND NOT s.inherited"
     " WHERE c.oid = CAST('consults' AS regclass)"
 )
 _SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+")
@@ -92,14 +99,23 @@ def period_sql(
 def _shares(session: Session, since: datetime, until: datetime, estimate: int, n: int) -> list[Any]:
     """`n` predicates that share the period's consults out in about equal parts.
 
-    A period of most of the table (the planner's `estimate` against its row count) is
-    scanned whole anyway: each share scans its own range of the table's blocks (a TID
-    range scan). A shorter one is cut by creation time at the quantiles of the planner's
-    histogram of ``created_at`` (evenly, without one), so that each share keeps the
-    period's index. Not ``id % n``: the planner cannot estimate it, and sorts.
+    A period of most of the table (the planner's `estimate` against its row count), or
+    spread over nearly all its blocks (`SCATTERED`), is read whole anyway: each share
+    scans its own range of the table's blocks (a TID range scan). A shorter one is cut by
+    creation time at the quantiles of the planner's histogram of ``created_at`` (evenly,
+    without one), so that each share keeps the period's index. Not ``id % n``: the
+    planner cannot estimate it, and sorts.
     """
-    tuples, blocks, bounds = session.execute(_TABLE_STATS).one()
-    if tuples > 0 and estimate >= WHOLE_TABLE * tuples and blocks >= n:
+    tuples, blocks, bounds, correlation = session.execute(_TABLE_STATS).one()
+    scattered = correlation is not None and abs(correlation) < SCATTERED
+    if (
+        tuples > 0
+        and blocks >= n
+        and (
+            estimate >= WHOLE_TABLE * tuples
+            or (scattered and estimate >= SCATTERED_PER_BLOCK * blocks)
+        )
+    ):
         cuts = [blocks * i // n for i in range(1, n)]
         return [_blocks(lo, hi) for lo, hi in zip([None, *cuts], [*cuts, None], strict=True)]
     inside = sorted({b for b in bounds or [] if since < b < until})

@@ -179,6 +179,7 @@ def test_edge_groups_identical_on_every_path(edges, monkeypatch):
     share_out = postgres._shares
     monkeypatch.setattr(postgres, "_shares", lambda *a: shared.append(share_out(*a)) or shared[-1])
     monkeypatch.setattr(postgres, "PARALLEL_MIN_ROWS", 1)
+    monkeypatch.setattr(postgres, "SCATTERED", 0.0)  # test_scattered_period_shared_by_blocks
     # Before ANALYZE: even time cuts; after: the histogram's (WHOLE_TABLE out of reach) or
     # the table's block ranges.
     for analyzed, whole in ((False, 2.0), (True, 2.0), (True, 0.0)):
@@ -194,6 +195,29 @@ def test_edge_groups_identical_on_every_path(edges, monkeypatch):
     assert len(calls) == 15  # READ COMMITTED: every share on its own connection
     kinds = [" ".join(str(p) for p in parts) for parts in shared]
     assert all("ctid" not in k for k in kinds[:4]) and all("ctid" in k for k in kinds[4:])
+
+
+def test_scattered_period_shared_by_blocks(edges, monkeypatch, postgres_only):
+    """A period spread over the whole table (creation times out of storage order, as the
+    edge consults, inserted in no order) is shared out by block ranges, not time cuts
+    that would each read every block; identical groups."""
+    with edges() as s:
+        expected = postgres.period_groups_sql(s, *ARGS)
+        s.execute(text("ANALYZE consults"))
+        s.commit()
+    monkeypatch.setattr(postgres, "PARALLEL_MIN_ROWS", 1)
+    monkeypatch.setattr(postgres, "SCATTERED_PER_BLOCK", 0.0)  # a few rows, few blocks
+    monkeypatch.setattr(postgres, "WHOLE_TABLE", 2.0)  # not for being most of the table
+    shared: list[list[Any]] = []
+    share_out = postgres._shares
+    monkeypatch.setattr(postgres, "_shares", lambda *a: shared.append(share_out(*a)) or shared[-1])
+    with edges() as s:
+        assert exact(postgres.period_groups_sql(s, *ARGS)) == exact(expected)
+    assert "ctid" in " ".join(str(p) for p in shared[-1])
+    monkeypatch.setattr(postgres, "SCATTERED", 0.0)  # or the table is in creation order
+    with edges() as s:
+        assert exact(postgres.period_groups_sql(s, *ARGS)) == exact(expected)
+    assert "ctid" not in " ".join(str(p) for p in shared[-1])
 
 
 def test_session_time_zone_changes_nothing(edges, postgres_only):
