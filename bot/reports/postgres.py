@@ -24,9 +24,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from bot.reports.model import COUNT_FIELDS, Counts, Group, GroupKey
-from bot.reports.queries import C, count_columns, period_filter
-from bot.reports.vectors import Part, from_array_send, roll_up, seconds
+from bot.reports.model import COUNT_FIELDS, Group, GroupKey
+from bot.reports.queries import ARRAY_COUNTS, C, count_columns, period_filter
+from bot.reports.vectors import Part, from_array_send, part, roll_up
 
 # Below this many consults (the planner's estimate), one query on the session is quicker
 # than sharing the period out.
@@ -41,13 +41,20 @@ PARALLEL_QUERIES = 2
 REPORT_SETTINGS = {"work_mem": "64MB", "jit": "off"}
 # A period of at least this share of the table's rows is shared out by block ranges.
 WHOLE_TABLE = 0.5
-# The table's rows and blocks, and the planner's histogram of creation times.
+# So is one whose consults lie all over the table (creation times out of storage order:
+# the planner's correlation of ``created_at`` under SCATTERED either way) once it holds
+# SCATTERED_PER_BLOCK consults a block: it reads nearly every block (1 - e^-3 = 95 %),
+# and time cuts would make each share read them all.
+SCATTERED = 0.5
+SCATTERED_PER_BLOCK = 3.0
+# The table's rows and blocks, and the planner's histogram and correlation of creation
+# times.
 _TABLE_STATS = text(
     "SELECT c.reltuples, pg_relation_size(c.oid) / current_setting('block_size')::int,"
-    " (SELECT s.histogram_bounds::text::timestamptz[] FROM pg_stats s"
-    "  WHERE s.schemaname = n.nspname AND s.tablename = c.relname"
-    "  AND s.attname = 'created_at')"
+    " s.histogram_bounds::text::timestamptz[], s.correlation"
     " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname"
+    "  AND s.attname = 'created_at' AND NOT s.inherited"
     " WHERE c.oid = CAST('consults' AS regclass)"
 )
 _SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+(-[0-9A-Fa-f]+)+")
@@ -66,9 +73,10 @@ def period_sql(
     keys: Sequence[str], since: datetime, until: datetime, now: datetime, share: Any = None
 ) -> Any:
     """Per (service, urgency, assignee) of the period's consults (those also matching
-    `share`, when given): the `Counts` aggregates, then five binary arrays, one value per
-    consult in the same order: created, acknowledged, first reply and answered times (a
-    missing one as ``'-infinity'``) and the seconds waited on the requester."""
+    `share`, when given): the `Counts` aggregates but those the arrays give
+    (`bot.reports.queries.ARRAY_COUNTS`), then five binary arrays, one value per consult in
+    the same order: created, acknowledged, first reply and answered times (a missing one
+    as ``'-infinity'``) and the seconds waited on the requester."""
     missing = literal("-infinity").cast(C.created_at.type)
     period = period_filter(keys, since, until)
     if share is not None:
@@ -78,7 +86,7 @@ def period_sql(
             C.service,
             C.urgency,
             C.assignee,
-            *count_columns(now).values(),
+            *count_columns(now, from_arrays=True).values(),
             _sent(C.created_at),
             *(_sent(func.coalesce(t, missing)) for t in _TIMES[1:]),
             _sent(C.waiting_seconds),
@@ -91,14 +99,23 @@ def period_sql(
 def _shares(session: Session, since: datetime, until: datetime, estimate: int, n: int) -> list[Any]:
     """`n` predicates that share the period's consults out in about equal parts.
 
-    A period of most of the table (the planner's `estimate` against its row count) is
-    scanned whole anyway: each share scans its own range of the table's blocks (a TID
-    range scan). A shorter one is cut by creation time at the quantiles of the planner's
-    histogram of ``created_at`` (evenly, without one), so that each share keeps the
-    period's index. Not ``id % n``: the planner cannot estimate it, and sorts.
+    A period of most of the table (the planner's `estimate` against its row count), or
+    spread over nearly all its blocks (`SCATTERED`), is read whole anyway: each share
+    scans its own range of the table's blocks (a TID range scan). A shorter one is cut by
+    creation time at the quantiles of the planner's histogram of ``created_at`` (evenly,
+    without one), so that each share keeps the period's index. Not ``id % n``: the
+    planner cannot estimate it, and sorts.
     """
-    tuples, blocks, bounds = session.execute(_TABLE_STATS).one()
-    if tuples > 0 and estimate >= WHOLE_TABLE * tuples and blocks >= n:
+    tuples, blocks, bounds, correlation = session.execute(_TABLE_STATS).one()
+    scattered = correlation is not None and abs(correlation) < SCATTERED
+    if (
+        tuples > 0
+        and blocks >= n
+        and (
+            estimate >= WHOLE_TABLE * tuples
+            or (scattered and estimate >= SCATTERED_PER_BLOCK * blocks)
+        )
+    ):
         cuts = [blocks * i // n for i in range(1, n)]
         return [_blocks(lo, hi) for lo, hi in zip([None, *cuts], [*cuts, None], strict=True)]
     inside = sorted({b for b in bounds or [] if since < b < until})
@@ -147,20 +164,17 @@ def fetch_binary(runner: Session | Connection, stmt: Any) -> list[tuple[Any, ...
 
 def _run(runner: Session | Connection, stmt: Any) -> Batch:
     """Execute one `period_sql` and parse its rows: (finest key, counts, time values)."""
-    width = len(COUNT_FIELDS)
-    out: Batch = []
-    for service, urgency, assignee, *values in fetch_binary(runner, stmt):
-        counts = Counts(*(int(v) for v in values[:width]))
-        times = [from_array_send(v, 8) for v in values[width : width + 4]]
-        # Computed here, in the thread that fetched them: numpy lets the others run.
-        out.append(
-            (
-                (service, urgency, assignee),
-                counts,
-                seconds(*times, from_array_send(values[width + 4], 4)),
-            )
+    width = len(COUNT_FIELDS) - len(ARRAY_COUNTS)
+    # Parsed here, in the thread that fetched them: numpy lets the others run.
+    return [
+        part(
+            (service, urgency, assignee),
+            values[:width],
+            *(from_array_send(v, 8) for v in values[width : width + 4]),
+            from_array_send(values[width + 4], 4),
         )
-    return out
+        for service, urgency, assignee, *values in fetch_binary(runner, stmt)
+    ]
 
 
 def _estimated_rows(session: Session, keys: Sequence[str], since: datetime, until: datetime) -> int:

@@ -47,11 +47,21 @@ def due_now() -> Any:
     return case((C.status == Status.OPEN, C.acknowledge_due_at), else_=C.answer_due_at)
 
 
-def count_columns(now: datetime) -> dict[str, Any]:
-    """The period counts of `Counts`, by field name and in its order, as SQL aggregates."""
+# The counts a group's arrays of times give (`bot.reports.vectors.part`): the grouped
+# queries that send those arrays leave them out (`count_columns(now, from_arrays=True)`).
+ARRAY_COUNTS = ("consults", "acknowledged", "answered", "waiting_total", "waiting_n")
+
+
+def count_columns(now: datetime, *, from_arrays: bool = False) -> dict[str, Any]:
+    """The period counts of `Counts`, by field name and in its order, as SQL aggregates;
+    without `ARRAY_COUNTS` when `from_arrays`.
+
+    Cheap tests first (an AND stops at the first false); within the SLA means decided
+    (a time at or before its due time is a time), so the "ok" counts skip that test.
+    """
     not_cancelled = C.status != Status.CANCELLED
-    sla_base = and_(not_cancelled, or_(C.answered_at.is_not(None), C.answer_due_at < now))
-    ack_base = and_(not_cancelled, or_(C.acknowledged_at.is_not(None), C.acknowledge_due_at < now))
+    sla_base = and_(or_(C.answered_at.is_not(None), C.answer_due_at < now), not_cancelled)
+    ack_base = and_(or_(C.acknowledged_at.is_not(None), C.acknowledge_due_at < now), not_cancelled)
 
     def count_if(cond: Any) -> Any:
         return func.count().filter(cond)
@@ -70,12 +80,14 @@ def count_columns(now: datetime) -> dict[str, Any]:
         ),
         "waiting_n": count_if(C.waiting_seconds > 0),
         "sla_n": count_if(sla_base),
-        "sla_ok": count_if(and_(sla_base, C.answered_at <= C.answer_due_at)),
+        "sla_ok": count_if(and_(C.answered_at <= C.answer_due_at, not_cancelled)),
         "ack_n": count_if(ack_base),
-        "ack_ok": count_if(and_(ack_base, C.acknowledged_at <= C.acknowledge_due_at)),
+        "ack_ok": count_if(and_(C.acknowledged_at <= C.acknowledge_due_at, not_cancelled)),
         "fb_n": func.count(C.feedback_helpful),
         "fb_helpful": count_if(C.feedback_helpful.is_(True)),
     }
+    if from_arrays:
+        return {k: v for k, v in columns.items() if k not in ARRAY_COUNTS}
     return columns
 
 

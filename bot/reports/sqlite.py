@@ -19,9 +19,9 @@ import numpy as np
 from sqlalchemy import String, func, literal, select, type_coerce
 from sqlalchemy.orm import Session
 
-from bot.reports.model import COUNT_FIELDS, Counts, Group, GroupKey
-from bot.reports.queries import C, count_columns, period_filter
-from bot.reports.vectors import NONE, roll_up, seconds
+from bot.reports.model import COUNT_FIELDS, Group, GroupKey
+from bot.reports.queries import ARRAY_COUNTS, C, count_columns, period_filter
+from bot.reports.vectors import NONE, part, roll_up
 
 # The times sent, in `bot.reports.vectors.seconds`' order (the waiting seconds follow).
 _TIMES = (C.created_at, C.acknowledged_at, C.first_reply_at, C.answered_at)
@@ -36,15 +36,15 @@ def _listed(column: Any) -> Any:
 
 
 def period_sql_sqlite(keys: Sequence[str], since: datetime, until: datetime, now: datetime) -> Any:
-    """Per (service, urgency, assignee) of the period: the `Counts` aggregates, then five
-    lists with one item per consult in the same order: created, acknowledged, first reply
+    """Per (service, urgency, assignee) of the period: the `Counts` aggregates but those
+    the lists give (`bot.reports.queries.ARRAY_COUNTS`), then five lists with one item per consult in the same order: created, acknowledged, first reply
     and answered times, and the seconds waited on the requester."""
     return (
         select(
             C.service,
             C.urgency,
             C.assignee,
-            *count_columns(now).values(),
+            *count_columns(now, from_arrays=True).values(),
             *(_listed(t) for t in _TIMES),
             _listed(C.waiting_seconds),
         )
@@ -61,13 +61,12 @@ def period_groups_sqlite(
     session: Session, keys: Sequence[str], since: datetime, until: datetime, now: datetime
 ) -> dict[GroupKey, Group]:
     """The report's groups of the period, as `bot.reports.postgres.period_groups_sql`."""
-    width = len(COUNT_FIELDS)
+    width = len(COUNT_FIELDS) - len(ARRAY_COUNTS)
     parts = []
     for service, urgency, assignee, *values in session.execute(
         period_sql_sqlite(keys, since, until, now)
     ):
-        counts = Counts(*(int(v or 0) for v in values[:width]))
         arrays = [_times(v) for v in values[width : width + 4]]
         waiting = np.array(values[width + 4].split(","), dtype=np.int64)
-        parts.append(((service, urgency, assignee), counts, seconds(*arrays, waiting)))
+        parts.append(part((service, urgency, assignee), values[:width], *arrays, waiting))
     return roll_up(parts)

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from bot.reports import pg_reference, postgres, queries, sqlite, vectors
+from bot.reports.model import COUNT_FIELDS
 from bot.reports.percentiles import epoch_seconds, median_and_p90
 from tests.data.test_report_figures import NOW, T0, UNTIL, Factory, sessions  # noqa: F401
 from tests.harness import use_postgres
@@ -178,6 +179,7 @@ def test_edge_groups_identical_on_every_path(edges, monkeypatch):
     share_out = postgres._shares
     monkeypatch.setattr(postgres, "_shares", lambda *a: shared.append(share_out(*a)) or shared[-1])
     monkeypatch.setattr(postgres, "PARALLEL_MIN_ROWS", 1)
+    monkeypatch.setattr(postgres, "SCATTERED", 0.0)  # test_scattered_period_shared_by_blocks
     # Before ANALYZE: even time cuts; after: the histogram's (WHOLE_TABLE out of reach) or
     # the table's block ranges.
     for analyzed, whole in ((False, 2.0), (True, 2.0), (True, 0.0)):
@@ -193,6 +195,29 @@ def test_edge_groups_identical_on_every_path(edges, monkeypatch):
     assert len(calls) == 15  # READ COMMITTED: every share on its own connection
     kinds = [" ".join(str(p) for p in parts) for parts in shared]
     assert all("ctid" not in k for k in kinds[:4]) and all("ctid" in k for k in kinds[4:])
+
+
+def test_scattered_period_shared_by_blocks(edges, monkeypatch, postgres_only):
+    """A period spread over the whole table (creation times out of storage order, as the
+    edge consults, inserted in no order) is shared out by block ranges, not time cuts
+    that would each read every block; identical groups."""
+    with edges() as s:
+        expected = postgres.period_groups_sql(s, *ARGS)
+        s.execute(text("ANALYZE consults"))
+        s.commit()
+    monkeypatch.setattr(postgres, "PARALLEL_MIN_ROWS", 1)
+    monkeypatch.setattr(postgres, "SCATTERED_PER_BLOCK", 0.0)  # a few rows, few blocks
+    monkeypatch.setattr(postgres, "WHOLE_TABLE", 2.0)  # not for being most of the table
+    shared: list[list[Any]] = []
+    share_out = postgres._shares
+    monkeypatch.setattr(postgres, "_shares", lambda *a: shared.append(share_out(*a)) or shared[-1])
+    with edges() as s:
+        assert exact(postgres.period_groups_sql(s, *ARGS)) == exact(expected)
+    assert "ctid" in " ".join(str(p) for p in shared[-1])
+    monkeypatch.setattr(postgres, "SCATTERED", 0.0)  # or the table is in creation order
+    with edges() as s:
+        assert exact(postgres.period_groups_sql(s, *ARGS)) == exact(expected)
+    assert "ctid" not in " ".join(str(p) for p in shared[-1])
 
 
 def test_session_time_zone_changes_nothing(edges, postgres_only):
@@ -261,3 +286,91 @@ def test_share_that_cannot_import_the_snapshot_falls_back_to_one_query(
     monkeypatch.setattr(postgres, "_elsewhere", refused)
     with edges() as s:
         assert exact(postgres.period_groups_sql(s, *ARGS)) == exact(expected)
+
+
+# ------------------------------------------------------------- counts from the arrays
+def test_part_counts_what_the_times_tell():
+    """consults, acknowledged, answered and waiting come from the arrays (as the SQL
+    counted them: waiting only when positive); the SQL's other counts keep their fields."""
+    none = vectors.NONE
+    created = np.array([10, 20, 30, 40], np.int64)
+    acked = np.array([11, none, 35, 40], np.int64)
+    answered = np.array([none, none, 90, 100], np.int64)
+    waiting = np.array([0, 7, -3, 5], np.int64)
+    sql = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]  # closed .. fb_helpful
+    key, counts, times = vectors.part(("s", "stat", "U1"), sql, created, acked, acked,
+                                      answered, waiting)  # fmt: skip
+    assert key == ("s", "stat", "U1")
+    assert (counts.consults, counts.acknowledged, counts.answered) == (4, 3, 2)
+    assert (counts.waiting_total, counts.waiting_n) == (12, 2)
+    others = [f for f in COUNT_FIELDS if f not in queries.ARRAY_COUNTS]
+    assert [getattr(counts, f) for f in others] == sql
+    assert times["waiting"].tolist() == [7.0, 5.0]
+
+
+def test_period_queries_leave_out_the_counts_the_arrays_give():
+    lean = queries.count_columns(NOW, from_arrays=True)
+    assert list(lean) == [f for f in COUNT_FIELDS if f not in queries.ARRAY_COUNTS]
+    for stmt in (
+        postgres.period_sql(SERVICES, T0, UNTIL, NOW),
+        sqlite.period_sql_sqlite(SERVICES, T0, UNTIL, NOW),
+    ):
+        assert len(stmt.selected_columns) == 3 + len(lean) + 5
+
+
+@pytest.fixture
+def slas(sessions: Any) -> Any:  # noqa: F811
+    """Consults at every corner of the SLA counts: cancelled ones answered and acknowledged
+    in time, answers and acknowledgements exactly at, before and after their due times,
+    none yet with the due time past or still ahead."""
+    with sessions() as s, s.begin():
+        f = Factory(s)
+        for status in ("cancelled", "closed", "answered", "acknowledged", "open"):
+            for ack, answered in (
+                (timedelta(0), timedelta(minutes=1)),
+                (timedelta(hours=1), timedelta(hours=4)),  # urgent: exactly at both
+                (timedelta(hours=1, microseconds=1), timedelta(hours=4, microseconds=1)),
+                (None, None),
+                (timedelta(minutes=5), None),
+            ):
+                for created in (T0 + D, UNTIL - timedelta(minutes=1)):
+                    f.add(created=created, status=status, assignee="UR1", ack=ack,
+                          answered=answered)  # fmt: skip
+    return sessions
+
+
+def test_sla_counts_identical_on_every_path(slas, monkeypatch):
+    now = UNTIL + timedelta(minutes=30)  # the last consults' answers are not yet due
+    args = (SERVICES, T0, UNTIL, now)
+    with slas() as s:
+        expected = queries.period_groups_python(s, *args)
+    got = expected[("radiology", "", "")]
+    assert (got.sla_n, got.sla_ok, got.ack_n, got.ack_ok) == (
+        32,
+        16,
+        36,
+        24,
+    )  # 4 statuses x (8, 4, 9, 6)
+    monkeypatch.setattr(vectors, "ROLL_UP_ALONE", 0)  # the threads, even for a few
+    with slas() as s:
+        if use_postgres():
+            assert exact(pg_reference.period_groups_reference(s, *args)) == exact(expected)
+            assert exact(postgres.period_groups_sql(s, *args)) == exact(expected)
+        else:
+            assert exact(sqlite.period_groups_sqlite(s, *args)) == exact(expected)
+
+
+def test_roll_up_on_threads_identical(edges, monkeypatch):
+    """Services rolled up on several threads give the groups of one thread, bit for bit."""
+    reader = postgres.period_groups_sql if use_postgres() else sqlite.period_groups_sqlite
+    monkeypatch.setattr(vectors, "ROLL_UP_THREADS", 1)
+    with edges() as s:
+        alone = reader(s, *ARGS)
+    pools: list[int] = []
+    pool = vectors.ThreadPoolExecutor
+    monkeypatch.setattr(vectors, "ThreadPoolExecutor", lambda **k: pools.append(1) or pool(**k))
+    monkeypatch.setattr(vectors, "ROLL_UP_THREADS", 2)
+    monkeypatch.setattr(vectors, "ROLL_UP_ALONE", 0)
+    with edges() as s:
+        assert exact(reader(s, *ARGS)) == exact(alone)
+    assert pools == [1]
