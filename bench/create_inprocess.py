@@ -4,14 +4,19 @@ fresh PostgreSQL database (or SQLite). Prints the round trips of one create and 
 CPU time per create (the requests are built and signed before the clock starts); on a local
 PostgreSQL also the CPU its backends spent per create. `--bare` first runs the bare app of
 `bench/create_bench.py` (one INSERT per /consult) the same way; `--profile` adds a cProfile
-summary.
+summary. `--dispatcher` runs the outbox dispatcher on its thread as `serve` does (its poll
+interval too), delivering to the fake Slack in this process: its CPU and its database work
+under a burst of creates for one paced channel then count in the figures, as they do in
+`bench/create_bench.py`.
 
     .venv/bin/python bench/create_inprocess.py [--creates 1000] [--sqlite] [--profile] [--bare]
+        [--dispatcher]
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import io
 import os
 import sys
@@ -32,6 +37,7 @@ from bench.timing import measure  # noqa: E402
 from bot.app import build_wsgi  # noqa: E402
 from bot.dev.fakeslack import FakeSlack  # noqa: E402
 from bot.dev.fakeslack.requests import sign  # noqa: E402
+from bot.slack.delivery.dispatcher import Dispatcher  # noqa: E402
 from storage.db import create_db_engine, migrate  # noqa: E402
 from tests.harness import SECRET, start_bot  # noqa: E402
 from tests.procs import fresh_postgres  # noqa: E402
@@ -116,12 +122,19 @@ def timed_creates(label: str, app: App, engine: Engine, creates: int, profile: b
         print(f"    PostgreSQL backends: {(after - before) / creates * 1000:.2f} ms CPU per create")
 
 
-def run(url: str, creates: int, profile: bool) -> None:
+def run(url: str, creates: int, profile: bool, dispatcher: bool = False) -> None:
     engine = create_db_engine(url)
     migrate(engine)
     engine.dispose()
     with FakeSlack() as slack:
         bot = start_bot(url, slack, dispatcher=False)
+        if dispatcher:
+            delivery = bot.services.dispatcher
+            # The harness polls every 50 ms for the tests; serve keeps the default.
+            delivery.poll_interval = (
+                inspect.signature(Dispatcher).parameters["poll_interval"].default
+            )
+            delivery.start()
         app = build_wsgi(bot.services)
         for n in range(50):  # warm-up
             assert b"received" in call(app, environ_for(n))
@@ -132,7 +145,7 @@ def run(url: str, creates: int, profile: bool) -> None:
         print(f"Round trips to the database of one create: {len(seen)}")
         for sql in seen:
             print("   ", sql[:90])
-        label = f"{creates} creates ({engine.dialect.name})"
+        label = f"{creates} creates ({engine.dialect.name}{', dispatcher' if dispatcher else ''})"
         timed_creates(label, app, bot.services.engine, creates, profile)
         bot.stop()
 
@@ -154,16 +167,17 @@ def main() -> None:
     parser.add_argument("--sqlite", action="store_true")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--bare", action="store_true", help="first the bare app's create")
+    parser.add_argument("--dispatcher", action="store_true", help="deliver as serve does")
     opts = parser.parse_args()
     if opts.bare:
         with fresh_postgres("careloop_bench_bare") as url:
             bare(url, opts.creates)
     if opts.sqlite:
         with tempfile.TemporaryDirectory() as tmp:
-            run(f"sqlite:///{tmp}/bench.db", opts.creates, opts.profile)
+            run(f"sqlite:///{tmp}/bench.db", opts.creates, opts.profile, opts.dispatcher)
     else:
         with fresh_postgres("careloop_bench_inproc") as url:
-            run(url, opts.creates, opts.profile)
+            run(url, opts.creates, opts.profile, opts.dispatcher)
 
 
 if __name__ == "__main__":
