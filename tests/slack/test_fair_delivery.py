@@ -24,6 +24,7 @@ from tests.harness import (
     start_bot,
     wait_until,
 )
+from tests.statements import statements
 
 BURST = 4
 
@@ -201,3 +202,17 @@ def test_a_wake_up_for_work_that_may_go_now_starts_a_round_at_once(
     bot.services.consults.ctx.outbox.wake()
     bot.services.dispatcher._idle()
     assert len(waits) == 2
+
+
+def test_a_delivery_round_with_nothing_due_is_one_round_trip(frozen_bot: Bot):
+    """The due query runs on its own, in autocommit on PostgreSQL: no BEGIN and ROLLBACK
+    around it, every round (under a paced burst, several a second)."""
+    bot = frozen_bot
+    bot.command("path stat S-1: frozen section margins?", user=OTHER_REQUESTER)
+    bot.services.dispatcher.drain()
+    with statements(bot.services.engine) as seen:
+        assert bot.services.dispatcher.deliver_due() == 0
+    if bot.services.engine.dialect.name == "postgresql":
+        assert len(seen) == 1 and seen[0].startswith("select outbox.id"), seen
+    else:
+        assert [s for s in seen if s.startswith("select outbox.id")], seen

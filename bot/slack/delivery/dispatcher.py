@@ -35,7 +35,7 @@ from bot.slack.delivery.pacing import ChannelPacer, paced_channel
 from bot.slack.delivery.transport import Call, Unclear
 from bot.slack.delivery.wakeup import Wakeup
 from storage import outbox_store
-from storage.db import SessionLock
+from storage.db import SessionLock, read_once
 from storage.models import OutboxMessage
 
 log = logging.getLogger("careloop.delivery")
@@ -222,7 +222,7 @@ class Dispatcher:
             with self.sessions() as s, s.begin():
                 outbox_store.expire_own_leases(session=s, owner=self.owner, now=now)
             self.orphaned = False
-        with self.sessions() as s:
+        with read_once(self.sessions) as s:
             rows = outbox_store.due_outbox(
                 session=s,
                 now=now,
