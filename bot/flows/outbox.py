@@ -3,7 +3,6 @@ transaction as the change that caused it, then delivered by `bot.slack.delivery.
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +10,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from bot.domain.vocabulary import Artifact, Kind, Template
+from bot.slack.delivery.wakeup import Wakeup
 from storage import outbox_store
 from storage.models import OutboxMessage
 
@@ -23,7 +23,7 @@ class Outbox:
     """Queues messages inside the caller's transaction and wakes the dispatcher on commit."""
 
     def __init__(self) -> None:
-        self.wakeup = threading.Event()
+        self.wakeup = Wakeup()
 
     def add(
         self,
@@ -75,9 +75,13 @@ class Outbox:
             for m in messages
         ]
 
-    def wake(self) -> None:
-        """Tell the dispatcher that committed messages are waiting."""
-        self.wakeup.set()
+    def wake(self, *, behind: str | None = None) -> None:
+        """Tell the dispatcher that committed messages are waiting; `behind`: every one of
+        them goes out only after a post to that channel (a new consult's card)."""
+        if behind:
+            self.wakeup.set_behind(behind)
+        else:
+            self.wakeup.set()
 
     def _wake_on_commit(self, session: Session) -> None:
         if not session.info.get("outbox_wake"):

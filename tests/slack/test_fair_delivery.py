@@ -24,6 +24,7 @@ from tests.harness import (
     start_bot,
     wait_until,
 )
+from tests.statements import statements
 
 BURST = 4
 
@@ -136,3 +137,82 @@ def test_an_older_direct_message_is_not_held_behind_newer_posts_in_many_channels
     ]
     assert kinds[0] == ("dm", REQUESTER)
     assert kinds[-2:] == [("channel", "CLAST"), ("dm", OTHER_REQUESTER)]
+
+
+def _record_waits(monkeypatch: pytest.MonkeyPatch, bot: Bot) -> list[float | None]:
+    """The dispatcher's waits for a wake-up, recorded instead of waited: each returns at
+    once whether the alarm is set."""
+    wakeup = bot.services.dispatcher.wakeup
+    waits: list[float | None] = []
+
+    def wait(timeout: float | None = None) -> bool:
+        waits.append(timeout)
+        return wakeup.is_set()
+
+    monkeypatch.setattr(wakeup, "wait", wait)
+    return waits
+
+
+def _hold_the_cards_channel(bot: Bot) -> None:
+    for i in range(BURST + 1):
+        bot.command(f"cards routine MRN {i}: echo please?", user=REQUESTER)
+    dispatcher = bot.services.dispatcher
+    while dispatcher.deliver_due():
+        pass
+    assert len(_cards_in(bot, CARD_CHANNEL)) == BURST
+    assert dispatcher.paced_for is not None
+    dispatcher.wakeup.clear()
+
+
+def test_a_new_consult_for_a_held_channel_starts_no_delivery_round(
+    frozen_bot: Bot, monkeypatch: pytest.MonkeyPatch
+):
+    """A new consult's card and confirmation wait for its channel's pace: while pacing holds
+    that channel back, its wake-up lets the dispatcher wait out the hold instead of running
+    the due query for nothing; nothing is lost once the hold ends."""
+    bot = frozen_bot
+    _hold_the_cards_channel(bot)
+    waits = _record_waits(monkeypatch, bot)
+    bot.command("cards routine MRN 99: echo please?", user=REQUESTER)
+    bot.services.dispatcher._idle()
+    # The wake-up, then the rest of the hold (at most the poll interval) sat out.
+    assert len(waits) == 2
+    assert waits[1] == min(bot.services.dispatcher.pacer.held()[CARD_CHANNEL], 0.05)
+    monkeypatch.undo()
+
+    bot.services.dispatcher.pacer = ChannelPacer(interval=1.0, burst=100)
+    while bot.services.dispatcher.deliver_due():
+        pass
+    assert len(_cards_in(bot, CARD_CHANNEL)) == BURST + 2
+    assert bot.pending() == 0
+
+
+def test_a_wake_up_for_work_that_may_go_now_starts_a_round_at_once(
+    frozen_bot: Bot, monkeypatch: pytest.MonkeyPatch
+):
+    """With the cards channel held back, a new consult for another channel, or any other
+    message, still starts a round right after the wake-up."""
+    bot = frozen_bot
+    _hold_the_cards_channel(bot)
+    waits = _record_waits(monkeypatch, bot)
+    bot.command("path stat S-1: frozen section margins?", user=OTHER_REQUESTER)
+    bot.services.dispatcher._idle()
+    assert len(waits) == 1
+    bot.command("cards routine MRN 99: echo please?", user=REQUESTER)
+    bot.services.consults.ctx.outbox.wake()
+    bot.services.dispatcher._idle()
+    assert len(waits) == 2
+
+
+def test_a_delivery_round_with_nothing_due_is_one_round_trip(frozen_bot: Bot):
+    """The due query runs on its own, in autocommit on PostgreSQL: no BEGIN and ROLLBACK
+    around it, every round (under a paced burst, several a second)."""
+    bot = frozen_bot
+    bot.command("path stat S-1: frozen section margins?", user=OTHER_REQUESTER)
+    bot.services.dispatcher.drain()
+    with statements(bot.services.engine) as seen:
+        assert bot.services.dispatcher.deliver_due() == 0
+    if bot.services.engine.dialect.name == "postgresql":
+        assert len(seen) == 1 and seen[0].startswith("select outbox.id"), seen
+    else:
+        assert [s for s in seen if s.startswith("select outbox.id")], seen

@@ -18,6 +18,7 @@ from bot.slack.delivery.transport import (
     retry_after,
     transient,
 )
+from bot.slack.delivery.wakeup import Wakeup
 
 DELIVERY = Path(__file__).resolve().parents[2] / "bot" / "slack" / "delivery"
 
@@ -65,3 +66,19 @@ def test_delivery_imports_no_flows_renderers_or_reports():
                 names = [node.module]
             bad = [n for n in names if n.startswith(forbidden)]
             assert not bad, f"{path.name} imports {bad}"
+
+
+def test_the_wakeup_remembers_which_held_channels_its_messages_wait_behind():
+    wakeup = Wakeup()
+    assert wakeup.take_behind() == frozenset() and not wakeup.is_set()
+    wakeup.set_behind("C1")
+    wakeup.set_behind("C2")
+    assert wakeup.is_set()
+    assert wakeup.take_behind() == {"C1", "C2"} and not wakeup.is_set()
+    wakeup.set_behind("C1")
+    wakeup.set()  # a message that may go at once
+    wakeup.set_behind("C2")
+    assert wakeup.take_behind() is None
+    wakeup.set()
+    wakeup.clear()
+    assert wakeup.take_behind() == frozenset() and not wakeup.is_set()

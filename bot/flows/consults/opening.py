@@ -105,6 +105,7 @@ class Opener:
                 found = repo.get_by_origin(session=s, origin_key=consult.origin_key or "")
             assert found is not None
             return Opened(found, True, [])
-        self.ctx.outbox.wake()
+        # Both messages follow the card, which pacing may hold back in its channel.
+        self.ctx.outbox.wake(behind=consult.channel)
         log.info("consult opened", extra={"ref": consult.ref, "service": consult.service})
         return Opened(created.consult, False, created.others)

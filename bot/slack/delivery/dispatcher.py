@@ -33,8 +33,9 @@ from bot.slack.delivery import transport
 from bot.slack.delivery.landed import find_landed, stamp
 from bot.slack.delivery.pacing import ChannelPacer, paced_channel
 from bot.slack.delivery.transport import Call, Unclear
+from bot.slack.delivery.wakeup import Wakeup
 from storage import outbox_store
-from storage.db import SessionLock
+from storage.db import SessionLock, read_once
 from storage.models import OutboxMessage
 
 log = logging.getLogger("careloop.delivery")
@@ -75,7 +76,7 @@ class Dispatcher:
         client: WebClient,
         compose: Compose,
         on_result: OnResult,
-        wakeup: threading.Event,
+        wakeup: Wakeup,
         clock: Clock | None = None,
         pacer: ChannelPacer | None = None,
         lease: timedelta = timedelta(seconds=60),
@@ -171,12 +172,30 @@ class Dispatcher:
     def _idle(self) -> None:
         """Wait for new work after a round that delivered nothing. A new message wakes the
         loop at once; with a paced backlog (a burst of creates), wake-ups are coalesced to
-        one round per `PACED_ROUND_GAP`, so the due query does not run once per create."""
+        one round per `PACED_ROUND_GAP`, so the due query does not run once per create, and
+        wake-ups for messages behind a channel still held back start no round at all."""
         paced = self.paced_for is not None
         wait = min(self.paced_for, self.poll_interval) if paced else self.poll_interval
         if self.wakeup.wait(wait) and paced:
             self._stop.wait(PACED_ROUND_GAP)
+            self._sit_out_holds()
         self.wakeup.clear()
+
+    def _sit_out_holds(self) -> None:
+        """While every message announced since the last round waits behind a post to a
+        channel pacing still holds back (`Wakeup.set_behind`), a round could send none of
+        them: wait instead until that hold ends, the poll interval passes, or a message
+        that may go sooner is announced."""
+        while not self._stop.is_set():
+            behind = self.wakeup.take_behind()
+            held = self.pacer.held()
+            if behind is None or not held or not behind <= held.keys():
+                return
+            # Another held channel's hold may end sooner: a round then, as before.
+            until = min(min(held.values()), self.poll_interval)
+            if not self.wakeup.wait(until):
+                return
+            self._stop.wait(PACED_ROUND_GAP)
 
     def drain(self, timeout: float = 10.0) -> int:
         """Deliver until nothing is due (tests, demo, CLI); returns messages handled."""
@@ -203,7 +222,7 @@ class Dispatcher:
             with self.sessions() as s, s.begin():
                 outbox_store.expire_own_leases(session=s, owner=self.owner, now=now)
             self.orphaned = False
-        with self.sessions() as s:
+        with read_once(self.sessions) as s:
             rows = outbox_store.due_outbox(
                 session=s,
                 now=now,
