@@ -5,6 +5,7 @@ reach JSON decoding, and a signed but malformed one could crash bolt's matchers 
 `WsgiApp` therefore checks, in this order: the timestamp header is a plain number, the HMAC
 signature over the raw bytes is valid and fresh (401 otherwise, nothing parsed), and the
 body is UTF-8 whose JSON / `payload=` has the shape Slack always sends (400 otherwise).
+That parse (`parse`, the same as bolt's) is the only one: bolt is handed its result.
 """
 
 from __future__ import annotations
