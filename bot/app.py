@@ -4,7 +4,6 @@ with its handlers, and a WSGI entry point with `/healthz` (liveness), `/readyz` 
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -13,6 +12,8 @@ from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
+from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -222,6 +223,20 @@ def build_app(services: Services, *, socket_mode: bool = False) -> App:
     return app
 
 
+def bolt_request(environ: dict[str, Any], text: str, data: dict[str, Any]) -> BoltRequest:
+    """The `BoltRequest` bolt's WSGI adapter makes of this request (`BoltRequest(body=text,
+    …)` in HTTP mode), given `data`, the body as bolt parses it (`guard.parse`): HTTP mode
+    accepts only the text, which it would parse again, so it is built from the parsed body
+    and then given the text and the mode (what bolt's signature check and listeners read)."""
+    http = WsgiHttpRequest(environ)
+    request = BoltRequest(
+        body=data, query=http.query_string, headers=http.get_headers(), mode="socket_mode"
+    )
+    request.raw_body = text
+    request.mode = "http"
+    return request
+
+
 class WsgiApp:
     """`POST /slack/events` for Slack; `GET /healthz`, `/readyz` and `/metrics` for
     orchestrators and Prometheus; bodies over the limit get 413 before anything parses them."""
@@ -266,16 +281,28 @@ class WsgiApp:
         if not guard.signature_ok(self.secret, body, stamp, signature):
             log.warning("request refused: invalid or stale signature")
             return _refused(start_response, "401 Unauthorized", "invalid request")
-        problem = guard.malformed(body, ctype)
+        data, problem = guard.parse(body, ctype)
         if problem:
             log.warning("request refused: malformed", extra={"error": problem})
             return _refused(start_response, "400 Bad Request", "malformed request")
-        environ = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
         try:
-            return self.handler(environ, start_response)
+            return self._dispatch(environ, body, data, start_response)
         except Exception as exc:  # noqa: BLE001 - bolt choked on a signed request: 400, not 500
             log.error("request could not be handled", extra={"error": type(exc).__name__})
             return _refused(start_response, "400 Bad Request", "malformed request")
+
+    def _dispatch(
+        self, environ: dict[str, Any], body: bytes, data: dict[str, Any], start_response: Any
+    ) -> Iterable[bytes]:
+        """What bolt's WSGI adapter does, with the body as the guard parsed it: bolt does not
+        parse it a second time (`bolt_request`)."""
+        if not environ.get("SERVER_PROTOCOL", "").startswith("HTTP"):
+            return _refused(start_response, "400 Bad Request", "Bad Request")
+        request = bolt_request(environ, body.decode("utf-8"), data)
+        response = self.handler.app.dispatch(request)
+        out = WsgiHttpResponse(status=response.status, headers=response.headers, body=response.body)
+        start_response(out.status, out.get_headers())
+        return out.get_body()
 
     def healthz(self, start_response: Callable[..., Any]) -> list[bytes]:
         """Liveness: the process serves (the database is readiness's business)."""

@@ -5,6 +5,7 @@ reach JSON decoding, and a signed but malformed one could crash bolt's matchers 
 `WsgiApp` therefore checks, in this order: the timestamp header is a plain number, the HMAC
 signature over the raw bytes is valid and fresh (401 otherwise, nothing parsed), and the
 body is UTF-8 whose JSON / `payload=` has the shape Slack always sends (400 otherwise).
+That parse (`parse`, the same as bolt's) is the only one: bolt is handed its result.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qsl
 
 # Slack rejects requests whose timestamp is more than five minutes from now; so do we.
 MAX_SKEW = 300
@@ -58,50 +59,38 @@ def signature_ok(
     return hmac.compare_digest(expected.encode(), signature.strip().encode("utf-8", "replace"))
 
 
-def malformed(body: bytes, content_type: str) -> str | None:
-    """Why a (signed) body is not something Slack sends, or None when it looks right."""
+def parse(body: bytes, content_type: str) -> tuple[dict[str, Any], str | None]:
+    """The body of a (signed) request as bolt reads it (`parse_body` of
+    `slack_bolt.request.internals`: JSON, a form's `payload=` JSON, or a form's fields, the
+    last value of each), and why it is not something Slack sends (None when it looks
+    right). `WsgiApp` hands bolt this parse: the body is decoded once per request."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        return "body is not UTF-8"
-    if content_type == "application/json":
-        try:
-            data: Any = json.loads(text) if text.strip() else None
-        except ValueError:
-            return "body is not JSON"
-        if not isinstance(data, dict):
-            return "body is not a JSON object"
-        return _shape(data)
-    form = form_fields(text, _FORM_FIELDS)
-    if "payload" in form:
-        try:
-            data = json.loads(form["payload"])
-        except ValueError:
-            return "payload is not JSON"
-        if not isinstance(data, dict):
-            return "payload is not a JSON object"
-        return _shape(data)
+        return {}, "body is not UTF-8"
+    if content_type == "application/json" and not text.strip():
+        return {}, "body is not a JSON object"
+    if not text:
+        return {}, None
+    if content_type == "application/json" or text.startswith("{"):
+        return _json_object(text, "body")
+    if "payload" in text:
+        payload = dict(parse_qsl(text, keep_blank_values=True)).get("payload")
+        return ({}, None) if payload is None else _json_object(payload, "payload")
+    form = dict(parse_qsl(text, keep_blank_values=True))
     if "command" in form and not form.get("user_id", "").strip():
-        return "command without user_id"
-    return None
+        return form, "command without user_id"
+    return form, None
 
 
-_FORM_FIELDS = frozenset({"payload", "command", "user_id"})
-
-
-def form_fields(text: str, wanted: frozenset[str]) -> dict[str, str]:
-    """The last value of each `wanted` field of a form body, as `parse_qs(text,
-    keep_blank_values=True)` reads it; the other fields' values are not decoded (bolt
-    parses the whole body again, and decoding every field twice showed in the profile)."""
-    found: dict[str, str] = {}
-    for field in text.split("&"):
-        if not field:
-            continue
-        name, _, value = field.partition("=")
-        name = unquote_plus(name)
-        if name in wanted:
-            found[name] = unquote_plus(value)
-    return found
+def _json_object(text: str, what: str) -> tuple[dict[str, Any], str | None]:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}, f"{what} is not JSON"
+    if not isinstance(data, dict):
+        return {}, f"{what} is not a JSON object"
+    return data, _shape(data)
 
 
 def _shape(data: dict[str, Any]) -> str | None:

@@ -27,7 +27,7 @@ from bot.slack.render.modals import (
     reopen_modal,
     requester_reply_modal,
 )
-from handlers.common import open_modal, retired, services, tell
+from handlers.common import one_of, open_modal, retired, services, tell
 from handlers.middleware import audited, refusal_notice, request_key_of
 
 log = logging.getLogger("careloop.handlers")
@@ -36,9 +36,19 @@ SHIFT_END_NOTE = "End of shift."
 
 def register(app: App) -> None:
     """Listen for every CareLoop button, then for any other action id (last: bolt runs the
-    first listener that matches)."""
-    for action_id, handler in BUTTONS.items():
-        app.action(action_id)(_button(handler))
+    first listener that matches). The buttons are one bolt listener that picks the button's
+    own by action id: bolt tries every listener before the one that matches, each try
+    costing it a build of the listener's arguments, so a form submitted (its listeners come
+    after these) went through 18 of them."""
+    buttons = {str(action_id): _button(handler) for action_id, handler in BUTTONS.items()}
+
+    def button(ack: Ack, body: dict[str, Any], context: dict[str, Any]) -> None:
+        # The id bolt matched: a block action's action id, a legacy payload's callback id.
+        action = (body.get("actions") or [{}])[0]
+        found = buttons.get(str(action.get("action_id") or body.get("callback_id")))
+        (found or unknown_button)(ack, body, context)
+
+    app.action(one_of(buttons))(button)
     app.action(ActionId.SERVICE_SELECT)(service_selected)
     app.action(ActionId.HANDOFF_ALL)(handoff_all)
     app.action(re.compile(".*"))(unknown_button)

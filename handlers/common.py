@@ -4,6 +4,8 @@ person about a button or form this version no longer knows."""
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterable
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -12,6 +14,11 @@ from bot.flows import notices
 from bot.services import Services
 
 log = logging.getLogger("careloop.handlers")
+
+
+def one_of(ids: Iterable[str]) -> re.Pattern[str]:
+    """A bolt constraint (bolt `re.search`es a pattern) matching exactly these ids."""
+    return re.compile("^(?:" + "|".join(re.escape(i) for i in ids) + r")\Z")
 
 
 def services(context: dict[str, Any]) -> Services:

@@ -20,7 +20,7 @@ from bot.domain.lifecycle import Refused
 from bot.flows.consults.drafts import Draft, DraftInvalid
 from bot.services import Services
 from bot.slack.ids import BlockId, CallbackId
-from handlers.common import retired, services, tell
+from handlers.common import one_of, retired, services, tell
 from handlers.middleware import audited, request_key_of
 
 
@@ -29,8 +29,19 @@ def register(app: App) -> None:
     app.view(CallbackId.NEW_CONSULT)(new_consult)
     app.view(CallbackId.CRITICAL_NEW)(new_critical)
     app.view(CallbackId.FOLLOWUP_NEW)(new_followup)
-    for callback_id, (block_id, handler) in REF_VIEWS.items():
-        app.view(callback_id)(_ref_view(block_id, handler))
+    # One bolt listener for the consult forms, as for the buttons (`handlers.actions`).
+    forms = {
+        str(cid): _ref_view(block_id, handler) for cid, (block_id, handler) in REF_VIEWS.items()
+    }
+
+    def form(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: dict[str, Any]) -> None:
+        found = forms.get(str(view.get("callback_id")))
+        if found is None:  # bolt matched this view's callback id: not reached
+            unknown_form(ack, body, context)
+            return
+        found(ack, body, view, context)
+
+    app.view(one_of(forms))(form)
     app.view(re.compile(".*"))(unknown_form)
 
 

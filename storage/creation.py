@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     Engine,
     func,
     insert,
@@ -89,7 +90,8 @@ def sequence_name(service: str) -> str:
 
 
 def _next_from_sequence(session: Session, service: str) -> int:
-    engine = session.get_bind()
+    bind = session.get_bind()  # a press's session is bound to its connection
+    engine = bind.engine if isinstance(bind, Connection) else bind
     assert isinstance(engine, Engine)
     with _service_sequence(engine, service) as name:
         return int(session.execute(text(f"SELECT nextval('{name}')")).scalar_one())

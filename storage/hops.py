@@ -25,16 +25,16 @@ def add_hop(
     ended_at: datetime,
 ) -> None:
     """Store one finished hop (inserted with the caller's transaction, at its flush)."""
-    session.add(
-        ConsultHop(
-            consult_id=consult_id,
-            service=service,
-            role=role,
-            user=user,
-            started_at=started_at,
-            ended_at=ended_at,
-        )
+    hop = ConsultHop()  # its values in its dict, as the constructor stores them, minus events
+    hop.__dict__.update(
+        consult_id=consult_id,
+        service=service,
+        role=role,
+        user=user,
+        started_at=started_at,
+        ended_at=ended_at,
     )
+    session.add(hop)
 
 
 def hops_of(*, session: Session, consult_id: int) -> Sequence[ConsultHop]:

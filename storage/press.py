@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from storage import repo
-from storage.db import read_once, unit_of_work
+from storage.db import autocommit, read_once, unit_of_work
 from storage.followups import NONE_WAITING, WAITING
 from storage.models import Consult, OutboxMessage, UTCDateTime
 from storage.models_followups import FollowUp
@@ -36,6 +36,7 @@ from storage.repo import HELD_AUDITS, insert_audits
 
 _FLUSHED = "careloop.press.flushed"
 _OWN_BEGIN = "careloop.press.own_begin"  # `Session.info`: a `unit`, BEGIN sent by the press
+_DRIVER = "careloop.press.driver"  # `Session.info`: a `unit`'s connection and psycopg's
 
 _OUTBOX_COLUMNS = [c.key for c in OutboxMessage.__table__.columns if c.key != "id"]
 _OUTBOX_DEFAULTS = {
@@ -59,16 +60,15 @@ def unit(factory: sessionmaker[Session]) -> Iterator[Session]:
         with unit_of_work(factory) as session:
             yield session
         return
-    session = factory()
-    session.info[_OWN_BEGIN] = True
-    try:
-        with session.begin():
-            # The session stays bound to the engine (`get_bind()`), its connection in
-            # autocommit until it goes back to the pool.
-            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            yield session
-    finally:
-        session.close()
+    with autocommit(bind) as conn:  # psycopg's autocommit, off again before it is pooled
+        session = factory(bind=conn)
+        session.info[_OWN_BEGIN] = True
+        try:
+            with session.begin():
+                session.info[_DRIVER] = (session.connection(), conn.connection.driver_connection)
+                yield session
+        finally:
+            session.close()
 
 
 def lock_and_claim(
@@ -208,9 +208,9 @@ def write(session: Session, consult: Consult) -> bool:
         "hops": _json(hops),
     }
     _send(session, sql, params, commit=True)
-    for obj in new:
-        session.expunge(obj)
-    session.expunge(consult)
+    # Committed: nothing is left to flush. Detached all at once (`expunge` cascades per
+    # object); what the caller holds keeps its loaded values.
+    session.expunge_all()
     return True
 
 
@@ -301,23 +301,28 @@ def _send(
     the same parameters). In a `unit`, BEGIN (`begin`, if no transaction is open yet),
     `then` and COMMIT (`commit`) go in the same round trip (pipeline mode). Driver errors
     come out as SQLAlchemy's, parameters hidden (they may hold free text)."""
-    conn = session.connection()
-    raw: Any = conn.connection.dbapi_connection
+    driver = session.info.get(_DRIVER)
+    if driver is None:
+        conn = session.connection()
+        raw: Any = conn.connection.dbapi_connection
+    else:
+        conn, raw = driver
     try:
-        with raw.cursor() as cursor, raw.cursor() as after:
+        with raw.cursor() as cursor:
             if not session.info.get(_OWN_BEGIN):
                 cursor.execute(sql, params)
                 return cursor.fetchone()
-            with raw.pipeline():
-                if begin and raw.info.transaction_status == _IDLE:
-                    raw.execute("BEGIN", prepare=False)
-                cursor.execute(sql, params)
-                if then is not None:
-                    after.execute(then, params)
-                if commit:
-                    raw.execute("COMMIT", prepare=False)
-            row = cursor.fetchone()
-            return row if then is None else (row, after.fetchone())
+            with raw.cursor() as other:
+                with raw.pipeline():
+                    if begin and raw.pgconn.transaction_status == _IDLE:
+                        other.execute("BEGIN", prepare=False)
+                    cursor.execute(sql, params)
+                    if then is not None:
+                        other.execute(then, params)
+                    if commit:
+                        raw.execute("COMMIT", prepare=False)
+                row = cursor.fetchone()
+                return row if then is None else (row, other.fetchone())
     except Exception as exc:
         dbapi = conn.dialect.loaded_dbapi
         if not isinstance(exc, dbapi.Error):

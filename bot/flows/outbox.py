@@ -47,7 +47,10 @@ class Outbox:
         `covered` direct message goes to whoever covers for `user` when it is delivered
         (`bot.flows.cover_routing`)."""
         row = _row(kind, template, now, consult_id, user, channel, params, covered=covered)
-        message = OutboxMessage(**row, dedupe_key=dedupe_key)
+        # Its values put in its dict, as `OutboxMessage(**row)` stores them (the flush
+        # reads a new object's dict) without the per-attribute events: a press's hot path.
+        message = OutboxMessage()
+        message.__dict__.update(row, dedupe_key=dedupe_key)
         added = outbox_store.add_outbox(session=session, message=message)
         if added:
             self._wake_on_commit(session)
@@ -84,13 +87,19 @@ class Outbox:
             self.wakeup.set()
 
     def _wake_on_commit(self, session: Session) -> None:
-        if not session.info.get("outbox_wake"):
-            session.info["outbox_wake"] = True
-            event.listen(session, "after_commit", self._wake_after_commit, once=True)
+        # Read by `_wake_after_commit`, one listener for every session (a listener of the
+        # session's own cost an `event.listen` per unit of work on the hot path).
+        session.info[_WAKE] = self.wakeup
 
-    def _wake_after_commit(self, session: Session) -> None:
-        session.info.pop("outbox_wake", None)
-        self.wakeup.set()
+
+_WAKE = "outbox_wake"  # `Session.info`: the dispatcher's event to set once it commits
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_after_commit(session: Session) -> None:
+    wakeup = session.info.pop(_WAKE, None)
+    if wakeup is not None:
+        wakeup.set()
 
 
 def _row(
