@@ -160,6 +160,16 @@ def test_quick_form_creates_at_once_with_patient_before_the_first_colon(bot: Bot
     assert consult.service == "cardiology"
 
 
+def test_a_question_that_says_payload_is_created_like_any_other(bot: Bot):
+    # bolt reads any form whose text contains "payload" as an interaction payload: this
+    # consult used to be answered 404 and never stored.
+    resp = bot.command("cards MRN 12345: payload of the pump? chest pain", user=REQUESTER)
+    assert resp.status == 200
+    assert "CARD-1" in ack_text(resp)
+    (consult,) = bot.consults()
+    assert consult.question == "payload of the pump? chest pain"
+
+
 def test_quick_form_accepts_aliases_and_urgency(bot: Bot):
     bot.command("path stat S-22-1234: frozen section margins?", user=REQUESTER)
     (consult,) = bot.consults()
