@@ -3,16 +3,23 @@
 PostgreSQL (default): creates a throw-away database on 127.0.0.1:5432 (user postgres),
 migrates it, COPYs N consults (default 1,000,000) spread over a year across 4 services,
 3 urgencies and 40 consultants with realistic timings, runs the 365-day report over all
-services 3 times (then 90, 30 and 7 days, best of 3), prints the timings and a few figures,
-and drops the database. It then times the 365-day report computed other ways and checks
-that each gives the same report, bit for bit: on PostgreSQL in one query on one connection
-(`PARALLEL_MIN_ROWS` raised out of reach) and with ``percentile_cont`` in the database
-(`bot.reports.pg_reference`, how it was computed before 2026-11-29); on SQLite row by row
-in Python. `--explain` adds the plans of the period query and of the reference's.
+services 3 times (then 90, 30 and 7 days, 3 times each), prints the best and median
+timings, the load average and a few figures, and drops the database. `--order creation`
+(the default) inserts the consults sorted by creation time, as a live table stores them
+(a recent period lies in the table's last blocks); `--order random` inserts the same rows
+in the generator's order, creation times at random (every period spread over all the
+blocks; the bench's only order before 2026-11-29). It then times the 365-day report
+computed other ways and checks that each gives the same report, bit for bit: on
+PostgreSQL in one query on one connection (`PARALLEL_MIN_ROWS` raised out of reach) and
+with ``percentile_cont`` in the database (`bot.reports.pg_reference`, how it was computed
+before 2026-11-29); on SQLite row by row in Python. `--explain` adds the plans of the
+period query, of the reference's, and of the first share of a 90-day report (the blocks
+one connection reads).
 `--keep NAME` keeps the loaded PostgreSQL database and `--reuse NAME` reports on it
 (`bench/report_ab.py` compares two source trees on it).
 
     .venv/bin/python bench/report_bench.py [--rows 1000000] [--runs 3] [--explain]
+        [--order creation|random]
     .venv/bin/python bench/report_bench.py --keep NAME | --reuse NAME
     .venv/bin/python bench/report_bench.py --sqlite [--rows 100000]
     .venv/bin/python bench/report_bench.py --quick [--sqlite]   (10,000 rows, one run)
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import sys
 import tempfile
@@ -83,6 +91,8 @@ COLUMNS = (
     "nudge_level", "nudges_at_level", "nudge_count", "escalation_count", "reopened_count",
     "handoff_count", "feedback_helpful", "version",
 )  # fmt: skip
+CREATED = COLUMNS.index("created_at")
+ORDERS = ("creation", "random")
 
 
 def _exp(rng: random.Random, mean: float) -> float:
@@ -147,14 +157,24 @@ def generate(rows: int, until: datetime, seed: int = 7) -> Iterator[tuple]:
         )  # fmt: skip
 
 
-def load_postgres(engine: Engine, rows: int, until: datetime) -> float:
+def ordered(rows: int, until: datetime, order: str) -> Iterator[tuple]:
+    """`generate`'s rows in `order`: "random", as generated (creation times in random
+    order), or "creation", sorted by creation time (stable), as a hospital's table stores
+    them (each consult is inserted when it is created). The same rows either way: only
+    the insertion order, hence the ids and the blocks they are stored in, changes."""
+    if order == "random":
+        return generate(rows, until)
+    return iter(sorted(generate(rows, until), key=lambda row: row[CREATED]))
+
+
+def load_postgres(engine: Engine, rows: int, until: datetime, order: str = "creation") -> float:
     started = time.perf_counter()
     raw = engine.raw_connection()
     try:
         conn = raw.driver_connection
         with conn.cursor() as cur:
             with cur.copy(f"COPY consults ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-                for row in generate(rows, until):
+                for row in ordered(rows, until, order):
                     copy.write_row(row)
         conn.commit()
         conn.autocommit = True
@@ -168,12 +188,12 @@ def load_postgres(engine: Engine, rows: int, until: datetime) -> float:
     return time.perf_counter() - started
 
 
-def load_sqlite(engine: Engine, rows: int, until: datetime) -> float:
+def load_sqlite(engine: Engine, rows: int, until: datetime, order: str = "creation") -> float:
     started = time.perf_counter()
     table = Consult.__table__
     batch: list[dict] = []
     with engine.begin() as conn:
-        for row in generate(rows, until):
+        for row in ordered(rows, until, order):
             values = dict(zip(COLUMNS, row, strict=True))
             values["intake"] = {}
             batch.append(values)
@@ -196,35 +216,46 @@ def time_report(
         return time.perf_counter() - started, report.as_dict()
 
 
+def _best_median(timings: list[float]) -> str:
+    return f"best {min(timings):.3f} s, median {sorted(timings)[len(timings) // 2]:.3f} s"
+
+
 def run_reports(engine: Engine, runs: int, until: datetime, explain: bool) -> None:
     catalogue = parse_catalogue(CATALOGUE, "bench.toml")
     sessions = session_factory(engine)
     since = until - timedelta(days=365)
     report: dict = {}
     timings = []
+    print(f"load average at the start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for n in range(1, runs + 1):
         elapsed, report = time_report(sessions, catalogue, since, until)
         timings.append(elapsed)
         print(f"run {n}: compute_report 365 days, all services: {elapsed:.3f} s")
-    print(f"365 days: best {min(timings):.3f} s, median {sorted(timings)[len(timings) // 2]:.3f} s")
+    print(f"365 days: {_best_median(timings)}")
+    quarter, report_90 = until - timedelta(days=90), {}
     for days in (90, 30, 7):
-        best = min(
-            time_report(sessions, catalogue, until - timedelta(days=days), until)[0]
+        period = [
+            time_report(sessions, catalogue, until - timedelta(days=days), until)
             for _ in range(runs)
-        )
-        print(f"{days} days, all services: best of {runs} {best:.3f} s")
+        ]
+        if days == 90:
+            report_90 = period[0][1]
+        print(f"{days} days, all services, {runs} runs: {_best_median([t for t, _ in period])}")
+    print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for label, name, fn in _references(engine.dialect.name):
-        # The same report another way: timings and equality, bit for bit (JSON repr).
+        # The same reports another way: timings and equality, bit for bit (JSON repr).
         saved = getattr(compute, name)
         setattr(compute, name, fn)
         try:
             other = [time_report(sessions, catalogue, since, until) for _ in range(runs)]
+            other_90 = time_report(sessions, catalogue, quarter, until)[1]
         finally:
             setattr(compute, name, saved)
         same = all(repr(r) == repr(report) for _, r in other)
+        same &= repr(other_90) == repr(report_90)
         print(
             f"365 days, {label}: best of {runs} {min(t for t, _ in other):.3f} s; "
-            f"same report, bit for bit: {same}"
+            f"same report, bit for bit: {same} (365 and 90 days)"
         )
     print(f"period {report['since']} .. {report['until']}")
     for entry in report["services"]:
@@ -238,20 +269,32 @@ def run_reports(engine: Engine, runs: int, until: datetime, explain: bool) -> No
             f"consultants {len(entry['by_consultant'])}"
         )
     if explain and engine.dialect.name == "postgresql":
-        keys = [k for k, _, _ in SERVICES]
-        for stmt in (
-            postgres.period_sql(keys, since, until, until),
-            pg_reference.percentile_sql(keys, since, until),
-        ):
-            compiled = stmt.compile(
-                dialect=engine.dialect, compile_kwargs={"render_postcompile": True}
-            )
-            with engine.connect() as conn, conn.begin():
-                postgres.tune(conn)  # the report's own settings (work_mem, jit)
-                plan = conn.exec_driver_sql(
-                    "EXPLAIN (ANALYZE, BUFFERS) " + str(compiled), compiled.params
-                ).all()
-            print("\n".join(line for (line,) in plan))
+        explain_plans(engine, sessions, until)
+
+
+def explain_plans(engine: Engine, sessions: sessionmaker[Session], until: datetime) -> None:
+    """EXPLAIN (ANALYZE, BUFFERS), with the report's settings, of: the year's period query
+    on one connection, the reference's percentile query, and the first of the shares the
+    report cuts 90 days into (`postgres._shares`: the blocks one connection reads)."""
+    keys = [k for k, _, _ in SERVICES]
+    since = until - timedelta(days=365)
+    quarter = until - timedelta(days=90)
+    with sessions() as session:
+        estimate = postgres._estimated_rows(session, keys, quarter, until)
+        share = postgres._shares(session, quarter, until, estimate, postgres.PARALLEL_QUERIES)[0]
+    for title, stmt in (
+        ("365 days, one query", postgres.period_sql(keys, since, until, until)),
+        ("365 days, percentile_cont", pg_reference.percentile_sql(keys, since, until)),
+        ("90 days, first share", postgres.period_sql(keys, quarter, until, until, share)),
+    ):
+        compiled = stmt.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
+        with engine.connect() as conn, conn.begin():
+            postgres.tune(conn)  # the report's own settings (work_mem, jit)
+            plan = conn.exec_driver_sql(
+                "EXPLAIN (ANALYZE, BUFFERS) " + str(compiled), compiled.params
+            ).all()
+        print(f"-- plan: {title}")
+        print("\n".join(line for (line,) in plan))
 
 
 def _references(dialect: str) -> list[tuple[str, str, Any]]:
@@ -278,7 +321,7 @@ def _references(dialect: str) -> list[tuple[str, str, Any]]:
              queries.period_groups_python)]  # fmt: skip
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=None, help="consults to load")
     parser.add_argument("--runs", type=int, default=3)
@@ -288,7 +331,18 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 10,000 rows, 1 run")
     parser.add_argument("--keep", metavar="NAME", help="PG: keep the loaded database as NAME")
     parser.add_argument("--reuse", metavar="NAME", help="PG: report on NAME (from --keep)")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--order",
+        choices=ORDERS,
+        default="creation",
+        help="insertion order of the consults: by creation time (default, as a live table "
+        "stores them) or random (every period spread over the whole table)",
+    )
+    return parser
+
+
+def main() -> int:
+    args = build_parser().parse_args()
     if args.quick:
         args.rows, args.runs = args.rows or 10_000, 1
     rows = args.rows or (100_000 if args.sqlite else 1_000_000)
@@ -298,8 +352,8 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             engine = create_db_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
             migrate(engine)
-            print(f"SQLite: loading {rows:,} consults…")
-            print(f"loaded in {load_sqlite(engine, rows, until):.1f} s")
+            print(f"SQLite: loading {rows:,} consults in {args.order} order…")
+            print(f"loaded in {load_sqlite(engine, rows, until, args.order):.1f} s")
             run_reports(engine, args.runs, until, explain=False)
             engine.dispose()
         return 0
@@ -321,8 +375,11 @@ def main() -> int:
             print(f"PostgreSQL {version}: reusing {name}")
         else:
             migrate(engine)
-            print(f"PostgreSQL {version}: loading {rows:,} consults into {name}…")
-            print(f"loaded (COPY + VACUUM ANALYZE) in {load_postgres(engine, rows, until):.1f} s")
+            print(
+                f"PostgreSQL {version}: loading {rows:,} consults into {name}, {args.order} order…"
+            )
+            seconds = load_postgres(engine, rows, until, args.order)
+            print(f"loaded (COPY + VACUUM ANALYZE) in {seconds:.1f} s")
         run_reports(engine, args.runs, until, explain=args.explain)
     finally:
         engine.dispose()
