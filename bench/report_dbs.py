@@ -14,6 +14,8 @@ Each database's period ends at its latest consult's creation, as in `report_benc
     .venv/bin/python bench/report_bench.py --keep careloop_report_1m --order random --runs 1
     .venv/bin/python bench/report_dbs.py --dbs careloop_report_1m,careloop_report_1m_ordered \\
         [--rounds 9] [--days 365,90,30,7]
+    .venv/bin/python bench/report_dbs.py --quick   (smoke run: loads 10,000 consults in each
+        order into two temporary databases, one round, then drops them)
 
 No assertions: it prints what it measured.
 """
@@ -21,22 +23,27 @@ No assertions: it prints what it measured.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import statistics
 import sys
 import time
-from datetime import timedelta
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from report_bench import CATALOGUE, PG_ADMIN  # noqa: E402
-from sqlalchemy import Engine, text  # noqa: E402
+from report_bench import CATALOGUE, PG_ADMIN, load_postgres  # noqa: E402
+from sqlalchemy import Engine, create_engine, text  # noqa: E402
 
 from bot.domain.catalogue_load import parse_catalogue  # noqa: E402
 from bot.reports.compute import compute_report  # noqa: E402
-from storage.db import create_db_engine, session_factory  # noqa: E402
+from storage.db import create_db_engine, migrate, session_factory  # noqa: E402
+
+QUICK_ROWS = 10_000
 
 
 def backend_cpu(engine: Engine) -> dict[int, float]:
@@ -55,14 +62,49 @@ def backend_cpu(engine: Engine) -> dict[int, float]:
     return out
 
 
+@contextlib.contextmanager
+def quick_databases(pg_admin: str) -> Iterator[list[str]]:
+    """Two temporary databases of `QUICK_ROWS` consults, in creation and in random order,
+    dropped afterwards."""
+    admin = create_engine(pg_admin, isolation_level="AUTOCOMMIT")
+    tag = uuid.uuid4().hex[:8]
+    names = [f"careloop_dbs_{order}_{tag}" for order in ("creation", "random")]
+    until = datetime.now(UTC).replace(microsecond=0)
+    try:
+        for name, order in zip(names, ("creation", "random"), strict=True):
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            engine = create_db_engine(pg_admin.rsplit("/", 1)[0] + f"/{name}")
+            migrate(engine)
+            load_postgres(engine, QUICK_ROWS, until, order)
+            engine.dispose()
+        yield names
+    finally:
+        with admin.connect() as conn:
+            for name in names:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dbs", required=True, help="databases, comma-separated")
+    parser.add_argument("--dbs", help="databases, comma-separated (not with --quick)")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--days", default="365,90,30,7")
     parser.add_argument("--pg-admin", default=PG_ADMIN, help="admin URL of the PG server")
+    parser.add_argument("--quick", action="store_true", help="smoke run on two small databases")
     args = parser.parse_args()
-    names = args.dbs.split(",")
+    if args.quick:
+        args.rounds = 1
+        with quick_databases(args.pg_admin) as names:
+            return compare(names, args)
+    if not args.dbs:
+        parser.error("--dbs is required (or --quick)")
+    return compare(args.dbs.split(","), args)
+
+
+def compare(names: list[str], args: argparse.Namespace) -> int:
+    """Run every period on every database `args.rounds` times, then print the figures."""
     periods = [int(d) for d in args.days.split(",")]
     catalogue = parse_catalogue(CATALOGUE, "bench.toml")
     engines, untils = {}, {}
@@ -102,6 +144,8 @@ def main() -> int:
                 f"{statistics.median(walls):.3f} s; CPU median client {statistics.median(cpus):.3f}"
                 f" + database {statistics.median(dbs):.3f} s; report {' '.join(sorted(set(shas)))}"
             )
+    same = all(len({r[3] for n in names for r in runs[(n, d)]}) == 1 for d in periods)
+    print(f"same report on every database: {same}")
     for engine in engines.values():
         engine.dispose()
     return 0

@@ -22,6 +22,11 @@ BENCHES = [
     (["bench/report_bench.py", "--quick", "--sqlite"], "365 days: best", False),
     (["bench/press_inprocess.py", "--quick"], "acknowledge presses (postgresql)", True),
     (["bench/report_bench.py", "--quick"], "same report, bit for bit: True", True),
+    (
+        ["bench/report_dbs.py", "--quick", "--days", "365,90"],
+        "same report on every database: True",
+        True,
+    ),
     (["bench/sweep_bench.py", "--quick"], "sweep claim at 10000 consults:", True),
     (["bench/create_bench.py", "--quick"], "CareLoop hand-off submit throughput =", True),
     (["bench/storm_bench.py", "--quick", "--sqlite"], "429s from the fake Slack:", False),
