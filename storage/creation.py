@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
-from storage.db import autocommit
+from storage.db import send_autocommitted
 from storage.models import (
     Consult,
     ServiceCounter,
@@ -339,14 +339,11 @@ def _create_consult_pg(engine: Engine, new: _NewConsult) -> Created | None:
         params[f"m{i}_created_at"] = m["created_at"]
         params[f"m{i}_next_attempt_at"] = m["next_attempt_at"]
         with_others.append(((m["payload"].get("params") or {}).get("others")) == OTHERS)
-    # One statement in autocommit: atomic, and no BEGIN/COMMIT round trips. Straight on a
-    # pooled connection: the session has nothing to track here.
-    with (
-        _service_sequence(engine, consult.service) as name,
-        autocommit(engine) as conn,
-    ):
+    # One statement in autocommit: atomic, and no BEGIN/COMMIT round trips. Straight to
+    # psycopg on a pooled connection: the session has nothing to track here.
+    with _service_sequence(engine, consult.service) as name:
         sql = _create_statement(name, len(messages), tuple(with_others))
-        row = conn.exec_driver_sql(sql, params).first()
+        row = send_autocommitted(engine, sql, params)
     if row is None:
         return None
     new_id, seq, ref, others_json = row

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,8 +15,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError, IntegrityError
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger("careloop.storage")
@@ -141,6 +141,55 @@ def autocommit(engine: Engine) -> Iterator[Connection]:
                 driver.autocommit = False
             except Exception:  # noqa: BLE001 - broken or mid-transaction: drop it
                 conn.invalidate()
+
+
+def send_autocommitted(engine: Engine, sql: str, params: dict[str, Any]) -> Any:
+    """Send one statement straight through psycopg on a pooled PostgreSQL connection in
+    autocommit (its own transaction: one round trip) and return its first row (None: no
+    row). `sql` is psycopg's (`%(name)s` parameters), built once by the caller. Without
+    SQLAlchemy's `Connection` and execution machinery (a create's profile showed them), but
+    through its pool (its checkout and checkin events run) and with its errors
+    (`driver_error`); the connection goes back to the pool out of autocommit, or is
+    invalidated."""
+    fairy = engine.raw_connection()
+    raw = fairy.driver_connection
+    try:
+        raw.autocommit = True
+        try:
+            with raw.cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchone()
+        except Exception as exc:
+            error = driver_error(engine.dialect, exc, raw, sql, fairy.invalidate)
+            if error is None:
+                raise
+            raise error from exc
+        finally:
+            if fairy.is_valid:
+                try:
+                    raw.autocommit = False
+                except Exception:  # noqa: BLE001 - broken or mid-transaction: drop it
+                    fairy.invalidate()
+    finally:
+        fairy.close()
+
+
+def driver_error(
+    dialect: Dialect, exc: Exception, raw: Any, sql: str, invalidate: Callable[[Any], None]
+) -> DBAPIError | None:
+    """The error SQLAlchemy would raise for psycopg's `exc` from `sql` sent straight to the
+    driver connection `raw` (parameters hidden: they may hold free text), the connection
+    invalidated (`invalidate(exc)`) if it was lost; None when `exc` is not the driver's."""
+    dbapi = dialect.loaded_dbapi
+    if not isinstance(exc, dbapi.Error):
+        return None
+    lost = dialect.is_disconnect(exc, raw, None)
+    if lost:
+        invalidate(exc)
+    return DBAPIError.instance(
+        sql, None, exc, dbapi.Error, hide_parameters=True, connection_invalidated=lost,
+        dialect=dialect,
+    )  # fmt: skip
 
 
 def alembic_config(url: str) -> Config:

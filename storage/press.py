@@ -23,11 +23,10 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, event, exists, inspect, literal_column, select
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from storage import repo
-from storage.db import autocommit, read_once, unit_of_work
+from storage.db import autocommit, driver_error, read_once, unit_of_work
 from storage.followups import NONE_WAITING, WAITING
 from storage.models import Consult, OutboxMessage, UTCDateTime
 from storage.models_followups import FollowUp
@@ -324,16 +323,10 @@ def _send(
                 row = cursor.fetchone()
                 return row if then is None else (row, other.fetchone())
     except Exception as exc:
-        dbapi = conn.dialect.loaded_dbapi
-        if not isinstance(exc, dbapi.Error):
+        error = driver_error(conn.dialect, exc, raw, sql, conn.invalidate)
+        if error is None:
             raise
-        lost = conn.dialect.is_disconnect(exc, raw, None)
-        if lost:
-            conn.invalidate(exc)
-        raise DBAPIError.instance(
-            sql, None, exc, dbapi.Error, hide_parameters=True, connection_invalidated=lost,
-            dialect=conn.dialect,
-        ) from exc  # fmt: skip
+        raise error from exc
 
 
 _IDLE = 0  # psycopg.pq.TransactionStatus.IDLE: no transaction open on the connection

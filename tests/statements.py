@@ -7,11 +7,12 @@ case."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError
 
 
 @contextmanager
@@ -85,3 +86,46 @@ def _driver_statements(seen: list[str]) -> Iterator[None]:
     finally:
         for (owner, name), original in saved.items():
             setattr(owner, name, original)
+
+
+@contextmanager
+def refusing(
+    engine: Engine, contains: str, error: Callable[[str, Any], OperationalError]
+) -> Iterator[list[str]]:
+    """While the block runs, every statement of `engine` whose SQL holds `contains` (lower
+    case) fails before it reaches the database, with the error `error(sql, params)` makes.
+    On PostgreSQL at psycopg's cursor (what `storage` sends straight to the driver fails
+    too), as the driver's OperationalError of that message; elsewhere at SQLAlchemy's
+    `before_cursor_execute`, as that error. Yields the statements refused: a test checks
+    its fault was injected."""
+    refused: list[str] = []
+    if engine.dialect.name != "postgresql":
+
+        def refuse(conn: Any, cursor: Any, sql: str, params: Any, *_: Any) -> None:
+            if contains in sql.lower():
+                refused.append(sql)
+                raise error(sql, params)
+
+        event.listen(engine, "before_cursor_execute", refuse)
+        try:
+            yield refused
+        finally:
+            event.remove(engine, "before_cursor_execute", refuse)
+        return
+    import psycopg  # noqa: PLC0415 - only where PostgreSQL runs
+
+    original = psycopg.Cursor.execute
+    database = engine.url.database
+
+    def execute(self: Any, query: Any, params: Any = None, *args: Any, **kwargs: Any) -> Any:
+        sql = str(query)
+        if contains in sql.lower() and self.connection.info.dbname == database:
+            refused.append(sql)
+            raise psycopg.OperationalError(str(error(sql, params).orig))
+        return original(self, query, params, *args, **kwargs)
+
+    psycopg.Cursor.execute = execute  # type: ignore[method-assign]
+    try:
+        yield refused
+    finally:
+        psycopg.Cursor.execute = original  # type: ignore[method-assign]

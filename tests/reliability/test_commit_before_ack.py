@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from sqlalchemy import event, text
@@ -16,6 +16,7 @@ from bot.slack.ids import ActionId, BlockId, CallbackId
 from tests.harness import REQUESTER, Bot
 from tests.reliability.conftest import effects
 from tests.reliability.invariants import assert_consistent
+from tests.statements import refusing
 
 
 class DatabaseDown(Exception):
@@ -24,27 +25,26 @@ class DatabaseDown(Exception):
 
 @contextmanager
 def failing(bot: Bot, *, statement: str | None = None, on_commit: bool = False) -> Iterator[None]:
-    """Make the database fail: any statement containing `statement`, or every COMMIT."""
+    """Make the database fail: any statement containing `statement` (at the driver on
+    PostgreSQL, where a create goes straight to psycopg), or every COMMIT. A statement
+    fault that was never injected fails the test."""
     engine = bot.services.engine
-
-    def before_execute(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
-        if statement and statement in sql.lower():
-            raise OperationalError(sql[:40], {}, DatabaseDown("connection reset"))
 
     def on_commit_event(conn: Any) -> None:
         raise OperationalError("COMMIT", {}, DatabaseDown("connection reset"))
 
-    if statement:
-        event.listen(engine, "before_cursor_execute", before_execute)
-    if on_commit:
-        event.listen(engine, "commit", on_commit_event)
-    try:
-        yield
-    finally:
+    def down(sql: str, _params: Any) -> OperationalError:
+        return OperationalError(sql[:40], {}, DatabaseDown("connection reset"))
+
+    with ExitStack() as stack:
         if statement:
-            event.remove(engine, "before_cursor_execute", before_execute)
+            refused = stack.enter_context(refusing(engine, statement, down))
         if on_commit:
-            event.remove(engine, "commit", on_commit_event)
+            event.listen(engine, "commit", on_commit_event)
+            stack.callback(event.remove, engine, "commit", on_commit_event)
+        yield
+    if statement:
+        assert refused, f"no statement with {statement!r} was sent: the fault was not injected"
 
 
 def ack_text(resp: Any) -> str:

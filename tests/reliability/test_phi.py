@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from slack_bolt.request import BoltRequest
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from bot.dev.fakeslack import FakeSlack
@@ -39,6 +39,7 @@ from tests.harness import (
 )
 from tests.reliability.conftest import LogCapture, form, interactive, wsgi_call
 from tests.reliability.slack_rules import MESSAGE_METHODS, VIEW_METHODS, view_of
+from tests.statements import refusing
 
 ON_CALL, BACKUP, LEAD = "UCARDON", "UCARDBK", "UCARDLEAD"
 PATIENT = "MRN 7781234"
@@ -160,15 +161,12 @@ def test_patient_data_never_reaches_the_logs(bot: Bot, logs: LogCapture):
     # parameters: the patient and the question).
     engine = bot.services.engine
 
-    def explode(conn: Any, cursor: Any, sql: str, params: Any, *_: Any) -> None:
-        if "insert into consults" in sql.lower():
-            raise OperationalError(sql, params, RuntimeError(f"boom {params}"))
+    def explode(sql: str, params: Any) -> OperationalError:
+        return OperationalError(sql, params, RuntimeError(f"boom {params}"))
 
-    event.listen(engine, "before_cursor_execute", explode)
-    try:
+    with refusing(engine, "insert into consults", explode) as refused:
         assert "not saved" in bot.command(f"cards stat {PATIENT}: {QUESTION}").text
-    finally:
-        event.remove(engine, "before_cursor_execute", explode)
+    assert refused  # the fault was injected
     # Slack refuses a post; the dispatcher logs and tells the requester.
     bot.slack.fail("chat.postMessage", error="channel_not_found", times=1)
     bot.command(f"path stat {PATIENT}: {QUESTION}")

@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from bot.slack.ids import ActionId
 from storage.models import OutboxMessage
 from tests.fake_slack import FakeSlack
 from tests.harness import CARD_CHANNEL, REQUESTER, Bot, start_bot, use_postgres
+from tests.statements import refusing
 
 CARD_ON_CALL = "UCARDON"
 
@@ -206,15 +207,12 @@ def test_ready_outbox_max_age_zero_leaves_the_outbox_out_of_readiness(
 def test_a_handler_that_fails_counts_as_an_error(bot: Bot):
     _, before = scrape(bot)
 
-    def explode(conn: Any, cursor: Any, sql: str, params: Any, *_: Any) -> None:
-        if "insert into consults" in sql.lower():
-            raise OperationalError(sql, params, RuntimeError("boom"))
+    def explode(sql: str, params: Any) -> OperationalError:
+        return OperationalError(sql, params, RuntimeError("boom"))
 
-    event.listen(bot.services.engine, "before_cursor_execute", explode)
-    try:
+    with refusing(bot.services.engine, "insert into consults", explode) as refused:
         assert "not saved" in bot.command(f"cards stat {MRN}: {QUESTION}?").text
-    finally:
-        event.remove(bot.services.engine, "before_cursor_execute", explode)
+    assert refused  # the fault was injected
     body, after = scrape(bot)
     count = "careloop_request_duration_seconds_count"
     errors = value(after, count, surface="command", outcome="error")
