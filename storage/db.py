@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +16,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -64,10 +65,27 @@ def _note_checkin(_dbapi_conn: Any, record: Any) -> None:
     record.info["idle_since"] = time.monotonic()
 
 
+# When each engine last lost a connection (time.monotonic()). A pooled connection last
+# returned before that is pinged at checkout however recently it was used: a lost
+# connection usually means a restarted database, and then its siblings are gone too.
+# SQLAlchemy does this itself for the statements it runs (its pool's invalidation time);
+# the statements sent straight to psycopg (`send_autocommitted`, `storage.press`) use this.
+_LOST_AT: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
+
+
+def note_lost(engine: Engine) -> None:
+    """Have `engine`'s pool ping every connection returned before now at its next checkout."""
+    _LOST_AT[engine] = time.monotonic()
+
+
 def _ping_if_idle(engine: Engine) -> Any:
     def checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
         since = record.info.get("idle_since")
-        if since is not None and time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+        if (
+            since is not None
+            and time.monotonic() - since < PING_AFTER_IDLE_SECONDS
+            and since > _LOST_AT.get(engine, -1.0)
+        ):
             return
         try:
             alive = engine.dialect.do_ping(dbapi_conn)
@@ -160,7 +178,7 @@ def send_autocommitted(engine: Engine, sql: str, params: dict[str, Any]) -> Any:
                 cursor.execute(sql, params)
                 return cursor.fetchone()
         except Exception as exc:
-            error = driver_error(engine.dialect, exc, raw, sql, fairy.invalidate)
+            error = driver_error(engine, exc, raw, sql, fairy.invalidate)
             if error is None:
                 raise
             raise error from exc
@@ -175,17 +193,21 @@ def send_autocommitted(engine: Engine, sql: str, params: dict[str, Any]) -> Any:
 
 
 def driver_error(
-    dialect: Dialect, exc: Exception, raw: Any, sql: str, invalidate: Callable[[Any], None]
+    engine: Engine, exc: Exception, raw: Any, sql: str, invalidate: Callable[[Any], None]
 ) -> DBAPIError | None:
     """The error SQLAlchemy would raise for psycopg's `exc` from `sql` sent straight to the
-    driver connection `raw` (parameters hidden: they may hold free text), the connection
-    invalidated (`invalidate(exc)`) if it was lost; None when `exc` is not the driver's."""
+    driver connection `raw` of `engine` (parameters hidden: they may hold free text), the
+    connection invalidated (`invalidate(exc)`) if it was lost, and the pool's other
+    connections pinged before their next use (`note_lost`); None when `exc` is not the
+    driver's."""
+    dialect = engine.dialect
     dbapi = dialect.loaded_dbapi
     if not isinstance(exc, dbapi.Error):
         return None
     lost = dialect.is_disconnect(exc, raw, None)
     if lost:
         invalidate(exc)
+        note_lost(engine)
     return DBAPIError.instance(
         sql, None, exc, dbapi.Error, hide_parameters=True, connection_invalidated=lost,
         dialect=dialect,

@@ -323,7 +323,7 @@ def _send(
                 row = cursor.fetchone()
                 return row if then is None else (row, other.fetchone())
     except Exception as exc:
-        error = driver_error(conn.dialect, exc, raw, sql, conn.invalidate)
+        error = driver_error(conn.engine, exc, raw, sql, conn.invalidate)
         if error is None:
             raise
         raise error from exc

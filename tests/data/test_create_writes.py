@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from storage import creation
 from storage.creation import OTHERS, Created
-from storage.db import autocommit, create_db_engine, session_factory
+from storage.db import autocommit, create_db_engine, send_autocommitted, session_factory
 from tests.statements import statements
 
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
@@ -163,5 +163,27 @@ def test_a_lost_connection_is_invalidated_and_the_next_create_works(db_url, post
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != pid
         assert conn.exec_driver_sql("SELECT count(*) FROM consults").scalar_one() == 2
+    other.dispose()
+    engine.dispose()
+
+
+def test_a_lost_connection_has_the_pool_check_its_others_before_reusing_them(db_url, postgres_only):
+    # A restarted database drops every pooled connection at once: after one statement sent
+    # straight to the driver finds its connection lost, the others, however recently used,
+    # are pinged before their next use instead of each failing one more request.
+    engine = create_db_engine(db_url, pool_size=3)
+    with engine.connect() as a, engine.connect() as b, engine.connect() as c:
+        pids = [x.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() for x in (a, b, c)]
+    other = create_db_engine(db_url)
+    with other.connect() as conn:
+        for pid in pids:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    with pytest.raises(OperationalError) as caught:
+        send_autocommitted(engine, "SELECT pg_backend_pid()", {})
+    assert caught.value.connection_invalidated
+    for _ in range(3):
+        (pid,) = send_autocommitted(engine, "SELECT pg_backend_pid()", {})
+        assert pid not in pids
+    assert _create(engine, "MRN 2") is not None
     other.dispose()
     engine.dispose()
