@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import io
-import os
 import sys
 import tempfile
 import uuid
@@ -29,11 +28,11 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import Engine, text  # noqa: E402
+from sqlalchemy import Engine  # noqa: E402
 
 from bench.bare_app import build as build_bare  # noqa: E402
 from bench.bare_app import metadata as bare_tables  # noqa: E402
-from bench.timing import measure  # noqa: E402
+from bench.timing import backend_cpu, measure  # noqa: E402
 from bot.app import build_wsgi  # noqa: E402
 from bot.dev.fakeslack import FakeSlack  # noqa: E402
 from bot.dev.fakeslack.requests import sign  # noqa: E402
@@ -93,18 +92,7 @@ def backends_cpu(engine: Engine) -> float | None:
     a local server only); None elsewhere."""
     if engine.dialect.name != "postgresql":
         return None
-    with engine.connect() as conn:
-        pids = conn.execute(
-            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-        ).scalars()
-        total = 0
-        try:
-            for pid in pids:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])  # utime + stime, in ticks
-        except OSError:
-            return None
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(backend_cpu(engine).values())
 
 
 def timed_creates(label: str, app: App, engine: Engine, creates: int, profile: bool) -> None:

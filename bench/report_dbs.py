@@ -37,29 +37,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from report_bench import CATALOGUE, PG_ADMIN, load_postgres  # noqa: E402
-from sqlalchemy import Engine, create_engine, text  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+from timing import backend_cpu  # noqa: E402
 
 from bot.domain.catalogue_load import parse_catalogue  # noqa: E402
 from bot.reports.compute import compute_report  # noqa: E402
 from storage.db import create_db_engine, migrate, session_factory  # noqa: E402
 
 QUICK_ROWS = 10_000
-
-
-def backend_cpu(engine: Engine) -> dict[int, float]:
-    """CPU seconds so far of each backend connected to `engine`'s database."""
-    with engine.connect() as conn:
-        pids = conn.execute(
-            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-        ).scalars()
-        out = {}
-        for pid in pids:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return out
 
 
 @contextlib.contextmanager
