@@ -276,6 +276,15 @@ def _create_statement(sequence: str, messages: int, with_others: tuple[bool, ...
         )
     open_statuses = ", ".join(f"'{s}'" for s in OPEN_STATUSES)
     columns = ", ".join(_CONSULT_VALUE_COLUMNS)
+    box = (
+        f"""), box AS (
+    INSERT INTO outbox (consult_id, kind, payload, status, attempts, created_at, next_attempt_at)
+    SELECT new.id, m.kind, m.payload, 'pending', 0, m.created_at, m.next_attempt_at
+    FROM new, (VALUES {", ".join(rows)}) AS m (kind, payload, created_at, next_attempt_at)
+"""
+        if rows  # a create that queues no message has no outbox rows to insert
+        else ""
+    )
     sql = f"""
 WITH earlier AS (
     SELECT 1 FROM consults WHERE origin_key = %(origin_key)s
@@ -292,11 +301,7 @@ WITH earlier AS (
 ), audit AS (
     INSERT INTO audit_events (consult_id, actor, action, at, details)
     SELECT new.id, %(a_actor)s, %(a_action)s, %(a_at)s, %(a_details)s::json FROM new
-), box AS (
-    INSERT INTO outbox (consult_id, kind, payload, status, attempts, created_at, next_attempt_at)
-    SELECT new.id, m.kind, m.payload, 'pending', 0, m.created_at, m.next_attempt_at
-    FROM new, (VALUES {", ".join(rows)}) AS m (kind, payload, created_at, next_attempt_at)
-)
+{box})
 SELECT new.id, new.seq, new.ref,
     (SELECT coalesce(json_agg(json_build_array({", ".join(_OTHER_COLUMNS)})
         ORDER BY created_at, id), '[]') FROM others)

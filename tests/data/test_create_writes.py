@@ -20,7 +20,9 @@ from tests.statements import statements
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 
 
-def _create(engine: Engine, patient: str, question: str = "Chest pain?") -> Created | None:
+def _create(
+    engine: Engine, patient: str, question: str = "Chest pain?", *, queue: bool = True
+) -> Created | None:
     values = {
         "service": "cards",
         "urgency": "stat",
@@ -48,7 +50,9 @@ def _create(engine: Engine, patient: str, question: str = "Chest pain?") -> Crea
         messages=[
             {"kind": "card", "payload": {"channel": "CCARD", "params": {"q": 1}}, **at},
             {"kind": "dm", "payload": {"user": "UREQ", "params": {"others": OTHERS}}, **at},
-        ],
+        ]
+        if queue
+        else [],
     )
 
 
@@ -186,4 +190,16 @@ def test_a_lost_connection_has_the_pool_check_its_others_before_reusing_them(db_
         assert pid not in pids
     assert _create(engine, "MRN 2") is not None
     other.dispose()
+    engine.dispose()
+
+
+def test_a_create_that_queues_no_message_stores_the_consult_and_its_audit(db_url, postgres_only):
+    # The statement once kept an outbox insert of zero rows: VALUES with nothing in it.
+    engine = create_db_engine(db_url)
+    created = _create(engine, "MRN 1", queue=False)
+    assert created is not None and created.consult.ref == "CARD-1"
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM consults").scalar_one() == 1
+        assert conn.exec_driver_sql("SELECT count(*) FROM audit_events").scalar_one() == 1
+        assert conn.exec_driver_sql("SELECT count(*) FROM outbox").scalar_one() == 0
     engine.dispose()
