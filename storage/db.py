@@ -169,11 +169,19 @@ def send_autocommitted(engine: Engine, sql: str, params: dict[str, Any]) -> Any:
     through its pool (its checkout and checkin events run) and with its errors
     (`driver_error`); the connection goes back to the pool out of autocommit, or is
     invalidated."""
-    fairy = engine.raw_connection()
+    try:
+        fairy = engine.raw_connection()
+    except Exception as exc:
+        # The pool's own connect (a refused or restarted database): unlike
+        # `engine.connect()`, `raw_connection()` lets the driver's error through as it is.
+        error = driver_error(engine, exc, None, sql, lambda _exc: None)
+        if error is None:
+            raise
+        raise error from exc
     raw = fairy.driver_connection
     try:
-        raw.autocommit = True
         try:
+            raw.autocommit = True
             with raw.cursor() as cursor:
                 cursor.execute(sql, params)
                 return cursor.fetchone()

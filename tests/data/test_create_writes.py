@@ -203,3 +203,12 @@ def test_a_create_that_queues_no_message_stores_the_consult_and_its_audit(db_url
         assert conn.exec_driver_sql("SELECT count(*) FROM audit_events").scalar_one() == 1
         assert conn.exec_driver_sql("SELECT count(*) FROM outbox").scalar_one() == 0
     engine.dispose()
+
+
+def test_a_database_that_refuses_connections_gives_sqlalchemys_error(postgres_only):
+    # The pool's connect fails inside `raw_connection()`, which (unlike `engine.connect()`)
+    # lets psycopg's error through: the person must still be told "not saved, try again".
+    engine = create_db_engine("postgresql+psycopg://careloop@127.0.0.1:9/none")
+    with pytest.raises(OperationalError):
+        send_autocommitted(engine, "SELECT 1", {})
+    engine.dispose()
