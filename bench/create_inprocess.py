@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import io
 import sys
 import tempfile
 import uuid
@@ -32,7 +31,7 @@ from sqlalchemy import Engine  # noqa: E402
 
 from bench.bare_app import build as build_bare  # noqa: E402
 from bench.bare_app import metadata as bare_tables  # noqa: E402
-from bench.timing import backend_cpu, measure  # noqa: E402
+from bench.timing import backend_cpu, measure, slack_environ  # noqa: E402
 from bot.app import build_wsgi  # noqa: E402
 from bot.dev.fakeslack import FakeSlack  # noqa: E402
 from bot.dev.fakeslack.requests import sign  # noqa: E402
@@ -62,22 +61,8 @@ def environ_for(n: int) -> dict[str, Any]:
         "trigger_id": f"trig-{n}-{uuid.uuid4().hex[:8]}",
     }
     body = urlencode(fields).encode()
-    signed = sign(SECRET, body)
-    return {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": "/slack/events",
-        "QUERY_STRING": "",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80",
-        "CONTENT_TYPE": "application/x-www-form-urlencoded",
-        "CONTENT_LENGTH": str(len(body)),
-        "HTTP_X_SLACK_REQUEST_TIMESTAMP": signed["X-Slack-Request-Timestamp"],
-        "HTTP_X_SLACK_SIGNATURE": signed["X-Slack-Signature"],
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.url_scheme": "http",
-        "wsgi.errors": sys.stderr,
-    }
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(SECRET, body)}
+    return slack_environ(body, headers)
 
 
 def call(app: App, environ: dict[str, Any]) -> bytes:

@@ -18,7 +18,6 @@ baseline of `bench/create_bench.py`, on its own database), for CPU per press sid
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import tempfile
 from pathlib import Path
@@ -34,7 +33,7 @@ from bench.create_bench import (  # noqa: E402
     handoff_button,
     handoff_submit,
 )
-from bench.timing import measure  # noqa: E402
+from bench.timing import measure, slack_environ  # noqa: E402
 from bot.app import build_wsgi  # noqa: E402
 from bot.dev.fakeslack import FakeSlack  # noqa: E402
 from bot.dev.fakeslack.requests import Response, SlackSender  # noqa: E402
@@ -55,21 +54,7 @@ class InProcessSender(SlackSender):
         self.app = app
 
     def _send(self, body: bytes, headers: dict[str, str]) -> Response:
-        environ = {
-            "REQUEST_METHOD": "POST",
-            "PATH_INFO": "/slack/events",
-            "QUERY_STRING": "",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-            "SERVER_NAME": "localhost",
-            "SERVER_PORT": "80",
-            "CONTENT_TYPE": headers["Content-Type"],
-            "CONTENT_LENGTH": str(len(body)),
-            "wsgi.input": io.BytesIO(body),
-            "wsgi.url_scheme": "http",
-            "wsgi.errors": sys.stderr,
-        }
-        for name, value in headers.items():
-            environ["HTTP_" + name.upper().replace("-", "_")] = value
+        environ = slack_environ(body, headers)
         status: list[str] = []
         out = b"".join(self.app(environ, lambda s, h, *a: status.append(s)))
         return Response(int(status[0].split()[0]), out, {}, None, 0.0)

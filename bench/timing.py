@@ -1,15 +1,19 @@
 """What the in-process benches share: timing a loop in wall-clock and CPU seconds, with an
 optional cProfile around it, printing the time per operation and that profile; and the CPU
-time of a local PostgreSQL's backends for the bench's database."""
+time of a local PostgreSQL's backends for the bench's database; the WSGI environ of a
+request as Slack sends it, for the benches that call the app in process."""
 
 from __future__ import annotations
 
 import cProfile
+import io
 import os
 import pstats
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, text
 
@@ -58,3 +62,25 @@ def backend_cpu(engine: Engine) -> dict[int, float]:
                 continue
             out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return out
+
+
+def slack_environ(body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    """The WSGI environ of Slack's POST of `body` to /slack/events, with `headers`
+    (Content-Type, the signature headers) as HTTP_* keys."""
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/slack/events",
+        "QUERY_STRING": "",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "CONTENT_TYPE": headers["Content-Type"],
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+    }
+    for name, value in headers.items():
+        if name != "Content-Type":
+            environ["HTTP_" + name.upper().replace("-", "_")] = value
+    return environ
