@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from alembic import command
 from alembic.config import Config
@@ -174,10 +174,7 @@ def send_autocommitted(engine: Engine, sql: str, params: dict[str, Any]) -> Any:
     except Exception as exc:
         # The pool's own connect (a refused or restarted database): unlike
         # `engine.connect()`, `raw_connection()` lets the driver's error through as it is.
-        error = driver_error(engine, exc, None, sql, lambda _exc: None)
-        if error is None:
-            raise
-        raise error from exc
+        raise_driver_error(engine, exc, None, sql, lambda _exc: None)
     raw = fairy.driver_connection
     try:
         try:
@@ -186,10 +183,7 @@ def send_autocommitted(engine: Engine, sql: str, params: dict[str, Any]) -> Any:
                 cursor.execute(sql, params)
                 return cursor.fetchone()
         except Exception as exc:
-            error = driver_error(engine, exc, raw, sql, fairy.invalidate)
-            if error is None:
-                raise
-            raise error from exc
+            raise_driver_error(engine, exc, raw, sql, fairy.invalidate)
         finally:
             if fairy.is_valid:
                 try:
@@ -220,6 +214,17 @@ def driver_error(
         sql, None, exc, dbapi.Error, hide_parameters=True, connection_invalidated=lost,
         dialect=dialect,
     )  # fmt: skip
+
+
+def raise_driver_error(
+    engine: Engine, exc: Exception, raw: Any, sql: str, invalidate: Callable[[Any], None]
+) -> NoReturn:
+    """Raise `driver_error`'s SQLAlchemy error for `exc` (from `exc`), or `exc` itself when
+    it is not the driver's."""
+    error = driver_error(engine, exc, raw, sql, invalidate)
+    if error is None:
+        raise exc
+    raise error from exc
 
 
 def alembic_config(url: str) -> Config:

@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from storage import repo
-from storage.db import autocommit, driver_error, read_once, unit_of_work
+from storage.db import autocommit, raise_driver_error, read_once, unit_of_work
 from storage.followups import NONE_WAITING, WAITING
 from storage.models import Consult, OutboxMessage, UTCDateTime
 from storage.models_followups import FollowUp
@@ -323,10 +323,7 @@ def _send(
                 row = cursor.fetchone()
                 return row if then is None else (row, other.fetchone())
     except Exception as exc:
-        error = driver_error(conn.engine, exc, raw, sql, conn.invalidate)
-        if error is None:
-            raise
-        raise error from exc
+        raise_driver_error(conn.engine, exc, raw, sql, conn.invalidate)
 
 
 _IDLE = 0  # psycopg.pq.TransactionStatus.IDLE: no transaction open on the connection
