@@ -135,7 +135,7 @@ def stored_runs(
         .group_by(D.service, D.day)
         .order_by(D.service, D.day)
     )
-    return _runs(session.execute(stmt).tuples())
+    return _runs((row[0], row[1]) for row in session.execute(stmt))
 
 
 def _live_ranges(
@@ -313,11 +313,8 @@ def _missing(session: Session, keys: Sequence[str]) -> tuple[list[tuple[str, dat
     fillable days (the first day that ended less than `FILL_AFTER` before now())."""
     end = session.execute(select(func.now())).scalar_one().astimezone(UTC) - FILL_AFTER
     end_day = end.date()
-    stored = set(
-        session.execute(
-            select(D.service, D.day).where(D.service.in_(list(keys))).group_by(D.service, D.day)
-        ).tuples()
-    )
+    stmt = select(D.service, D.day).where(D.service.in_(list(keys))).group_by(D.service, D.day)
+    stored = {(service, day) for service, day in session.execute(stmt)}
     out = []
     for key in keys:
         oldest = session.execute(
@@ -369,6 +366,11 @@ def _fill_chunk(sessions: sessionmaker[Session], pairs: list[tuple[str, date]]) 
         # EXCLUSIVE) is waited for, so its change is read; one that comes later waits for
         # this commit and deletes what it makes stale (migration 0009).
         session.execute(text("LOCK TABLE report_days IN SHARE ROW EXCLUSIVE MODE"))
-        session.execute(text("UPDATE report_days_gate SET filled_at = now()"))
+        session.execute(
+            text(
+                "INSERT INTO report_days_gate (id, filled_at) VALUES (1, now())"
+                " ON CONFLICT (id) DO UPDATE SET filled_at = excluded.filled_at"
+            )
+        )
         tune(session)
         return session.execute(fill_sql(ranges)).scalar_one()
