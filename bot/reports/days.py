@@ -78,6 +78,9 @@ FILL_AFTER = timedelta(days=1)
 # Days of the table each fill transaction covers (the first fill of a year takes several):
 # the fill's lock holds invalidating writes (e.g. closing an answered consult) that long.
 FILL_CHUNK_DAYS = 31
+# The scheduler's fill (`bot.runtime`): every hour, the first five minutes after start.
+FILL_EVERY = timedelta(hours=1)
+FILL_FIRST_AFTER = timedelta(minutes=5)
 # Reads of the cache a report tries before computing the period live.
 RETRIES = 2
 # Later than any due time: the stored counts are those of a report `now` after them all.
