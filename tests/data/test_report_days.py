@@ -223,7 +223,7 @@ def test_a_day_is_not_used_before_its_last_due_time(loaded):
             service: [(first, end)]
         }
     # A report whose now is at the due time computes that day live, and matches.
-    since = days.midnight(first) - timedelta(days=20)
+    since = days.midnight(first) - timedelta(days=days.MIN_DAYS + 5)
     with sessions() as s:
         got = exact(days.period_groups_cached(s, KEYS, since, days.midnight(end), valid_after))
     assert got == live(sessions, since, days.midnight(end), valid_after)
@@ -309,7 +309,7 @@ def test_reopen_after_the_fill_read_deletes_what_it_stored(loaded):
     thread.join()
     assert not errors
     assert (service, day) not in stored(sessions)
-    since = days.midnight(day) - timedelta(days=3)
+    since = days.midnight(day) - timedelta(days=days.MIN_DAYS + 3)
     end = days.midnight(day) + timedelta(days=2)
     assert live(sessions, since, end, until) == _report(sessions, since, end, until)
 
