@@ -49,7 +49,7 @@ from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from bot.domain.catalogue import Catalogue  # noqa: E402
 from bot.domain.catalogue_load import parse_catalogue  # noqa: E402
-from bot.reports import compute, pg_reference, postgres, queries  # noqa: E402
+from bot.reports import compute, days, pg_reference, postgres, queries  # noqa: E402
 from bot.reports.compute import compute_report  # noqa: E402
 from bot.slack.render.figures import format_elapsed, format_share  # noqa: E402
 from storage.db import create_db_engine, migrate, session_factory  # noqa: E402
@@ -93,6 +93,7 @@ COLUMNS = (
 )  # fmt: skip
 CREATED = COLUMNS.index("created_at")
 ORDERS = ("creation", "random")
+PERIODS = (365, 90, 30, 7)
 
 
 def _exp(rng: random.Random, mean: float) -> float:
@@ -220,27 +221,63 @@ def _best_median(timings: list[float]) -> str:
     return f"best {min(timings):.3f} s, median {sorted(timings)[len(timings) // 2]:.3f} s"
 
 
+def time_periods(
+    sessions: sessionmaker[Session], catalogue: Catalogue, until: datetime, runs: int, label: str
+) -> dict[int, tuple[list[float], dict[str, Any]]]:
+    """Each period's report `runs` times: {days: (timings, the first report)}."""
+    out: dict[int, tuple[list[float], dict[str, Any]]] = {}
+    for days_ in PERIODS:
+        period = [
+            time_report(sessions, catalogue, until - timedelta(days=days_), until)
+            for _ in range(runs)
+        ]
+        out[days_] = ([t for t, _ in period], period[0][1])
+        print(f"{label}: {days_} days, all services, {runs} runs: {_best_median(out[days_][0])}")
+    return out
+
+
+def fill_days(engine: Engine, sessions: sessionmaker[Session]) -> None:
+    """Time the first fill of the stored days (`bot.reports.days.fill`) and a second one
+    with nothing missing."""
+    keys = [k for k, _, _ in SERVICES]
+    for what in ("first fill", "second fill (nothing missing)"):
+        started = time.perf_counter()
+        rows = days.fill(sessions, keys)
+        print(f"{what}: {rows} rows in {time.perf_counter() - started:.3f} s")
+    with engine.connect() as conn:
+        size = conn.execute(
+            text(
+                "SELECT count(DISTINCT (service, day)), pg_size_pretty("
+                "pg_total_relation_size('report_days')) FROM report_days"
+            )
+        ).one()
+    print(f"stored: {size[0]} (service, day) pairs, {size[1]}")
+
+
 def run_reports(engine: Engine, runs: int, until: datetime, explain: bool) -> None:
     catalogue = parse_catalogue(CATALOGUE, "bench.toml")
     sessions = session_factory(engine)
     since = until - timedelta(days=365)
-    report: dict = {}
-    timings = []
+    quarter = until - timedelta(days=90)
     print(f"load average at the start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    for n in range(1, runs + 1):
-        elapsed, report = time_report(sessions, catalogue, since, until)
-        timings.append(elapsed)
-        print(f"run {n}: compute_report 365 days, all services: {elapsed:.3f} s")
-    print(f"365 days: {_best_median(timings)}")
-    quarter, report_90 = until - timedelta(days=90), {}
-    for days in (90, 30, 7):
-        period = [
-            time_report(sessions, catalogue, until - timedelta(days=days), until)
-            for _ in range(runs)
-        ]
-        if days == 90:
-            report_90 = period[0][1]
-        print(f"{days} days, all services, {runs} runs: {_best_median([t for t, _ in period])}")
+    pg = engine.dialect.name == "postgresql"
+    if pg:
+        with engine.begin() as conn:  # cold: no stored day, every report computed live
+            conn.execute(text("DELETE FROM report_days"))
+    cold = time_periods(sessions, catalogue, until, runs, "cold" if pg else "live")
+    report, report_90 = cold[365][1], cold[90][1]
+    if pg:
+        fill_days(engine, sessions)
+        warm = time_periods(sessions, catalogue, until, runs, "warm")
+        same = all(repr(warm[d][1]) == repr(cold[d][1]) for d in PERIODS)
+        print(
+            f"warm reports the same as cold, bit for bit: {same} ({', '.join(map(str, PERIODS))} days)"
+        )
+        for d in PERIODS:
+            print(
+                f"  {d:>3} days: cold best {min(cold[d][0]):.3f} s, warm best "
+                f"{min(warm[d][0]):.3f} s"
+            )
     print(f"load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for label, name, fn in _references(engine.dialect.name):
         # The same reports another way: timings and equality, bit for bit (JSON repr).
@@ -310,10 +347,10 @@ def _references(dialect: str) -> list[tuple[str, str, Any]]:
                 postgres.PARALLEL_MIN_ROWS = saved
 
         return [
-            ("arrays in one query on one connection", "period_groups_sql", one_query),
+            ("live, arrays in one query on one connection", "period_groups_cached", one_query),
             (
                 "percentile_cont in PostgreSQL (pg_reference, the code before 2026-11-29)",
-                "period_groups_sql",
+                "period_groups_cached",
                 pg_reference.period_groups_reference,
             ),
         ]
@@ -372,6 +409,7 @@ def main() -> int:
                 # The report's period ends at the latest creation, as when it was loaded.
                 latest = conn.execute(text("SELECT max(created_at) FROM consults")).scalar()
             until = (latest + timedelta(seconds=1)).replace(microsecond=0)
+            migrate(engine)  # e.g. report_days (0009) on a database loaded before it
             print(f"PostgreSQL {version}: reusing {name}")
         else:
             migrate(engine)

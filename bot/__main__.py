@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--since", default="30d", help="period, e.g. 7d, 30d, 90d (default 30d)")
     report.add_argument("--service", default=None, help="one service key")
     report.add_argument("--format", choices=("json", "csv", "table"), default="table")
+    report.add_argument(
+        "--fill-days",
+        action="store_true",
+        help="first store the missing settled days the reports read (PostgreSQL)",
+    )
     from bot.reports.critical_cli import HELP as CRITICAL_LOG_HELP  # noqa: PLC0415
 
     log = sub.add_parser("critical-log", help=CRITICAL_LOG_HELP, description=CRITICAL_LOG_HELP)
@@ -112,7 +117,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     elif command == "report":
         from bot.reports.cli import report_cli  # noqa: PLC0415
 
-        return report_cli(settings, since=args.since, service=args.service, fmt=args.format)
+        return report_cli(
+            settings, since=args.since, service=args.service, fmt=args.format, fill=args.fill_days
+        )
     elif command == "critical-log":
         from bot.reports.critical_cli import critical_log_cli  # noqa: PLC0415
 

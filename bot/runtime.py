@@ -26,6 +26,7 @@ from bot.flows.critical_sweep import critical_sweep
 from bot.flows.followup_sweep import followup_sweep
 from bot.flows.retention import purge
 from bot.flows.sweep import sweep
+from bot.reports import days as report_days
 from bot.reports import digest as digests
 from bot.reports.model import iso_z
 from bot.services import Services
@@ -137,6 +138,7 @@ def build_scheduler(services: Services) -> BackgroundScheduler:
         _add_digest(scheduler, services)
     if services.catalogue.retention is not None:
         _add_purge(scheduler, services)
+    _add_report_days(scheduler, services)
     return scheduler
 
 
@@ -217,6 +219,23 @@ def _add_purge(scheduler: BackgroundScheduler, services: Services) -> None:
         ),
     )
     scheduler.add_job(job, CronTrigger(hour=3, minute=17, timezone="UTC"), id="purge")
+
+
+def _add_report_days(scheduler: BackgroundScheduler, services: Services) -> None:
+    """On PostgreSQL, the reports' stored days filled every `report_days.FILL_EVERY`, the
+    first `report_days.FILL_FIRST_AFTER` after start (a few queries when nothing is
+    missing; the first fill of a year at 1M consults takes a few seconds)."""
+    bind = services.sessions.kw.get("bind")
+    if bind is None or bind.dialect.name != "postgresql":
+        return
+    keys = [s.key for s in services.catalogue.services]
+    scheduler.add_job(
+        _guard("report-days", partial(report_days.fill, services.sessions, keys)),
+        "interval",
+        seconds=report_days.FILL_EVERY.total_seconds(),
+        id="report-days",
+        next_run_time=services.clock.now() + report_days.FILL_FIRST_AFTER,
+    )
 
 
 def _add_schedules(scheduler: BackgroundScheduler, services: Services) -> None:

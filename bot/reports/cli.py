@@ -15,6 +15,7 @@ from bot.domain.catalogue_load import load_catalogue
 from bot.domain.clock import SystemClock
 from bot.domain.durations import parse_duration
 from bot.reports.compute import compute_report
+from bot.reports.days import fill as fill_days
 from bot.reports.export import report_csv, report_json, report_table
 from bot.reports.model import Report
 from bot.settings import Settings
@@ -74,18 +75,30 @@ def read_scope(
 
 
 def _report(
-    settings: Settings, catalogue: Catalogue, period: timedelta, keys: list[str] | None
+    settings: Settings,
+    catalogue: Catalogue,
+    period: timedelta,
+    keys: list[str] | None,
+    fill: bool = False,
 ) -> Report:
-    """The report up to now, from the configured database (migrated first)."""
+    """The report up to now, from the configured database (migrated first); with `fill`,
+    the missing settled days stored first (`bot.reports.days.fill`, PostgreSQL only)."""
     now = SystemClock().now().replace(microsecond=0)
     with database(settings) as session:
+        if fill:
+            sessions = session_factory(session.get_bind())
+            written = fill_days(sessions, [s.key for s in catalogue.services])
+            print(f"report days: {written} rows stored", file=sys.stderr)
         return compute_report(
             session, catalogue=catalogue, since=now - period, until=now, now=now, services=keys
         )
 
 
-def report_cli(settings: Settings, *, since: str, service: str | None, fmt: str) -> int:
-    """`python -m bot report [--since 30d] [--service KEY] [--format json|csv|table]`.
+def report_cli(
+    settings: Settings, *, since: str, service: str | None, fmt: str, fill: bool = False
+) -> int:
+    """`python -m bot report [--since 30d] [--service KEY] [--format json|csv|table]
+    [--fill-days]`.
 
     Prints the report for consults created in the last `since`, to now; returns the exit
     code (2 for a bad period or an unknown service, with the reason on stderr).
@@ -97,5 +110,5 @@ def report_cli(settings: Settings, *, since: str, service: str | None, fmt: str)
     if scope is None:
         return 2
     catalogue, period, keys = scope
-    sys.stdout.write(FORMATS[fmt](_report(settings, catalogue, period, keys)))
+    sys.stdout.write(FORMATS[fmt](_report(settings, catalogue, period, keys, fill)))
     return 0

@@ -36,10 +36,10 @@ from sqlalchemy.orm import Session
 from bot.domain.catalogue import Catalogue, Service
 from bot.domain.vocabulary import URGENCIES
 from bot.reports.critical import critical_figures
+from bot.reports.days import period_groups_cached
 from bot.reports.followups import followup_figures
 from bot.reports.holders import holder_report
 from bot.reports.model import Figures, Group, GroupKey, Report, ServiceReport, as_utc
-from bot.reports.postgres import period_groups_sql
 from bot.reports.queries import open_groups, period_groups_python
 from bot.reports.sqlite import period_groups_sqlite
 from bot.reports.transfers import transfer_figures
@@ -89,7 +89,7 @@ def compute_report(
         return Report(since=since, until=until, services=[])
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        groups = period_groups_sql(session, keys, since, until, now)
+        groups = period_groups_cached(session, keys, since, until, now)
     elif dialect == "sqlite":
         groups = period_groups_sqlite(session, keys, since, until, now)
     else:

@@ -173,3 +173,11 @@ def from_array_send(data: bytes, width: int) -> np.ndarray:
     if len(elements) != length or (elements["n"] != width).any():
         raise ValueError("unexpected array element layout")
     return elements["v"].astype(np.int64)
+
+
+def from_raw(data: bytes, width: int) -> np.ndarray:
+    """Big-endian integers of `width` bytes back to back (``int8send``/``timestamptz_send``
+    or ``int4send`` values joined, as `bot.reports.days` stores them), as int64."""
+    if len(data) % width:
+        raise ValueError(f"{len(data)} bytes are not whole {width}-byte values")
+    return np.frombuffer(data, f">i{width}").astype(np.int64)

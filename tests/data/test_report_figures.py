@@ -515,6 +515,20 @@ def test_cli_json(cli_env, capsys):
     assert not any(s in out for s in SECRETS)
 
 
+def test_cli_fills_the_days_then_reports_the_same(cli_env, capsys):
+    """`python -m bot report --fill-days`: stores the settled days (on PostgreSQL; none on
+    SQLite), then prints the same report as without them."""
+    code, plain, _ = run_cli(capsys, "--format", "json", "--since", "30d")
+    code_filled, filled, err = run_cli(capsys, "--format", "json", "--since", "30d", "--fill-days")
+    assert code == code_filled == 0
+    written = int(err.split("report days: ")[1].split()[0])
+    assert (written > 0) == use_postgres()
+    drop = ("since", "until")  # a second later
+    assert {k: v for k, v in json.loads(filled).items() if k not in drop} == {
+        k: v for k, v in json.loads(plain).items() if k not in drop
+    }
+
+
 def test_cli_service_filter_and_default_period(cli_env, capsys):
     code, out, _ = run_cli(capsys, "--format", "json", "--service", "radiology", "--since", "90d")
     assert code == 0

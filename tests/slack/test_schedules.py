@@ -28,6 +28,7 @@ from tests.harness import (
     TEST_CATALOGUE,
     Bot,
     start_bot,
+    use_postgres,
     wait_until,
 )
 
@@ -304,6 +305,18 @@ def test_every_process_schedules_the_shift_and_refresh_jobs(sched: Bot, bot: Bot
     refresh = scheduler.get_job("schedule-refresh")
     assert refresh is not None and refresh.trigger.interval == timedelta(minutes=15)
     assert build_scheduler(bot.services).get_job("shifts") is None  # no schedules
+
+
+def test_the_report_days_fill_is_scheduled_on_postgresql_only(bot: Bot) -> None:
+    """`bot.reports.days.fill` every hour, the first five minutes after start, on
+    PostgreSQL; SQLite's reports compute live and get no job."""
+    from bot.runtime import build_scheduler
+
+    job = build_scheduler(bot.services).get_job("report-days")
+    assert (job is not None) == use_postgres()
+    if job is not None:
+        assert job.trigger.interval == timedelta(hours=1)
+        assert job.next_run_time - bot.services.clock.now() > timedelta(minutes=4)
 
 
 def test_a_colleague_joining_and_leaving_the_shift_redraws_the_waiting_card(
