@@ -177,7 +177,7 @@ class Database:
                 with admin.connect() as conn:
                     # DROP DATABASE waits for every backend of the cluster to take a signal;
                     # one stuck in a client's COPY (another program's) never does.
-                    conn.execute(text("SET statement_timeout = '60s'"))
+                    conn.execute(text("SET statement_timeout = '15s'"))
                     conn.execute(text(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)'))
             except OperationalError as exc:
                 warnings.warn(f"left {self.pg_name} behind: {exc.orig}", stacklevel=1)
