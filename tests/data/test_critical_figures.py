@@ -37,7 +37,9 @@ S = timedelta(seconds=1)
 
 def play_day(bot: Bot) -> None:  # noqa: F811
     """A: acknowledged after 12 s; B: forwarded, acknowledged after 40 s (target 30 s);
-    C: never acknowledged, escalated; D (pathology): acknowledged after 20 s."""
+    C: never acknowledged, escalated; D (pathology): acknowledged after 20 s. Channel pacing
+    (tested in tests/slack) would only hold the many DMs to one person back a second each."""
+    bot.services.dispatcher.pacer.interval = 0
     a = send(bot, "rad <@UREQ1> MRN 1: massive PE")
     bot.clock.advance(12 * S)
     read_back(bot, a, "PE, heparin", view_id="VA")

@@ -1,7 +1,8 @@
 """The package as a hospital installs it: the wheel built from the sources, installed (not
 editable) in a fresh virtualenv, run from another directory with no PYTHONPATH — so the
 migrations, the demo's catalogue and every module must be in the wheel, not just in the
-checkout. The Dockerfile does the same steps."""
+checkout. The Dockerfile does the same steps. No test here touches the suite's database, so
+the module runs in the suite's SQLite run only."""
 
 from __future__ import annotations
 
@@ -15,9 +16,17 @@ from pathlib import Path
 import pytest
 
 from bot.dev.fakeslack import FakeSlack
+from tests.harness import use_postgres
 from tests.procs import REPO, TOKEN, write_catalogue
 
-pytestmark = pytest.mark.slow
+# Everything here runs on a SQLite file and the demo's own SQLite database, whatever the
+# suite's database: the module belongs to the suite's SQLite run only (as tests/dev/test_demo).
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        use_postgres(), reason="the installed package runs on SQLite: run in the SQLite run"
+    ),
+]
 
 SOURCES = ("pyproject.toml", "README.md", "bot", "handlers", "storage")
 

@@ -49,7 +49,9 @@ def snapshot(bot: Bot, ref: str) -> tuple[Any, ...]:
         outbox = [
             (m.kind, (m.payload or {}).get("template"))
             for m in s.execute(
-                select(OutboxMessage).where(OutboxMessage.consult_id == c.id)
+                select(OutboxMessage)
+                .where(OutboxMessage.consult_id == c.id)
+                .order_by(OutboxMessage.id)  # a heap's order changes as rows are updated
             ).scalars()
         ]
     return (c.status, c.version, c.assignee, c.answer, c.closed_at, c.cancelled_at, outbox)
