@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.reports import days, pg_reference, postgres
@@ -346,3 +347,27 @@ def test_sqlite_stores_nothing(engine):
     assert days.fill(sessions, KEYS) == 0
     with sessions() as s:
         assert s.execute(text("SELECT count(*) FROM report_days")).scalar_one() == 0
+
+
+def test_a_repeatable_read_writer_older_than_a_fill_must_retry(loaded):
+    """A REPEATABLE READ writer cannot see a fill committed after its snapshot, so its
+    DELETE would miss the rows the fill stored: its trigger locks the gate row the fill
+    updated, and PostgreSQL refuses the write (serialization failure, to retry) instead of
+    leaving a stale day stored."""
+    sessions, until = loaded
+    consult, service, day = _one_closed(sessions)
+    with sessions() as writer:
+        writer.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        writer.execute(text("SELECT count(*) FROM consults"))  # the snapshot is taken
+        assert days.fill(sessions, KEYS) > 0
+        assert (service, day) in stored(sessions)
+        with pytest.raises(OperationalError) as refused:
+            writer.execute(text(REOPEN), {"id": consult})
+        assert getattr(refused.value.orig, "sqlstate", None) == "40001"
+        writer.rollback()
+    # Retried with a new snapshot, the write goes through and forgets the day.
+    with sessions() as writer, writer.begin():
+        writer.execute(text(REOPEN), {"id": consult})
+    assert (service, day) not in stored(sessions)
+    since = until - timedelta(days=365)
+    assert _report(sessions, since, until, until) == live(sessions, since, until, until)
