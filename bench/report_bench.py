@@ -47,9 +47,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import Engine, create_engine, insert, text  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
+from bench import report_hops  # noqa: E402
 from bot.domain.catalogue import Catalogue  # noqa: E402
 from bot.domain.catalogue_load import parse_catalogue  # noqa: E402
-from bot.reports import compute, days, pg_reference, postgres, queries  # noqa: E402
+from bot.reports import compute, days, holders, pg_reference, postgres, queries  # noqa: E402
 from bot.reports.compute import compute_report  # noqa: E402
 from bot.slack.render.figures import format_elapsed, format_share  # noqa: E402
 from storage.db import create_db_engine, migrate, session_factory  # noqa: E402
@@ -63,6 +64,14 @@ SERVICES = [
     ("cardiology", "Cardiology", "CARD"),
     ("neurology", "Neurology", "NEURO"),
 ]
+# Working hours for some (service, urgency): the time held of their hops is working time
+# (`bot.reports.holders`); Toronto and London change their clocks on different days.
+HOURS = {
+    "radiology": '\n[services.urgency.routine]\nhours = "Mon-Fri 08:00-18:00"\n'
+    'timezone = "America/Toronto"',
+    "neurology": '\n[services.urgency.urgent]\nhours = "Mon-Fri 08:00-18:00; Sat 09:00-13:00"\n'
+    'timezone = "Europe/London"',
+}
 CATALOGUE = "\n".join(
     [
         'admins = ["UADMIN"]',
@@ -77,7 +86,7 @@ CATALOGUE = "\n".join(
         ],
         *[
             f'[[services]]\nkey = "{k}"\nname = "{n}"\nprefix = "{p}"\nchannel = "C{p}"\n'
-            f'on_call = "U{p}ON"\nbackup = "U{p}BK"\nleads = ["U{p}LEAD"]'
+            f'on_call = "U{p}ON"\nbackup = "U{p}BK"\nleads = ["U{p}LEAD"]{HOURS.get(k, "")}'
             for k, n, p in SERVICES
         ],
     ]
@@ -186,6 +195,7 @@ def load_postgres(engine: Engine, rows: int, until: datetime, order: str = "crea
             conn.autocommit = False  # the connection goes back to the pool
     finally:
         raw.close()
+    report_hops.load_hops_postgres(engine)
     return time.perf_counter() - started
 
 
@@ -203,8 +213,7 @@ def load_sqlite(engine: Engine, rows: int, until: datetime, order: str = "creati
                 batch = []
         if batch:
             conn.execute(insert(table), batch)
-    with engine.connect() as conn:
-        conn.exec_driver_sql("ANALYZE")
+    report_hops.load_hops_sqlite(engine)
     return time.perf_counter() - started
 
 
@@ -236,6 +245,40 @@ def time_periods(
     return out
 
 
+def time_holders(
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    catalogue: Catalogue,
+    until: datetime,
+    runs: int,
+) -> dict[int, Any]:
+    """The time-held section alone (`bot.reports.holders.holder_report`), each period
+    `runs` times: {days: the first result}."""
+    keys = [k for k, _, _ in SERVICES]
+    with engine.connect() as conn:
+        hops = conn.execute(text("SELECT count(*) FROM consult_hops")).scalar()
+    print(f"hops stored: {hops:,}")
+    out = {}
+    for days_ in PERIODS:
+        timings = []
+        for _ in range(runs):
+            with sessions() as session:
+                started = time.perf_counter()
+                held = holders.holder_report(
+                    session, catalogue=catalogue, services=keys,
+                    since=until - timedelta(days=days_), until=until,
+                )  # fmt: skip
+                timings.append(time.perf_counter() - started)
+            out.setdefault(days_, held)
+        hop_count = sum(q.hops for q in out[days_].queues.values()) + sum(
+            h.hops for h in out[days_].holders
+        )
+        print(
+            f"holders alone: {days_} days ({hop_count:,} hops), {runs} runs: {_best_median(timings)}"
+        )
+    return out
+
+
 def fill_days(engine: Engine, sessions: sessionmaker[Session]) -> None:
     """Time the first fill of the stored days (`bot.reports.days.fill`) and a second one
     with nothing missing."""
@@ -261,6 +304,7 @@ def run_reports(engine: Engine, runs: int, until: datetime, explain: bool) -> No
     quarter = until - timedelta(days=90)
     print(f"load average at the start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     pg = engine.dialect.name == "postgresql"
+    time_holders(engine, sessions, catalogue, until, runs)
     if pg:
         with engine.begin() as conn:  # cold: no stored day, every report computed live
             conn.execute(text("DELETE FROM report_days"))
@@ -411,6 +455,9 @@ def main() -> int:
             until = (latest + timedelta(seconds=1)).replace(microsecond=0)
             migrate(engine)  # e.g. report_days (0009) on a database loaded before it
             print(f"PostgreSQL {version}: reusing {name}")
+            if not report_hops.has_hops(engine):  # kept before the bench seeded hops
+                hops, seconds = report_hops.load_hops_postgres(engine)
+                print(f"added {hops:,} hops (COPY + VACUUM ANALYZE) in {seconds:.1f} s")
         else:
             migrate(engine)
             print(
