@@ -84,13 +84,14 @@ def has_hops(engine: Engine) -> bool:
 
 
 def load_hops_postgres(engine: Engine) -> tuple[int, float]:
-    """COPY the hops of every consult in the table; (hops, seconds)."""
+    """COPY the hops of every consult in the table; (hops, seconds). The consults are
+    read on one connection (a server-side cursor) while the hops are copied on another."""
     started = time.perf_counter()
-    raw = engine.raw_connection()
+    reader, writer = engine.raw_connection(), engine.raw_connection()
     written = 0
     try:
-        conn = raw.driver_connection
-        with conn.cursor(name="bench_consults") as read, conn.cursor() as cur:
+        conn = writer.driver_connection
+        with reader.driver_connection.cursor(name="bench_consults") as read, conn.cursor() as cur:
             read.itersize = 20000
             read.execute(_READ)
             columns = ", ".join(f'"{c}"' for c in HOP_COLUMNS)
@@ -99,6 +100,7 @@ def load_hops_postgres(engine: Engine) -> tuple[int, float]:
                     copy.write_row(hop)
                     written += 1
         conn.commit()
+        reader.driver_connection.rollback()
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
@@ -106,7 +108,8 @@ def load_hops_postgres(engine: Engine) -> tuple[int, float]:
         finally:
             conn.autocommit = False
     finally:
-        raw.close()
+        reader.close()
+        writer.close()
     return written, time.perf_counter() - started
 
 

@@ -23,12 +23,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from bot.domain.catalogue import Catalogue
 from bot.domain.hops import HopRole
 from bot.domain.hours import WorkingHours
+from bot.reports.holders_pg import pooled_seconds
 from bot.reports.percentiles import epoch_seconds, median_and_p90
+from bot.reports.vectors import percentiles
 from storage import hops as store
 
 # The order holders are listed in within a service.
@@ -44,8 +47,10 @@ class Held:
     p90: float | None
 
     @classmethod
-    def of(cls, seconds: Sequence[float]) -> Held:
-        """The figures of these hops' seconds."""
+    def of(cls, seconds: Sequence[float] | np.ndarray) -> Held:
+        """The figures of these hops' seconds (an array is sorted in place)."""
+        if isinstance(seconds, np.ndarray):
+            return cls(math.fsum(seconds.tolist()), *percentiles(seconds))
         return cls(math.fsum(seconds), *median_and_p90(seconds))
 
     def as_dict(self) -> dict[str, Any]:
@@ -111,6 +116,9 @@ def hop_seconds(hours: WorkingHours | None, started: datetime, ended: datetime) 
     return max(epoch_seconds(ended, started), 0.0)
 
 
+Values = list[float] | np.ndarray
+
+
 def holder_report(
     session: Session,
     *,
@@ -120,15 +128,35 @@ def holder_report(
     until: datetime,
 ) -> HolderReport:
     """Time held in the hops of `services` that ended in ``[since, until)``."""
-    rows = store.ended_between(session=session, services=services, since=since, until=until)
-    queue: dict[str, list[float]] = {key: [] for key in services}
-    held: dict[tuple[str, str, str], list[float]] = {}
-    for service, role, user, urgency, started, ended in rows:
-        seconds = hop_seconds(_hours(catalogue, service, urgency), started, ended)
-        if role == HopRole.QUEUE:
-            queue.setdefault(service, []).append(seconds)
-        elif user:
-            held.setdefault((service, role, user), []).append(seconds)
+    queue: dict[str, Values] = {key: [] for key in services}
+    held: dict[tuple[str, str, str], Values] = {}
+    if session.get_bind().dialect.name == "postgresql":
+        pooled = pooled_seconds(
+            session, services, since, until, lambda s, u: _hours(catalogue, s, u)
+        )
+        queues: dict[str, list[np.ndarray]] = {}
+        for (service, role, user), parts in pooled.items():
+            if role == HopRole.QUEUE:
+                queues.setdefault(service, []).extend(parts)
+            elif user:
+                held[(service, role, user)] = np.concatenate(parts)
+        queue.update({key: np.concatenate(parts) for key, parts in queues.items()})
+    else:
+        rows = store.ended_between(session=session, services=services, since=since, until=until)
+        for service, role, user, urgency, started, ended in rows:
+            seconds = hop_seconds(_hours(catalogue, service, urgency), started, ended)
+            if role == HopRole.QUEUE:
+                queue.setdefault(service, []).append(seconds)  # type: ignore[union-attr]
+            elif user:
+                held.setdefault((service, role, user), []).append(seconds)  # type: ignore[union-attr]
+    return _report(services, queue, held)
+
+
+def _report(
+    services: Sequence[str], queue: dict[str, Values], held: dict[tuple[str, str, str], Values]
+) -> HolderReport:
+    """The report of the pooled seconds: holders in service order, consultants then
+    requesters, then user id."""
     order = {key: i for i, key in enumerate(services)}
     keys = sorted(held, key=lambda k: (order.get(k[0], len(order)), _ROLE_ORDER.get(k[1], 9), k[2]))
     return HolderReport(

@@ -1,0 +1,74 @@
+"""The time held on PostgreSQL, vectorised: the period's hops come as one row per
+(service, role, holder, urgency) with their start and end times as binary values back to
+back (``timestamptz_send``: int64 microseconds since 2000-01-01), and numpy turns them into
+seconds (`bot.reports.worktime` for working hours, `bot.reports.vectors.epoch_seconds` for
+clock time), bit for bit what `bot.reports.holders.hop_seconds` gives hop by hop.
+
+Both aggregates of a row aggregate the hops in the same order (one aggregation step feeds
+each input row to every aggregate of the query, as `bot.reports.days` relies on), so the
+i-th start and the i-th end are one hop's. The order of the hops within a group does not
+matter: totals are exactly rounded sums and percentiles sort.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import LargeBinary, func, literal, select
+from sqlalchemy.orm import Session
+
+from bot.domain.hours import WorkingHours
+from bot.reports.postgres import fetch_binary, tune
+from bot.reports.vectors import epoch_seconds, from_raw
+from bot.reports.worktime import working_seconds
+from storage.models import Consult
+from storage.models_hops import ConsultHop
+
+HoursOf = Callable[[str, str], WorkingHours | None]  # (service, urgency) -> hours
+Pooled = dict[tuple[str, str, str], list[np.ndarray]]  # (service, role, user) -> seconds
+
+
+def _joined(column: Any) -> Any:
+    return func.string_agg(
+        func.timestamptz_send(column, type_=LargeBinary), literal(b"", LargeBinary)
+    )
+
+
+def hops_sql(services: Sequence[str], since: datetime, until: datetime) -> Any:
+    """Per (service, role, user, urgency): the start and end times of the hops of
+    `services` that ended in ``[since, until)``."""
+    H = ConsultHop
+    user = func.coalesce(H.user, "")
+    return (
+        select(H.service, H.role, user, Consult.urgency, _joined(H.started_at), _joined(H.ended_at))
+        .join(Consult, Consult.id == H.consult_id)
+        .where(H.service.in_(list(services)), H.ended_at >= since, H.ended_at < until)
+        .group_by(H.service, H.role, user, Consult.urgency)
+    )
+
+
+def hop_seconds(hours: WorkingHours | None, started: np.ndarray, ended: np.ndarray) -> np.ndarray:
+    """`bot.reports.holders.hop_seconds` over arrays of microseconds since 2000-01-01."""
+    if hours is not None:
+        return working_seconds(hours, started, ended)
+    return np.maximum(epoch_seconds(ended, started), 0.0)
+
+
+def pooled_seconds(
+    session: Session, services: Sequence[str], since: datetime, until: datetime, hours_of: HoursOf
+) -> Pooled:
+    """The seconds of the period's hops per (service, role, user), in parts; the user is
+    "" for queue hops and for hops without one."""
+    tune(session)
+    out: Pooled = {}
+    rows = fetch_binary(session, hops_sql(services, since, until))
+    for service, role, user, urgency, started, ended in rows:
+        starts, ends = from_raw(started, 8), from_raw(ended, 8)
+        if len(starts) != len(ends):
+            raise ValueError("hop start and end times of unequal lengths")
+        seconds = hop_seconds(hours_of(service, urgency), starts, ends)
+        out.setdefault((service, role, user), []).append(seconds)
+    return out
