@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from bot.domain.hours import WorkingHours
 from bot.reports.postgres import fetch_binary, tune
 from bot.reports.vectors import epoch_seconds, from_raw
-from bot.reports.worktime import working_seconds
+from bot.reports.worktime import WorkClock, span
 from storage.models import Consult
 from storage.models_hops import ConsultHop
 
@@ -50,11 +50,39 @@ def hops_sql(services: Sequence[str], since: datetime, until: datetime) -> Any:
     )
 
 
-def hop_seconds(hours: WorkingHours | None, started: np.ndarray, ended: np.ndarray) -> np.ndarray:
-    """`bot.reports.holders.hop_seconds` over arrays of microseconds since 2000-01-01."""
-    if hours is not None:
-        return working_seconds(hours, started, ended)
-    return np.maximum(epoch_seconds(ended, started), 0.0)
+Rows = list[tuple[str, str, str, str, np.ndarray, np.ndarray]]
+
+
+def parse(rows: Sequence[tuple[Any, ...]]) -> Rows:
+    """`hops_sql`'s rows with their times as int64 arrays."""
+    out: Rows = []
+    for service, role, user, urgency, started, ended in rows:
+        starts, ends = from_raw(started, 8), from_raw(ended, 8)
+        if len(starts) != len(ends):
+            raise ValueError("hop start and end times of unequal lengths")
+        out.append((service, role, user, urgency, starts, ends))
+    return out
+
+
+def seconds_of(rows: Rows, hours_of: HoursOf) -> Pooled:
+    """The hops' seconds per (service, role, user), in parts: working time where the
+    (service, urgency) has hours (one `WorkClock` per hours over all their hops), else
+    clock time like `bot.reports.vectors.epoch_seconds`, never below 0."""
+    spans: dict[WorkingHours, list[np.ndarray]] = {}
+    for service, _role, _user, urgency, starts, ends in rows:
+        hours = hours_of(service, urgency)
+        if hours is not None:
+            spans.setdefault(hours, []).extend((starts, ends))
+    clocks = {hours: WorkClock(hours, *span(*arrays)) for hours, arrays in spans.items()}
+    out: Pooled = {}
+    for service, role, user, urgency, starts, ends in rows:
+        hours = hours_of(service, urgency)
+        if hours is not None:
+            seconds = clocks[hours].seconds(starts, ends)
+        else:
+            seconds = np.maximum(epoch_seconds(ends, starts), 0.0)
+        out.setdefault((service, role, user), []).append(seconds)
+    return out
 
 
 def pooled_seconds(
@@ -63,12 +91,4 @@ def pooled_seconds(
     """The seconds of the period's hops per (service, role, user), in parts; the user is
     "" for queue hops and for hops without one."""
     tune(session)
-    out: Pooled = {}
-    rows = fetch_binary(session, hops_sql(services, since, until))
-    for service, role, user, urgency, started, ended in rows:
-        starts, ends = from_raw(started, 8), from_raw(ended, 8)
-        if len(starts) != len(ends):
-            raise ValueError("hop start and end times of unequal lengths")
-        seconds = hop_seconds(hours_of(service, urgency), starts, ends)
-        out.setdefault((service, role, user), []).append(seconds)
-    return out
+    return seconds_of(parse(fetch_binary(session, hops_sql(services, since, until))), hours_of)

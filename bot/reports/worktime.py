@@ -40,30 +40,46 @@ def _windows(hours: WorkingHours, first: int, last: int) -> tuple[np.ndarray, np
     return np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64)
 
 
-def working_us(hours: WorkingHours, started: np.ndarray, ended: np.ndarray) -> np.ndarray:
-    """Working microseconds from each `started` to its `ended` (int64 arrays, microseconds
-    since `EPOCH`); 0 where `ended` is not after `started`."""
-    out = np.zeros(len(started), dtype=np.int64)
-    if not len(started):
-        return out
-    first, last = int(started.min()), int(ended.max())
-    if last <= first:
-        return out
-    starts, ends = _windows(hours, first, last)
-    if not len(starts):
-        return out
-    lengths = ends - starts
-    before = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+class WorkClock:
+    """W(t) of one `WorkingHours` over [first, last] (microseconds since `EPOCH`): build it
+    once, then `seconds` of any intervals inside that span."""
 
-    def cumulative(t: np.ndarray) -> np.ndarray:
-        i = np.searchsorted(starts, t, side="right") - 1
+    __slots__ = ("_before", "_lengths", "_starts")
+
+    def __init__(self, hours: WorkingHours, first: int, last: int) -> None:
+        starts, ends = _windows(hours, first, last) if last > first else ([], [])
+        self._starts = np.asarray(starts, dtype=np.int64)
+        self._lengths = np.asarray(ends, dtype=np.int64) - self._starts
+        self._before = np.concatenate(([0], np.cumsum(self._lengths)[:-1])).astype(np.int64)
+
+    def _cumulative(self, t: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(self._starts, t, side="right") - 1
         j = np.maximum(i, 0)
-        w = before[j] + np.clip(t - starts[j], 0, lengths[j])
+        w = self._before[j] + np.clip(t - self._starts[j], 0, self._lengths[j])
         return np.where(i < 0, 0, w)
 
-    return np.maximum(cumulative(ended) - cumulative(started), 0, out=out)
+    def us(self, started: np.ndarray, ended: np.ndarray) -> np.ndarray:
+        """Working microseconds from each `started` to its `ended` (both inside the span);
+        0 where `ended` is not after `started`."""
+        if not len(started) or not len(self._starts):
+            return np.zeros(len(started), dtype=np.int64)
+        return np.maximum(self._cumulative(ended) - self._cumulative(started), 0)
+
+    def seconds(self, started: np.ndarray, ended: np.ndarray) -> np.ndarray:
+        """`us` as float64 seconds, as ``elapsed(...).total_seconds()`` gives them."""
+        return self.us(started, ended).astype(np.float64) / 1000000.0
+
+
+def span(*arrays: np.ndarray) -> tuple[int, int]:
+    """(earliest, latest) of the times in `arrays` ((0, 0) for none)."""
+    full = [a for a in arrays if len(a)]
+    if not full:
+        return 0, 0
+    return min(int(a.min()) for a in full), max(int(a.max()) for a in full)
 
 
 def working_seconds(hours: WorkingHours, started: np.ndarray, ended: np.ndarray) -> np.ndarray:
-    """`working_us` as float64 seconds, as ``elapsed(...).total_seconds()`` gives them."""
-    return working_us(hours, started, ended).astype(np.float64) / 1000000.0
+    """Working seconds from each `started` to its `ended` (int64 arrays, microseconds since
+    `EPOCH`), bit for bit ``hours.elapsed(...).total_seconds()``; 0.0 where `ended` is not
+    after `started`."""
+    return WorkClock(hours, *span(started, ended)).seconds(started, ended)
