@@ -50,7 +50,15 @@ from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 from bench import report_hops  # noqa: E402
 from bot.domain.catalogue import Catalogue  # noqa: E402
 from bot.domain.catalogue_load import parse_catalogue  # noqa: E402
-from bot.reports import compute, days, holders, pg_reference, postgres, queries  # noqa: E402
+from bot.reports import (  # noqa: E402
+    compute,
+    days,
+    holders,
+    hop_days,
+    pg_reference,
+    postgres,
+    queries,
+)
 from bot.reports.compute import compute_report  # noqa: E402
 from bot.slack.render.figures import format_elapsed, format_share  # noqa: E402
 from storage.db import create_db_engine, migrate, session_factory  # noqa: E402
@@ -251,6 +259,7 @@ def time_holders(
     catalogue: Catalogue,
     until: datetime,
     runs: int,
+    label: str = "",
 ) -> dict[int, Any]:
     """The time-held section alone (`bot.reports.holders.holder_report`), each period
     `runs` times: {days: the first result}."""
@@ -274,19 +283,24 @@ def time_holders(
             h.hops for h in out[days_].holders
         )
         print(
-            f"holders alone: {days_} days ({hop_count:,} hops), {runs} runs: {_best_median(timings)}"
+            f"{label}holders alone: {days_} days ({hop_count:,} hops), {runs} runs: {_best_median(timings)}"
         )
     return out
 
 
-def fill_days(engine: Engine, sessions: sessionmaker[Session]) -> None:
-    """Time the first fill of the stored days (`bot.reports.days.fill`) and a second one
-    with nothing missing."""
+def fill_days(engine: Engine, sessions: sessionmaker[Session], catalogue: Catalogue) -> None:
+    """Time the first fill of the stored days (`bot.reports.days.fill`) and of the hop
+    days (`bot.reports.hop_days.fill`), and a second one with nothing missing."""
     keys = [k for k, _, _ in SERVICES]
     for what in ("first fill", "second fill (nothing missing)"):
         started = time.perf_counter()
         rows = days.fill(sessions, keys)
         print(f"{what}: {rows} rows in {time.perf_counter() - started:.3f} s")
+        started = time.perf_counter()
+        pairs = hop_days.fill(sessions, catalogue, keys)
+        print(
+            f"hop days, {what}: {pairs} (service, day) pairs in {time.perf_counter() - started:.3f} s"
+        )
     with engine.connect() as conn:
         size = conn.execute(
             text(
@@ -295,6 +309,14 @@ def fill_days(engine: Engine, sessions: sessionmaker[Session]) -> None:
             )
         ).one()
     print(f"stored: {size[0]} (service, day) pairs, {size[1]}")
+    with engine.connect() as conn:
+        size = conn.execute(
+            text(
+                "SELECT count(*), pg_size_pretty(pg_total_relation_size('report_hop_days'))"
+                " FROM report_hop_days"
+            )
+        ).one()
+    print(f"hop days stored: {size[0]} rows, {size[1]}")
 
 
 def run_reports(engine: Engine, runs: int, until: datetime, explain: bool) -> None:
@@ -304,14 +326,18 @@ def run_reports(engine: Engine, runs: int, until: datetime, explain: bool) -> No
     quarter = until - timedelta(days=90)
     print(f"load average at the start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     pg = engine.dialect.name == "postgresql"
-    time_holders(engine, sessions, catalogue, until, runs)
     if pg:
         with engine.begin() as conn:  # cold: no stored day, every report computed live
             conn.execute(text("DELETE FROM report_days"))
+            conn.execute(text("DELETE FROM report_hop_days"))
+    held = time_holders(engine, sessions, catalogue, until, runs, "cold " if pg else "")
     cold = time_periods(sessions, catalogue, until, runs, "cold" if pg else "live")
     report, report_90 = cold[365][1], cold[90][1]
     if pg:
-        fill_days(engine, sessions)
+        fill_days(engine, sessions, catalogue)
+        held_warm = time_holders(engine, sessions, catalogue, until, runs, "warm ")
+        same = all(repr(held_warm[d]) == repr(held[d]) for d in PERIODS)
+        print(f"warm time held the same as cold, bit for bit: {same}")
         warm = time_periods(sessions, catalogue, until, runs, "warm")
         same = all(repr(warm[d][1]) == repr(cold[d][1]) for d in PERIODS)
         print(

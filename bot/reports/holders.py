@@ -29,7 +29,8 @@ from sqlalchemy.orm import Session
 from bot.domain.catalogue import Catalogue
 from bot.domain.hops import HopRole
 from bot.domain.hours import WorkingHours
-from bot.reports.holders_pg import pooled_seconds
+from bot.reports.holders_pg import hours_for, pooled_seconds
+from bot.reports.hop_days import cached_pooled
 from bot.reports.percentiles import epoch_seconds, median_and_p90
 from bot.reports.vectors import percentiles
 from storage import hops as store
@@ -103,10 +104,7 @@ class HolderReport:
 
 def _hours(catalogue: Catalogue, service: str, urgency: str) -> WorkingHours | None:
     """The working hours `service`'s clocks for `urgency` count in (None: around the clock)."""
-    try:
-        return catalogue.policy(catalogue.service_by_key(service), urgency).hours
-    except KeyError:
-        return None
+    return hours_for(catalogue, service, urgency)
 
 
 def hop_seconds(hours: WorkingHours | None, started: datetime, ended: datetime) -> float:
@@ -131,9 +129,11 @@ def holder_report(
     queue: dict[str, Values] = {key: [] for key in services}
     held: dict[tuple[str, str, str], Values] = {}
     if session.get_bind().dialect.name == "postgresql":
-        pooled = pooled_seconds(
-            session, services, since, until, lambda s, u: _hours(catalogue, s, u)
-        )
+        pooled = cached_pooled(session, catalogue, services, since, until)
+        if pooled is None:
+            pooled = pooled_seconds(
+                session, services, since, until, lambda s, u: _hours(catalogue, s, u)
+            )
         queues: dict[str, list[np.ndarray]] = {}
         for (service, role, user), parts in pooled.items():
             if role == HopRole.QUEUE:

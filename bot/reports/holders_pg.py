@@ -17,9 +17,10 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import LargeBinary, func, literal, select
+from sqlalchemy import LargeBinary, and_, false, func, literal, or_, select
 from sqlalchemy.orm import Session
 
+from bot.domain.catalogue import Catalogue
 from bot.domain.hours import WorkingHours
 from bot.reports.postgres import fetch_binary, tune
 from bot.reports.vectors import epoch_seconds, from_raw
@@ -37,26 +38,57 @@ def _joined(column: Any) -> Any:
     )
 
 
-def hops_sql(services: Sequence[str], since: datetime, until: datetime) -> Any:
-    """Per (service, role, user, urgency): the start and end times of the hops of
-    `services` that ended in ``[since, until)``."""
+def hops_sql(
+    services: Sequence[str],
+    since: datetime,
+    until: datetime,
+    ranges: Sequence[tuple[str, datetime, datetime]] | None = None,
+    by: Sequence[Any] = (),
+) -> Any:
+    """Per (service, role, user, urgency, *`by`): the start and end times of the hops of
+    `services` that ended in ``[since, until)`` (only in `ranges`' (service, from, to)
+    when given)."""
     H = ConsultHop
     user = func.coalesce(H.user, "")
+    where = [H.service.in_(list(services)), H.ended_at >= since, H.ended_at < until]
+    if ranges is not None:
+        where.append(
+            or_(
+                false(),
+                *(and_(H.service == s, H.ended_at >= a, H.ended_at < b) for s, a, b in ranges),
+            )
+        )
     return (
-        select(H.service, H.role, user, Consult.urgency, _joined(H.started_at), _joined(H.ended_at))
+        select(
+            H.service,
+            H.role,
+            user,
+            Consult.urgency,
+            _joined(H.started_at),
+            _joined(H.ended_at),
+            *by,
+        )
         .join(Consult, Consult.id == H.consult_id)
-        .where(H.service.in_(list(services)), H.ended_at >= since, H.ended_at < until)
-        .group_by(H.service, H.role, user, Consult.urgency)
+        .where(*where)
+        .group_by(H.service, H.role, user, Consult.urgency, *by)
     )
+
+
+def hours_for(catalogue: Catalogue, service: str, urgency: str) -> WorkingHours | None:
+    """The working hours `service`'s clocks for `urgency` count in (None: around the clock)."""
+    try:
+        return catalogue.policy(catalogue.service_by_key(service), urgency).hours
+    except KeyError:
+        return None
 
 
 Rows = list[tuple[str, str, str, str, np.ndarray, np.ndarray]]
 
 
 def parse(rows: Sequence[tuple[Any, ...]]) -> Rows:
-    """`hops_sql`'s rows with their times as int64 arrays."""
+    """`hops_sql`'s rows with their times as int64 arrays (extra `by` columns dropped)."""
     out: Rows = []
-    for service, role, user, urgency, started, ended in rows:
+    for service, role, user, urgency, started, ended, *_by in rows:
         starts, ends = from_raw(started, 8), from_raw(ended, 8)
         if len(starts) != len(ends):
             raise ValueError("hop start and end times of unequal lengths")
