@@ -53,7 +53,6 @@ from bot.domain.catalogue_load import parse_catalogue  # noqa: E402
 from bot.reports import (  # noqa: E402
     compute,
     days,
-    holders,
     hop_days,
     pg_reference,
     postgres,
@@ -253,41 +252,6 @@ def time_periods(
     return out
 
 
-def time_holders(
-    engine: Engine,
-    sessions: sessionmaker[Session],
-    catalogue: Catalogue,
-    until: datetime,
-    runs: int,
-    label: str = "",
-) -> dict[int, Any]:
-    """The time-held section alone (`bot.reports.holders.holder_report`), each period
-    `runs` times: {days: the first result}."""
-    keys = [k for k, _, _ in SERVICES]
-    with engine.connect() as conn:
-        hops = conn.execute(text("SELECT count(*) FROM consult_hops")).scalar()
-    print(f"hops stored: {hops:,}")
-    out = {}
-    for days_ in PERIODS:
-        timings = []
-        for _ in range(runs):
-            with sessions() as session:
-                started = time.perf_counter()
-                held = holders.holder_report(
-                    session, catalogue=catalogue, services=keys,
-                    since=until - timedelta(days=days_), until=until,
-                )  # fmt: skip
-                timings.append(time.perf_counter() - started)
-            out.setdefault(days_, held)
-        hop_count = sum(q.hops for q in out[days_].queues.values()) + sum(
-            h.hops for h in out[days_].holders
-        )
-        print(
-            f"{label}holders alone: {days_} days ({hop_count:,} hops), {runs} runs: {_best_median(timings)}"
-        )
-    return out
-
-
 def fill_days(engine: Engine, sessions: sessionmaker[Session], catalogue: Catalogue) -> None:
     """Time the first fill of the stored days (`bot.reports.days.fill`) and of the hop
     days (`bot.reports.hop_days.fill`), and a second one with nothing missing."""
@@ -330,12 +294,12 @@ def run_reports(engine: Engine, runs: int, until: datetime, explain: bool) -> No
         with engine.begin() as conn:  # cold: no stored day, every report computed live
             conn.execute(text("DELETE FROM report_days"))
             conn.execute(text("DELETE FROM report_hop_days"))
-    held = time_holders(engine, sessions, catalogue, until, runs, "cold " if pg else "")
+    held = report_hops.time_holders(engine, sessions, catalogue, until, runs, "cold " if pg else "")
     cold = time_periods(sessions, catalogue, until, runs, "cold" if pg else "live")
     report, report_90 = cold[365][1], cold[90][1]
     if pg:
         fill_days(engine, sessions, catalogue)
-        held_warm = time_holders(engine, sessions, catalogue, until, runs, "warm ")
+        held_warm = report_hops.time_holders(engine, sessions, catalogue, until, runs, "warm ")
         same = all(repr(held_warm[d]) == repr(held[d]) for d in PERIODS)
         print(f"warm time held the same as cold, bit for bit: {same}")
         warm = time_periods(sessions, catalogue, until, runs, "warm")

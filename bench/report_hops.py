@@ -20,7 +20,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, insert, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
+from bot.domain.catalogue import Catalogue
+from bot.reports import holders
 from storage.models import Consult
 from storage.models_hops import ConsultHop
 
@@ -133,3 +136,40 @@ def load_hops_sqlite(engine: Engine) -> tuple[int, float]:
     with engine.connect() as conn:
         conn.exec_driver_sql("ANALYZE")
     return written, time.perf_counter() - started
+
+
+def time_holders(
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    catalogue: Catalogue,
+    until: datetime,
+    runs: int,
+    label: str = "",
+    periods: tuple[int, ...] = (365, 90, 30, 7),
+) -> dict[int, Any]:
+    """The time-held section alone (`bot.reports.holders.holder_report`), each period
+    `runs` times, printed: {days: the first result}."""
+    with engine.connect() as conn:
+        keys = [k for (k,) in conn.execute(text("SELECT DISTINCT service FROM consults"))]
+        hops = conn.execute(text("SELECT count(*) FROM consult_hops")).scalar()
+    keys = [s.key for s in catalogue.services if s.key in keys]
+    print(f"hops stored: {hops:,}")
+    out = {}
+    for days in periods:
+        timings = []
+        for _ in range(runs):
+            with sessions() as session:
+                started = time.perf_counter()
+                held = holders.holder_report(
+                    session, catalogue=catalogue, services=keys,
+                    since=until - timedelta(days=days), until=until,
+                )  # fmt: skip
+                timings.append(time.perf_counter() - started)
+            out.setdefault(days, held)
+        n = sum(q.hops for q in out[days].queues.values()) + sum(h.hops for h in out[days].holders)
+        best, median = min(timings), sorted(timings)[len(timings) // 2]
+        print(
+            f"{label}holders alone: {days} days ({n:,} hops), {runs} runs: "
+            f"best {best:.3f} s, median {median:.3f} s"
+        )
+    return out
