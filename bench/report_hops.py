@@ -29,11 +29,11 @@ from storage.models_hops import ConsultHop
 
 HOP_COLUMNS = ("consult_id", "service", "role", "user", "started_at", "ended_at")
 _READ = (
-    "SELECT id, service, requester, assignee, created_at, acknowledged_at, answered_at,"
+    "SELECT id, ref, service, requester, assignee, created_at, acknowledged_at, answered_at,"
     " cancelled_at, waiting_seconds, handoff_count FROM consults ORDER BY id"
 )
 _READ_ORM = select(
-    Consult.id, Consult.service, Consult.requester, Consult.assignee, Consult.created_at,
+    Consult.id, Consult.ref, Consult.service, Consult.requester, Consult.assignee, Consult.created_at,
     Consult.acknowledged_at, Consult.answered_at, Consult.cancelled_at,
     Consult.waiting_seconds, Consult.handoff_count,
 ).order_by(Consult.id)  # fmt: skip
@@ -43,7 +43,7 @@ def _consultant(
     hops: list[tuple], rng: random.Random, row: tuple, start: datetime, end: datetime
 ) -> None:
     """The consultant's time from `start` to `end`, cut by need-info waiting and hand-offs."""
-    cid, service, requester, assignee, _c, _a, _ans, _x, waiting, handoffs = row
+    cid, _ref, service, requester, assignee, _c, _a, _ans, _x, waiting, handoffs = row
     holder = assignee or "UCONS00"
     if handoffs and end - start > timedelta(seconds=2):
         cut = start + (end - start) * rng.uniform(0.1, 0.6)
@@ -61,7 +61,7 @@ def _consultant(
 
 def hops_of(row: tuple, rng: random.Random) -> list[tuple]:
     """The finished hops (HOP_COLUMNS order) of one consult row (`_READ`'s columns)."""
-    cid, service, _req, _assignee, created, acked, answered, cancelled, _w, _h = row
+    cid, _ref, service, _req, _assignee, created, acked, answered, cancelled, _w, _h = row
     hops: list[tuple] = []
     ended = answered or cancelled
     if acked is None:
@@ -74,11 +74,11 @@ def hops_of(row: tuple, rng: random.Random) -> list[tuple]:
     return hops
 
 
-def hop_rows(consults: Iterable[tuple], seed: int = 11) -> Iterator[tuple]:
-    """Every consult's hops, in the consults' order."""
-    rng = random.Random(seed)
+def hop_rows(consults: Iterable[tuple]) -> Iterator[tuple]:
+    """Every consult's hops, in the consults' order; each consult's drawn from a generator
+    seeded by its reference, so the same consults get the same hops whatever their order."""
     for row in consults:
-        yield from hops_of(row, rng)
+        yield from hops_of(row, random.Random(row[1]))
 
 
 def has_hops(engine: Engine) -> bool:
