@@ -2,7 +2,10 @@
 
 PostgreSQL (default): creates a throw-away database on 127.0.0.1:5432 (user postgres),
 migrates it, COPYs N consults (default 1,000,000) spread over a year across 4 services,
-3 urgencies and 40 consultants with realistic timings, runs the 365-day report over all
+3 urgencies and 40 consultants with realistic timings, and their finished hops (about 2.3
+per consult, `bench/report_hops.py`; two (service, urgency) have working hours, so the
+time held is partly working time), times the report's time-held section alone
+(`bot.reports.holders`) for each period, runs the 365-day report over all
 services 3 times (then 90, 30 and 7 days, 3 times each), prints the best and median
 timings, the load average and a few figures, and drops the database. `--order creation`
 (the default) inserts the consults sorted by creation time, as a live table stores them
@@ -16,7 +19,10 @@ before 2026-11-29); on SQLite row by row in Python. `--explain` adds the plans o
 period query, of the reference's, and of the first share of a 90-day report (the blocks
 one connection reads).
 `--keep NAME` keeps the loaded PostgreSQL database and `--reuse NAME` reports on it
-(`bench/report_ab.py` compares two source trees on it).
+(`bench/report_ab.py` compares two source trees on it); a kept database without hops (kept
+before 2026-11-29) gets them added first. On PostgreSQL, cold means no stored day of either
+kind (`report_days`, `report_hop_days`), warm after both fills; the time held is also
+compared warm against cold, bit for bit.
 
     .venv/bin/python bench/report_bench.py [--rows 1000000] [--runs 3] [--explain]
         [--order creation|random]

@@ -7,11 +7,15 @@ counted once it ends), whatever the consult's creation date. A hop's time is wor
 when its service has working hours for the consult's urgency (`bot.domain.hours`, as the
 SLA clocks count it), else clock time like the core figures (`epoch_seconds`).
 
-Working time cannot be computed in SQL, so both databases read the same hop rows
-(`storage.hops.ended_between`) and aggregate them here: the figures are identical on
-SQLite and PostgreSQL. Percentiles interpolate like ``percentile_cont``
-(`bot.reports.percentiles`); totals are exactly rounded sums (`math.fsum`), so the order
-rows arrive in cannot change them. Only service keys, roles, Slack user ids and times are
+Working time cannot be computed in SQL. SQLite reads the hop rows
+(`storage.hops.ended_between`) and computes each hop's seconds here (`hop_seconds`);
+PostgreSQL reads the hops' times as binary values per (service, role, holder, urgency) and
+computes them with numpy (`bot.reports.holders_pg`, `bot.reports.worktime`), from the
+stored per-day seconds (`bot.reports.hop_days`) when the period has whole days stored: the
+figures are identical, bit for bit, on both databases and every path. Percentiles
+interpolate like ``percentile_cont`` (`bot.reports.percentiles`, `bot.reports.vectors`);
+totals are exactly rounded sums (`math.fsum`) of the pooled values, so the order rows or
+parts arrive in cannot change them. Only service keys, roles, Slack user ids and times are
 read: never a patient or any free text.
 """
 
