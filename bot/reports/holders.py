@@ -34,6 +34,7 @@ from bot.domain.catalogue import Catalogue
 from bot.domain.hops import HopRole
 from bot.domain.hours import WorkingHours
 from bot.reports.holders_pg import hours_for, pooled_seconds
+from bot.reports.holders_sqlite import pooled_seconds_sqlite
 from bot.reports.hop_days import cached_pooled
 from bot.reports.percentiles import epoch_seconds, median_and_p90
 from bot.reports.vectors import percentiles
@@ -132,12 +133,15 @@ def holder_report(
     """Time held in the hops of `services` that ended in ``[since, until)``."""
     queue: dict[str, Values] = {key: [] for key in services}
     held: dict[tuple[str, str, str], Values] = {}
-    if session.get_bind().dialect.name == "postgresql":
-        pooled = cached_pooled(session, catalogue, services, since, until)
-        if pooled is None:
-            pooled = pooled_seconds(
-                session, services, since, until, lambda s, u: _hours(catalogue, s, u)
-            )
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        hours_of = lambda s, u: _hours(catalogue, s, u)  # noqa: E731
+        if dialect == "sqlite":
+            pooled = pooled_seconds_sqlite(session, services, since, until, hours_of)
+        else:
+            pooled = cached_pooled(session, catalogue, services, since, until)
+            if pooled is None:
+                pooled = pooled_seconds(session, services, since, until, hours_of)
         queues: dict[str, list[np.ndarray]] = {}
         for (service, role, user), parts in pooled.items():
             if role == HopRole.QUEUE:
