@@ -7,12 +7,13 @@ counted once it ends), whatever the consult's creation date. A hop's time is wor
 when its service has working hours for the consult's urgency (`bot.domain.hours`, as the
 SLA clocks count it), else clock time like the core figures (`epoch_seconds`).
 
-Working time cannot be computed in SQL. SQLite reads the hop rows
-(`storage.hops.ended_between`) and computes each hop's seconds here (`hop_seconds`);
-PostgreSQL reads the hops' times as binary values per (service, role, holder, urgency) and
-computes them with numpy (`bot.reports.holders_pg`, `bot.reports.worktime`), from the
-stored per-day seconds (`bot.reports.hop_days`) when the period has whole days stored: the
-figures are identical, bit for bit, on both databases and every path. Percentiles
+Working time cannot be computed in SQL. Both databases send the hops' times per (service,
+role, holder, urgency) and numpy computes their seconds (`bot.reports.holders_pg`: binary
+values; `bot.reports.holders_sqlite`: text; working time by `bot.reports.worktime`);
+PostgreSQL reads the stored per-day seconds (`bot.reports.hop_days`) when the period has
+whole days stored. Any other database reads the hop rows (`storage.hops.ended_between`) and
+computes each hop's seconds here (`hop_seconds`, the reference the tests compare with).
+The figures are identical, bit for bit, on both databases and every path. Percentiles
 interpolate like ``percentile_cont`` (`bot.reports.percentiles`, `bot.reports.vectors`);
 totals are exactly rounded sums (`math.fsum`) of the pooled values, so the order rows or
 parts arrive in cannot change them. Only service keys, roles, Slack user ids and times are

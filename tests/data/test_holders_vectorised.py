@@ -1,8 +1,9 @@
 """The time held on a realistic dataset (the bench's year of consults and their hops, with
-working hours in Toronto and London, so DST changes fall inside hops): `holder_report`
-(vectorised on PostgreSQL, row by row on SQLite) gives bit for bit the figures of each
-hop computed alone (`WorkingHours.elapsed` or clock time), totals by `math.fsum` and
-percentiles as ``percentile_cont``, for a year, a quarter and a week."""
+working hours in Toronto and London, so DST changes fall inside hops): `holder_report`,
+vectorised on both databases (PostgreSQL's stored hop days: `test_hop_days.py`), gives
+bit for bit the figures of each hop computed alone (`WorkingHours.elapsed` or clock time),
+totals by `math.fsum` and percentiles as ``percentile_cont``, for a year, a quarter and a
+week."""
 
 from __future__ import annotations
 
