@@ -2,7 +2,10 @@
 
 PostgreSQL (default): creates a throw-away database on 127.0.0.1:5432 (user postgres),
 migrates it, COPYs N consults (default 1,000,000) spread over a year across 4 services,
-3 urgencies and 40 consultants with realistic timings, runs the 365-day report over all
+3 urgencies and 40 consultants with realistic timings, and their finished hops (about 2.3
+per consult, `bench/report_hops.py`; two (service, urgency) have working hours, so the
+time held is partly working time), times the report's time-held section alone
+(`bot.reports.holders`) for each period, runs the 365-day report over all
 services 3 times (then 90, 30 and 7 days, 3 times each), prints the best and median
 timings, the load average and a few figures, and drops the database. `--order creation`
 (the default) inserts the consults sorted by creation time, as a live table stores them
@@ -16,7 +19,10 @@ before 2026-11-29); on SQLite row by row in Python. `--explain` adds the plans o
 period query, of the reference's, and of the first share of a 90-day report (the blocks
 one connection reads).
 `--keep NAME` keeps the loaded PostgreSQL database and `--reuse NAME` reports on it
-(`bench/report_ab.py` compares two source trees on it).
+(`bench/report_ab.py` compares two source trees on it); a kept database without hops (kept
+before 2026-11-29) gets them added first. On PostgreSQL, cold means no stored day of either
+kind (`report_days`, `report_hop_days`), warm after both fills; the time held is also
+compared warm against cold, bit for bit.
 
     .venv/bin/python bench/report_bench.py [--rows 1000000] [--runs 3] [--explain]
         [--order creation|random]
@@ -47,9 +53,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import Engine, create_engine, insert, text  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
+from bench import report_hops  # noqa: E402
 from bot.domain.catalogue import Catalogue  # noqa: E402
 from bot.domain.catalogue_load import parse_catalogue  # noqa: E402
-from bot.reports import compute, days, pg_reference, postgres, queries  # noqa: E402
+from bot.reports import (  # noqa: E402
+    compute,
+    days,
+    hop_days,
+    pg_reference,
+    postgres,
+    queries,
+)
 from bot.reports.compute import compute_report  # noqa: E402
 from bot.slack.render.figures import format_elapsed, format_share  # noqa: E402
 from storage.db import create_db_engine, migrate, session_factory  # noqa: E402
@@ -63,6 +77,14 @@ SERVICES = [
     ("cardiology", "Cardiology", "CARD"),
     ("neurology", "Neurology", "NEURO"),
 ]
+# Working hours for some (service, urgency): the time held of their hops is working time
+# (`bot.reports.holders`); Toronto and London change their clocks on different days.
+HOURS = {
+    "radiology": '\n[services.urgency.routine]\nhours = "Mon-Fri 08:00-18:00"\n'
+    'timezone = "America/Toronto"',
+    "neurology": '\n[services.urgency.urgent]\nhours = "Mon-Fri 08:00-18:00; Sat 09:00-13:00"\n'
+    'timezone = "Europe/London"',
+}
 CATALOGUE = "\n".join(
     [
         'admins = ["UADMIN"]',
@@ -77,7 +99,7 @@ CATALOGUE = "\n".join(
         ],
         *[
             f'[[services]]\nkey = "{k}"\nname = "{n}"\nprefix = "{p}"\nchannel = "C{p}"\n'
-            f'on_call = "U{p}ON"\nbackup = "U{p}BK"\nleads = ["U{p}LEAD"]'
+            f'on_call = "U{p}ON"\nbackup = "U{p}BK"\nleads = ["U{p}LEAD"]{HOURS.get(k, "")}'
             for k, n, p in SERVICES
         ],
     ]
@@ -186,6 +208,7 @@ def load_postgres(engine: Engine, rows: int, until: datetime, order: str = "crea
             conn.autocommit = False  # the connection goes back to the pool
     finally:
         raw.close()
+    report_hops.load_hops_postgres(engine)
     return time.perf_counter() - started
 
 
@@ -203,8 +226,7 @@ def load_sqlite(engine: Engine, rows: int, until: datetime, order: str = "creati
                 batch = []
         if batch:
             conn.execute(insert(table), batch)
-    with engine.connect() as conn:
-        conn.exec_driver_sql("ANALYZE")
+    report_hops.load_hops_sqlite(engine)
     return time.perf_counter() - started
 
 
@@ -236,14 +258,19 @@ def time_periods(
     return out
 
 
-def fill_days(engine: Engine, sessions: sessionmaker[Session]) -> None:
-    """Time the first fill of the stored days (`bot.reports.days.fill`) and a second one
-    with nothing missing."""
+def fill_days(engine: Engine, sessions: sessionmaker[Session], catalogue: Catalogue) -> None:
+    """Time the first fill of the stored days (`bot.reports.days.fill`) and of the hop
+    days (`bot.reports.hop_days.fill`), and a second one with nothing missing."""
     keys = [k for k, _, _ in SERVICES]
     for what in ("first fill", "second fill (nothing missing)"):
         started = time.perf_counter()
         rows = days.fill(sessions, keys)
         print(f"{what}: {rows} rows in {time.perf_counter() - started:.3f} s")
+        started = time.perf_counter()
+        pairs = hop_days.fill(sessions, catalogue, keys)
+        print(
+            f"hop days, {what}: {pairs} (service, day) pairs in {time.perf_counter() - started:.3f} s"
+        )
     with engine.connect() as conn:
         size = conn.execute(
             text(
@@ -252,6 +279,14 @@ def fill_days(engine: Engine, sessions: sessionmaker[Session]) -> None:
             )
         ).one()
     print(f"stored: {size[0]} (service, day) pairs, {size[1]}")
+    with engine.connect() as conn:
+        size = conn.execute(
+            text(
+                "SELECT count(*), pg_size_pretty(pg_total_relation_size('report_hop_days'))"
+                " FROM report_hop_days"
+            )
+        ).one()
+    print(f"hop days stored: {size[0]} rows, {size[1]}")
 
 
 def run_reports(engine: Engine, runs: int, until: datetime, explain: bool) -> None:
@@ -264,10 +299,15 @@ def run_reports(engine: Engine, runs: int, until: datetime, explain: bool) -> No
     if pg:
         with engine.begin() as conn:  # cold: no stored day, every report computed live
             conn.execute(text("DELETE FROM report_days"))
+            conn.execute(text("DELETE FROM report_hop_days"))
+    held = report_hops.time_holders(engine, sessions, catalogue, until, runs, "cold " if pg else "")
     cold = time_periods(sessions, catalogue, until, runs, "cold" if pg else "live")
     report, report_90 = cold[365][1], cold[90][1]
     if pg:
-        fill_days(engine, sessions)
+        fill_days(engine, sessions, catalogue)
+        held_warm = report_hops.time_holders(engine, sessions, catalogue, until, runs, "warm ")
+        same = all(repr(held_warm[d]) == repr(held[d]) for d in PERIODS)
+        print(f"warm time held the same as cold, bit for bit: {same}")
         warm = time_periods(sessions, catalogue, until, runs, "warm")
         same = all(repr(warm[d][1]) == repr(cold[d][1]) for d in PERIODS)
         print(
@@ -411,6 +451,9 @@ def main() -> int:
             until = (latest + timedelta(seconds=1)).replace(microsecond=0)
             migrate(engine)  # e.g. report_days (0009) on a database loaded before it
             print(f"PostgreSQL {version}: reusing {name}")
+            if not report_hops.has_hops(engine):  # kept before the bench seeded hops
+                hops, seconds = report_hops.load_hops_postgres(engine)
+                print(f"added {hops:,} hops (COPY + VACUUM ANALYZE) in {seconds:.1f} s")
         else:
             migrate(engine)
             print(

@@ -28,6 +28,7 @@ from bot.flows.retention import purge
 from bot.flows.sweep import sweep
 from bot.reports import days as report_days
 from bot.reports import digest as digests
+from bot.reports import hop_days
 from bot.reports.model import iso_z
 from bot.services import Services
 
@@ -222,15 +223,15 @@ def _add_purge(scheduler: BackgroundScheduler, services: Services) -> None:
 
 
 def _add_report_days(scheduler: BackgroundScheduler, services: Services) -> None:
-    """On PostgreSQL, the reports' stored days filled every `report_days.FILL_EVERY`, the
+    """On PostgreSQL, the reports' stored days (settled consults and finished hops,
+    `bot.reports.hop_days.fill_both`) filled every `report_days.FILL_EVERY`, the
     first `report_days.FILL_FIRST_AFTER` after start (a few queries when nothing is
     missing; the first fill of a year at 1M consults takes a few seconds)."""
     bind = services.sessions.kw.get("bind")
     if bind is None or bind.dialect.name != "postgresql":
         return
-    keys = [s.key for s in services.catalogue.services]
     scheduler.add_job(
-        _guard("report-days", partial(report_days.fill, services.sessions, keys)),
+        _guard("report-days", partial(hop_days.fill_both, services.sessions, services.catalogue)),
         "interval",
         seconds=report_days.FILL_EVERY.total_seconds(),
         id="report-days",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, Date, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.models import Base
@@ -67,3 +67,23 @@ class ReportDaysGate(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     filled_at: Mapped[datetime | None]
+
+
+class ReportHopDay(Base):
+    """The finished hops of one service that ended on one UTC day, per role and holder
+    ('' for none): how many, and their seconds (`bot.reports.holders`) as float8 values
+    back to back, computed with the working hours `fingerprint` names
+    (`bot.reports.hop_days`; rows of other hours are not used). Migration 0010's triggers
+    delete a day's rows when one of its hops is deleted or updated, or a consult whose
+    hops ended that day changes urgency."""
+
+    __tablename__ = "report_hop_days"
+
+    service: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user: Mapped[str] = mapped_column(String(32), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(Text)
+    hops: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[bytes] = mapped_column(LargeBinary)
+    filled_at: Mapped[datetime]

@@ -178,6 +178,17 @@ class WorkingHours:
                 cursor = finish
         return total
 
+    def windows(self, start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
+        """The UTC windows `elapsed` walks between two instants: in order, those that end
+        after `start` and begin before `end` (they may touch or, around DST, overlap)."""
+        _require_aware(start, "start")
+        _require_aware(end, "end")
+        stop = end.astimezone(UTC)
+        for w_start, w_end in self._windows(start.astimezone(UTC)):
+            if w_start >= stop:
+                return
+            yield w_start, w_end
+
     # ------------------------------------------------------------------ internals
     def _windows(self, after: datetime) -> Iterator[tuple[datetime, datetime]]:
         """UTC windows, in order, that end after `after`; endless (every week has one)."""

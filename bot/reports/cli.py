@@ -15,8 +15,8 @@ from bot.domain.catalogue_load import load_catalogue
 from bot.domain.clock import SystemClock
 from bot.domain.durations import parse_duration
 from bot.reports.compute import compute_report
-from bot.reports.days import fill as fill_days
 from bot.reports.export import report_csv, report_json, report_table
+from bot.reports.hop_days import fill_both
 from bot.reports.model import Report
 from bot.settings import Settings
 from storage.db import create_db_engine, migrate, session_factory
@@ -82,13 +82,14 @@ def _report(
     fill: bool = False,
 ) -> Report:
     """The report up to now, from the configured database (migrated first); with `fill`,
-    the missing settled days stored first (`bot.reports.days.fill`, PostgreSQL only)."""
+    the missing settled days and hop days stored first (`bot.reports.hop_days.fill_both`,
+    PostgreSQL only)."""
     now = SystemClock().now().replace(microsecond=0)
     with database(settings) as session:
         if fill:
             sessions = session_factory(session.get_bind())
-            written = fill_days(sessions, [s.key for s in catalogue.services])
-            print(f"report days: {written} rows stored", file=sys.stderr)
+            written, hop_pairs = fill_both(sessions, catalogue)
+            print(f"report days: {written} rows stored, hop days: {hop_pairs}", file=sys.stderr)
         return compute_report(
             session, catalogue=catalogue, since=now - period, until=now, now=now, services=keys
         )

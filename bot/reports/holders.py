@@ -7,11 +7,16 @@ counted once it ends), whatever the consult's creation date. A hop's time is wor
 when its service has working hours for the consult's urgency (`bot.domain.hours`, as the
 SLA clocks count it), else clock time like the core figures (`epoch_seconds`).
 
-Working time cannot be computed in SQL, so both databases read the same hop rows
-(`storage.hops.ended_between`) and aggregate them here: the figures are identical on
-SQLite and PostgreSQL. Percentiles interpolate like ``percentile_cont``
-(`bot.reports.percentiles`); totals are exactly rounded sums (`math.fsum`), so the order
-rows arrive in cannot change them. Only service keys, roles, Slack user ids and times are
+Working time cannot be computed in SQL. Both databases send the hops' times per (service,
+role, holder, urgency) and numpy computes their seconds (`bot.reports.holders_pg`: binary
+values; `bot.reports.holders_sqlite`: text; working time by `bot.reports.worktime`);
+PostgreSQL reads the stored per-day seconds (`bot.reports.hop_days`) when the period has
+whole days stored. Any other database reads the hop rows (`storage.hops.ended_between`) and
+computes each hop's seconds here (`hop_seconds`, the reference the tests compare with).
+The figures are identical, bit for bit, on both databases and every path. Percentiles
+interpolate like ``percentile_cont`` (`bot.reports.percentiles`, `bot.reports.vectors`);
+totals are exactly rounded sums (`math.fsum`) of the pooled values, so the order rows or
+parts arrive in cannot change them. Only service keys, roles, Slack user ids and times are
 read: never a patient or any free text.
 """
 
@@ -23,12 +28,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from bot.domain.catalogue import Catalogue
 from bot.domain.hops import HopRole
 from bot.domain.hours import WorkingHours
+from bot.reports.holders_pg import hours_for, pooled_seconds
+from bot.reports.holders_sqlite import pooled_seconds_sqlite
+from bot.reports.hop_days import cached_pooled
 from bot.reports.percentiles import epoch_seconds, median_and_p90
+from bot.reports.vectors import percentiles
 from storage import hops as store
 
 # The order holders are listed in within a service.
@@ -44,8 +54,10 @@ class Held:
     p90: float | None
 
     @classmethod
-    def of(cls, seconds: Sequence[float]) -> Held:
-        """The figures of these hops' seconds."""
+    def of(cls, seconds: Sequence[float] | np.ndarray) -> Held:
+        """The figures of these hops' seconds (an array is sorted in place)."""
+        if isinstance(seconds, np.ndarray):
+            return cls(math.fsum(seconds.tolist()), *percentiles(seconds))
         return cls(math.fsum(seconds), *median_and_p90(seconds))
 
     def as_dict(self) -> dict[str, Any]:
@@ -98,10 +110,7 @@ class HolderReport:
 
 def _hours(catalogue: Catalogue, service: str, urgency: str) -> WorkingHours | None:
     """The working hours `service`'s clocks for `urgency` count in (None: around the clock)."""
-    try:
-        return catalogue.policy(catalogue.service_by_key(service), urgency).hours
-    except KeyError:
-        return None
+    return hours_for(catalogue, service, urgency)
 
 
 def hop_seconds(hours: WorkingHours | None, started: datetime, ended: datetime) -> float:
@@ -109,6 +118,9 @@ def hop_seconds(hours: WorkingHours | None, started: datetime, ended: datetime) 
     if hours is not None:
         return hours.elapsed(started, ended).total_seconds()
     return max(epoch_seconds(ended, started), 0.0)
+
+
+Values = list[float] | np.ndarray
 
 
 def holder_report(
@@ -120,15 +132,40 @@ def holder_report(
     until: datetime,
 ) -> HolderReport:
     """Time held in the hops of `services` that ended in ``[since, until)``."""
-    rows = store.ended_between(session=session, services=services, since=since, until=until)
-    queue: dict[str, list[float]] = {key: [] for key in services}
-    held: dict[tuple[str, str, str], list[float]] = {}
-    for service, role, user, urgency, started, ended in rows:
-        seconds = hop_seconds(_hours(catalogue, service, urgency), started, ended)
-        if role == HopRole.QUEUE:
-            queue.setdefault(service, []).append(seconds)
-        elif user:
-            held.setdefault((service, role, user), []).append(seconds)
+    queue: dict[str, Values] = {key: [] for key in services}
+    held: dict[tuple[str, str, str], Values] = {}
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        hours_of = lambda s, u: _hours(catalogue, s, u)  # noqa: E731
+        if dialect == "sqlite":
+            pooled = pooled_seconds_sqlite(session, services, since, until, hours_of)
+        else:
+            pooled = cached_pooled(session, catalogue, services, since, until)
+            if pooled is None:
+                pooled = pooled_seconds(session, services, since, until, hours_of)
+        queues: dict[str, list[np.ndarray]] = {}
+        for (service, role, user), parts in pooled.items():
+            if role == HopRole.QUEUE:
+                queues.setdefault(service, []).extend(parts)
+            elif user:
+                held[(service, role, user)] = np.concatenate(parts)
+        queue.update({key: np.concatenate(parts) for key, parts in queues.items()})
+    else:
+        rows = store.ended_between(session=session, services=services, since=since, until=until)
+        for service, role, user, urgency, started, ended in rows:
+            seconds = hop_seconds(_hours(catalogue, service, urgency), started, ended)
+            if role == HopRole.QUEUE:
+                queue.setdefault(service, []).append(seconds)  # type: ignore[union-attr]
+            elif user:
+                held.setdefault((service, role, user), []).append(seconds)  # type: ignore[union-attr]
+    return _report(services, queue, held)
+
+
+def _report(
+    services: Sequence[str], queue: dict[str, Values], held: dict[tuple[str, str, str], Values]
+) -> HolderReport:
+    """The report of the pooled seconds: holders in service order, consultants then
+    requesters, then user id."""
     order = {key: i for i, key in enumerate(services)}
     keys = sorted(held, key=lambda k: (order.get(k[0], len(order)), _ROLE_ORDER.get(k[1], 9), k[2]))
     return HolderReport(

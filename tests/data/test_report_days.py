@@ -131,7 +131,8 @@ WRITES: dict[str, tuple[str, str]] = {
                       "UPDATE consults SET feedback_helpful = false WHERE id = :id"),
     "retention scrub": ("c.status = 'closed'",
                         "UPDATE consults SET patient = NULL, question = NULL WHERE id = :id"),
-    "delete": ("c.status = 'cancelled'", "DELETE FROM consults WHERE id = :id"),
+    "delete": ("c.status = 'cancelled'", "WITH hops AS (DELETE FROM consult_hops"
+               " WHERE consult_id = :id) DELETE FROM consults WHERE id = :id"),
     "backdated insert": ("true", "INSERT INTO consults (ref, service, seq, urgency, intake,"
                          " requester, on_call, status, channel, created_at, acknowledge_due_at,"
                          " answer_due_at, waiting_seconds, nudge_level, nudges_at_level,"
