@@ -476,7 +476,8 @@ def cli_env(monkeypatch, tmp_path, sessions, db_url):
               first_reply=20 * M, answered=2 * H, helpful=True)  # fmt: skip
         f.add("radiology", "stat", created=now - timedelta(days=3), status="answered",
               assignee="UB", ack=5 * M, first_reply=5 * M, answered=30 * M)  # fmt: skip
-        f.add("radiology", "routine", created=now - timedelta(days=1), status="open")
+        # Unacknowledged (overdue), its answer due an hour after `now`: not on a run's edge.
+        f.add("radiology", "routine", created=now - timedelta(hours=23), status="open")
         f.add(created=now - timedelta(days=45), status="closed", assignee="UA", ack=M,
               first_reply=M, answered=H)  # fmt: skip
     return now
