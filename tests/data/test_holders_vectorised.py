@@ -7,14 +7,10 @@ week."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,27 +18,12 @@ from bot.domain.catalogue_load import parse_catalogue
 from bot.reports import holders
 from bot.reports.percentiles import epoch_seconds, median_and_p90
 from storage import hops as store
-from storage.db import create_db_engine, session_factory
+from storage.db import session_factory
 from tests.harness import use_postgres
+from tests.report_bench_loader import report_bench
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "report_bench.py"
 KEYS = ["radiology", "pathology", "cardiology", "neurology"]
 ROWS = 4000
-
-
-def _bench() -> Any:
-    spec = importlib.util.spec_from_file_location("report_bench_for_holders", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = create_db_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 def by_hand(s: Session, catalogue: Any, since: datetime, until: datetime) -> dict[str, Any]:
@@ -77,7 +58,7 @@ def reported(report: holders.HolderReport) -> dict[str, Any]:
 
 
 def test_time_held_is_each_hop_computed_alone_bit_for_bit(engine: Engine) -> None:
-    bench = _bench()
+    bench = report_bench()
     until = datetime.now(UTC).replace(microsecond=0)
     (bench.load_postgres if use_postgres() else bench.load_sqlite)(engine, ROWS, until)
     catalogue = parse_catalogue(bench.CATALOGUE, "bench.toml")

@@ -8,10 +8,7 @@ SQLite stores nothing."""
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,32 +18,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.domain.catalogue import Catalogue
 from bot.domain.catalogue_load import parse_catalogue
 from bot.reports import holders_pg, hop_days
-from storage.db import create_db_engine, session_factory
+from storage.db import session_factory
 from storage.models_report_days import ReportHopDay
+from tests.report_bench_loader import report_bench
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "report_bench.py"
 KEYS = ["radiology", "pathology", "cardiology", "neurology"]
 ROWS = 3000
 
 
-def _bench() -> Any:
-    spec = importlib.util.spec_from_file_location("report_bench_for_hop_days", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = create_db_engine(db_url)
-    yield engine
-    engine.dispose()
-
-
 @pytest.fixture
 def loaded(engine: Engine, postgres_only: None) -> tuple[sessionmaker[Session], datetime, Any]:
-    bench = _bench()
+    bench = report_bench()
     until = datetime.now(UTC).replace(microsecond=0)
     bench.load_postgres(engine, ROWS, until)
     return session_factory(engine), until, parse_catalogue(bench.CATALOGUE, "bench.toml")
@@ -127,7 +109,7 @@ def test_rows_of_other_working_hours_are_not_used_and_the_fill_replaces_them(loa
     sessions, until, catalogue = loaded
     hop_days.fill(sessions, catalogue, KEYS)
     changed = parse_catalogue(
-        _bench().CATALOGUE.replace('"Mon-Fri 08:00-18:00"', '"Mon-Sat 07:00-19:00"'), "b.toml"
+        report_bench().CATALOGUE.replace('"Mon-Fri 08:00-18:00"', '"Mon-Sat 07:00-19:00"'), "b.toml"
     )
     since = until - timedelta(days=365)
     assert live(sessions, changed, since, until) != live(sessions, catalogue, since, until)
@@ -140,5 +122,5 @@ def test_rows_of_other_working_hours_are_not_used_and_the_fill_replaces_them(loa
 def test_sqlite_stores_nothing(engine: Engine) -> None:
     if engine.dialect.name != "sqlite":
         pytest.skip("SQLite only")
-    catalogue = parse_catalogue(_bench().CATALOGUE, "bench.toml")
+    catalogue = parse_catalogue(report_bench().CATALOGUE, "bench.toml")
     assert hop_days.fill(session_factory(engine), catalogue, KEYS) == 0

@@ -8,11 +8,9 @@ idempotent and two fills at once neither fail nor double. On SQLite nothing is s
 
 from __future__ import annotations
 
-import importlib.util
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,28 +19,13 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.reports import days, pg_reference, postgres
-from storage.db import create_db_engine, session_factory
+from storage.db import session_factory
 from tests.harness import use_postgres
+from tests.report_bench_loader import report_bench
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "report_bench.py"
 KEYS = ["radiology", "pathology", "cardiology", "neurology"]
 ROWS = 6000
 US = timedelta(microseconds=1)
-
-
-def _bench() -> Any:
-    spec = importlib.util.spec_from_file_location("report_bench_for_days", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = create_db_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
@@ -50,7 +33,7 @@ def loaded(engine: Engine, postgres_only: None) -> tuple[sessionmaker[Session], 
     """A year of the bench's consults (4 services, 3 urgencies, 40 consultants, open,
     answered, closed and cancelled ones) ending now, and the report's `until`/`now`."""
     until = datetime.now(UTC).replace(microsecond=0)
-    _bench().load_postgres(engine, ROWS, until)
+    report_bench().load_postgres(engine, ROWS, until)
     return session_factory(engine), until
 
 
@@ -344,7 +327,7 @@ def test_sqlite_stores_nothing(engine):
     if use_postgres():
         pytest.skip("SQLite only")
     sessions = session_factory(engine)
-    _bench().load_sqlite(engine, 500, datetime.now(UTC).replace(microsecond=0))
+    report_bench().load_sqlite(engine, 500, datetime.now(UTC).replace(microsecond=0))
     assert days.fill(sessions, KEYS) == 0
     with sessions() as s:
         assert s.execute(text("SELECT count(*) FROM report_days")).scalar_one() == 0

@@ -3,27 +3,15 @@ time (the default, as a live table stores them) or in the generator's random ord
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "report_bench.py"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("report_bench_under_test", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
+from tests.report_bench_loader import report_bench
 
 UNTIL = datetime(2026, 11, 29, tzinfo=UTC)
 
 
 def test_creation_order_is_the_same_rows_sorted_by_creation_time():
-    bench = _bench()
+    bench = report_bench()
     generated = list(bench.generate(2000, UNTIL))
     created = [row[bench.CREATED] for row in generated]
     assert created != sorted(created)  # the generator's order is random in time
@@ -33,11 +21,11 @@ def test_creation_order_is_the_same_rows_sorted_by_creation_time():
 
 
 def test_random_order_is_the_generators_order():
-    bench = _bench()
+    bench = report_bench()
     assert list(bench.ordered(500, UNTIL, "random")) == list(bench.generate(500, UNTIL))
 
 
 def test_creation_order_is_the_default():
-    bench = _bench()
+    bench = report_bench()
     assert bench.build_parser().parse_args([]).order == "creation"
     assert bench.build_parser().parse_args(["--order", "random"]).order == "random"
