@@ -272,21 +272,16 @@ def fill_days(engine: Engine, sessions: sessionmaker[Session], catalogue: Catalo
             f"hop days, {what}: {pairs} (service, day) pairs in {time.perf_counter() - started:.3f} s"
         )
     with engine.connect() as conn:
-        size = conn.execute(
+        pairs, days_size, hop_rows, hops_size = conn.execute(
             text(
-                "SELECT count(DISTINCT (service, day)), pg_size_pretty("
-                "pg_total_relation_size('report_days')) FROM report_days"
+                "SELECT (SELECT count(DISTINCT (service, day)) FROM report_days),"
+                " pg_size_pretty(pg_total_relation_size('report_days')),"
+                " (SELECT count(*) FROM report_hop_days),"
+                " pg_size_pretty(pg_total_relation_size('report_hop_days'))"
             )
         ).one()
-    print(f"stored: {size[0]} (service, day) pairs, {size[1]}")
-    with engine.connect() as conn:
-        size = conn.execute(
-            text(
-                "SELECT count(*), pg_size_pretty(pg_total_relation_size('report_hop_days'))"
-                " FROM report_hop_days"
-            )
-        ).one()
-    print(f"hop days stored: {size[0]} rows, {size[1]}")
+    print(f"stored: {pairs} (service, day) pairs, {days_size}")
+    print(f"hop days stored: {hop_rows} rows, {hops_size}")
 
 
 def run_reports(engine: Engine, runs: int, until: datetime, explain: bool) -> None:
