@@ -21,6 +21,7 @@ BENCHES = [
     (["bench/press_inprocess.py", "--quick", "--sqlite"], "acknowledge presses (sqlite)", False),
     (["bench/report_bench.py", "--quick", "--sqlite"], "live: 365 days, all services", False),
     (["bench/press_inprocess.py", "--quick"], "acknowledge presses (postgresql)", True),
+    (["bench/press_layers.py", "--quick"], "psycopg: both round trips (press._send)", True),
     (["bench/report_bench.py", "--quick"], "same report, bit for bit: True", True),
     (
         ["bench/report_dbs.py", "--quick", "--days", "365,90"],
