@@ -8,6 +8,8 @@ import unicodedata
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 REF_RE = re.compile(r"^([A-Za-z]{1,6})-(\d{1,9})$")
+# Slack ids (users, channels) and message timestamps are stored in columns of this size.
+ID_MAX = 32
 
 
 def clean(text: str | None, *, max_length: int | None = None) -> str:
@@ -18,6 +20,13 @@ def clean(text: str | None, *, max_length: int | None = None) -> str:
     if max_length is not None:
         value = value[:max_length]
     return value
+
+
+def is_slack_id(value: str) -> bool:
+    """Whether `value` can be a Slack id or message timestamp as CareLoop stores one: 1 to
+    `ID_MAX` characters, none of them a control character or NUL. Anything else names no
+    stored consult, person or message (and PostgreSQL would refuse a NUL)."""
+    return 0 < len(value) <= ID_MAX and not _CONTROL.search(value)
 
 
 def escape(text: str | None) -> str:

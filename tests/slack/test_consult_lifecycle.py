@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from bot.dev.fakeslack.requests import SlackSender
 from bot.slack.ids import ActionId, BlockId, CallbackId
 from tests.harness import (
@@ -307,6 +309,30 @@ def test_retried_event_is_recorded_once(bot: Bot):
     bot.settle()
     assert bot.audit(ref).count("reply") == 1
     assert sum("Looking now" in t for t in bot.dm_texts(REQUESTER)) == 1
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("thread_ts", "\x00"),
+        ("ts", "1800000000.0000\x00"),
+        ("user", "U" * 40),
+        ("channel", "C\x01"),
+    ],
+)
+def test_a_reply_event_with_malformed_ids_is_ignored_quietly(bot: Bot, field: str, value: str):
+    """Slack never sends such ids; a forged or garbled event is no consult's reply: 200
+    with an empty body (no "not saved" notice), nothing stored, the next reply recorded.
+    (PostgreSQL refused the NUL and the bot answered "the database did not answer".)"""
+    ref = bot.open()
+    event = bot.thread_event(ref, "garbled", user=CARD_ON_CALL, ts="1800000000.000002")
+    event[field] = value
+    resp = bot.sender.event(event)
+    assert resp.status == 200 and b"not saved" not in resp.body
+    bot.reply(ref, "Looking now", user=CARD_ON_CALL)
+    bot.settle()
+    assert bot.audit(ref).count("reply") == 1
+    assert not any("garbled" in t for t in bot.dm_texts(REQUESTER))
 
 
 # ---------------------------------------------------------------------------- answer

@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from bot.domain.lifecycle import OPEN_STATES, Action, Refused, Status
-from bot.domain.text import clean
+from bot.domain.text import clean, is_slack_id
 from bot.domain.vocabulary import Template
 from bot.flows import hops
 from bot.flows.consults import clocks, refusals
@@ -41,7 +41,11 @@ class Replies:
         self, *, channel: str, thread_ts: str, user: str, ts: str, text: str
     ) -> Consult | None:
         """Store a reply in a consult's thread; relay it to the requester, or resume a
-        consult that was waiting on the requester. Repeated deliveries are ignored."""
+        consult that was waiting on the requester. Repeated deliveries are ignored, and so
+        is an event whose ids cannot be Slack's (`is_slack_id`): it is no consult's reply."""
+        if not all(is_slack_id(v) for v in (channel, thread_ts, user, ts)):
+            log.info("ignored a message event whose channel, user or timestamps are malformed")
+            return None
         with self.ctx.unit() as s:
             consult = repo.get_by_message(session=s, channel=channel, ts=thread_ts)
             if consult is None:
