@@ -227,8 +227,7 @@ def _add_report_days(scheduler: BackgroundScheduler, services: Services) -> None
     `bot.reports.hop_days.fill_both`) filled every `report_days.FILL_EVERY`, the
     first `report_days.FILL_FIRST_AFTER` after start (a few queries when nothing is
     missing; the first fill of a year at 1M consults takes a few seconds)."""
-    bind = services.sessions.kw.get("bind")
-    if bind is None or bind.dialect.name != "postgresql":
+    if not report_days.on_postgres(services.sessions):
         return
     scheduler.add_job(
         _guard("report-days", partial(hop_days.fill_both, services.sessions, services.catalogue)),

@@ -1,5 +1,7 @@
 """Queries over the per-hop clock: store a finished hop, a consult's hops in order, and a
-period's hops for the report (by service and end time, with the consult's urgency)."""
+period's hops one by one (by service and end time, with the consult's urgency: the
+hop-by-hop reading the report's vectorised time held, `bot.reports.holders_pg`, is tested
+against)."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ SQLite keeps computing every report live.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -64,6 +64,7 @@ from bot.reports.postgres import (
     C,
     _batches,
     fetch_binary,
+    joined,
     period_sql,
     tune,
 )
@@ -108,7 +109,7 @@ def whole_days(since: datetime, until: datetime) -> tuple[date, date]:
     return first, until.date()
 
 
-def _runs(pairs: Iterable[tuple[str, date]]) -> Runs:
+def runs_of(pairs: Iterable[tuple[str, date]]) -> Runs:
     """Sorted (service, day) pairs as runs of consecutive days per service."""
     out: Runs = {}
     for service, day in pairs:
@@ -120,16 +121,32 @@ def _runs(pairs: Iterable[tuple[str, date]]) -> Runs:
     return out
 
 
-def _in_runs(runs: Runs) -> Any:
-    """report_days rows of the days in `runs`."""
+def in_runs(runs: Runs, table: Any = D) -> Any:
+    """Rows of `table` (columns ``service`` and ``day``: `report_days` by default) of the
+    days in `runs`."""
     return or_(
         false(),
         *(
-            and_(D.service == s, D.day >= first, D.day < end)
+            and_(table.service == s, table.day >= first, table.day < end)
             for s, spans in runs.items()
             for first, end in spans
         ),
     )
+
+
+def days_in(runs: Runs) -> int:
+    """How many (service, day) pairs `runs` hold."""
+    return sum((end - first).days for spans in runs.values() for first, end in spans)
+
+
+def day_ranges(pairs: Iterable[tuple[str, date]]) -> list[tuple[str, datetime, datetime]]:
+    """(service, from, to): the (service, day) pairs as ranges of times, consecutive days
+    joined."""
+    return [
+        (s, midnight(first), midnight(end))
+        for s, spans in runs_of(sorted(pairs)).items()
+        for first, end in spans
+    ]
 
 
 def stored_runs(
@@ -142,10 +159,10 @@ def stored_runs(
         .group_by(D.service, D.day)
         .order_by(D.service, D.day)
     )
-    return _runs((row[0], row[1]) for row in session.execute(stmt))
+    return runs_of((row[0], row[1]) for row in session.execute(stmt))
 
 
-def _live_ranges(
+def live_ranges(
     keys: Sequence[str], runs: Runs, since: datetime, until: datetime
 ) -> list[tuple[str, datetime, datetime]]:
     """(service, from, to): the period's creation times not covered by `runs`."""
@@ -167,7 +184,7 @@ def _cached_stmt(
     """The stored days' groups (concatenated times) and, in the same statement, the live
     groups of the rest of the period; each row says which, and the stored ones also how
     many (service, day) pairs the statement found."""
-    used = and_(_in_runs(runs), D.valid_after < now)
+    used = and_(in_runs(runs), D.valid_after < now)
     pairs = select(D.service, D.day).where(used).distinct().subquery()
     found = select(func.count()).select_from(pairs).scalar_subquery()
     glued = [func.string_agg(D[t], literal(b"", LargeBinary)) for t in TIME_COLUMNS]
@@ -184,7 +201,7 @@ def _cached_stmt(
         .where(used)
         .group_by(D.service, D.urgency, D.assignee)
     )
-    ranges = _live_ranges(keys, runs, since, until)
+    ranges = live_ranges(keys, runs, since, until)
     if not ranges:
         return stored
     rest = or_(
@@ -225,7 +242,7 @@ def cached_parts(
         return None
     for _ in range(RETRIES):
         runs = stored_runs(session, keys, first, end, now)
-        expected = sum((e - f).days for spans in runs.values() for f, e in spans)
+        expected = days_in(runs)
         if not expected:
             return None
         parts, found = _parse(fetch_binary(session, _cached_stmt(keys, runs, since, until, now)))
@@ -246,16 +263,6 @@ def period_groups_cached(
     return roll_up(parts)
 
 
-def _joined(send: str, column: Any) -> Any:
-    """The group's values in their binary form (`send`: the type's send function), back to
-    back: 8 bytes a time, 4 a waiting time. Every `_joined` of a query aggregates the rows
-    in the same order (one aggregation step feeds each row to all of them), as the live
-    query's ``array_agg`` do: the columns stay aligned consult by consult."""
-    return func.string_agg(
-        getattr(func, send)(column, type_=LargeBinary), literal(b"", LargeBinary)
-    )
-
-
 def fill_sql(ranges: Sequence[tuple[str, datetime, datetime]]) -> Any:
     """INSERT the settled days' rows of the consults created in `ranges` ((service, from,
     to)), skipping rows already there: per (day, service, urgency, assignee) the counts
@@ -270,15 +277,15 @@ def fill_sql(ranges: Sequence[tuple[str, datetime, datetime]]) -> Any:
             C.urgency.label("urgency"),
             func.coalesce(C.assignee, "").label("assignee"),
             *(column.label(name) for name, column in counts.items()),
-            _joined("timestamptz_send", C.created_at).label("t_created"),
-            _joined("timestamptz_send", func.coalesce(C.acknowledged_at, missing)).label(
+            joined("timestamptz_send", C.created_at).label("t_created"),
+            joined("timestamptz_send", func.coalesce(C.acknowledged_at, missing)).label(
                 "t_acknowledged"
             ),
-            _joined("timestamptz_send", func.coalesce(C.first_reply_at, missing)).label(
+            joined("timestamptz_send", func.coalesce(C.first_reply_at, missing)).label(
                 "t_first_reply"
             ),
-            _joined("timestamptz_send", func.coalesce(C.answered_at, missing)).label("t_answered"),
-            _joined("int4send", C.waiting_seconds).label("t_waiting"),
+            joined("timestamptz_send", func.coalesce(C.answered_at, missing)).label("t_answered"),
+            joined("int4send", C.waiting_seconds).label("t_waiting"),
             func.max(func.greatest(C.acknowledge_due_at, C.answer_due_at)).label("due"),
             func.bool_and(C.status.in_(SETTLED)).label("settled"),
         )  # fmt: skip
@@ -315,18 +322,27 @@ def fill_sql(ranges: Sequence[tuple[str, datetime, datetime]]) -> Any:
     return select(func.count()).select_from(insert)
 
 
-def _missing(session: Session, keys: Sequence[str]) -> tuple[list[tuple[str, date]], date]:
-    """The fillable (service, day) pairs without rows, in order, and the end of the
-    fillable days (the first day that ended less than `FILL_AFTER` before now())."""
-    end = session.execute(select(func.now())).scalar_one().astimezone(UTC) - FILL_AFTER
-    end_day = end.date()
-    stmt = select(D.service, D.day).where(D.service.in_(list(keys))).group_by(D.service, D.day)
-    stored = {(service, day) for service, day in session.execute(stmt)}
+def on_postgres(sessions: sessionmaker[Session]) -> bool:
+    """Whether `sessions` are bound to PostgreSQL: only there are days stored."""
+    bind = sessions.kw.get("bind")
+    return bind is not None and bind.dialect.name == "postgresql"
+
+
+def missing_days(
+    session: Session,
+    keys: Sequence[str],
+    stored: set[tuple[str, date]],
+    service: Any,
+    at: Any,
+) -> list[tuple[str, date]]:
+    """The fillable (service, day) pairs not in `stored`, in order: per service of `keys`,
+    each UTC day from that of its oldest `at` (a time column; `service` the same table's
+    service column) to the first day that ended less than `FILL_AFTER` before now()."""
+    now = session.execute(select(func.now())).scalar_one()
+    end_day = (now.astimezone(UTC) - FILL_AFTER).date()
     out = []
     for key in keys:
-        oldest = session.execute(
-            select(func.min(C.created_at)).where(C.service == key)
-        ).scalar_one_or_none()
+        oldest = session.execute(select(func.min(at)).where(service == key)).scalar_one_or_none()
         if oldest is None:
             continue
         day = oldest.astimezone(UTC).date()
@@ -334,7 +350,17 @@ def _missing(session: Session, keys: Sequence[str]) -> tuple[list[tuple[str, dat
             if (key, day) not in stored:
                 out.append((key, day))
             day += timedelta(1)
-    return out, end_day
+    return out
+
+
+def in_chunks(pairs: Sequence[tuple[str, date]]) -> Iterator[list[tuple[str, date]]]:
+    """The (service, day) pairs in groups of at most `FILL_CHUNK_DAYS` consecutive days,
+    oldest first: each filled in a transaction of its own."""
+    pending = sorted(pairs, key=lambda pair: pair[1])
+    while pending:
+        stop = pending[0][1] + timedelta(FILL_CHUNK_DAYS)
+        yield [pair for pair in pending if pair[1] < stop]
+        pending = [pair for pair in pending if pair[1] >= stop]
 
 
 def fill(sessions: sessionmaker[Session], services: Sequence[str]) -> int:
@@ -342,32 +368,19 @@ def fill(sessions: sessionmaker[Session], services: Sequence[str]) -> int:
     returns the rows written. Idempotent, and safe with another process filling at once
     (the lock makes one wait; ON CONFLICT DO NOTHING skips what the other stored). Each
     `FILL_CHUNK_DAYS` of the table is filled in a transaction of its own."""
-    bind = sessions.kw.get("bind")
-    if bind is None or bind.dialect.name != "postgresql" or not services:
+    if not on_postgres(sessions) or not services:
         return 0
     with sessions() as session:
-        missing, _end = _missing(session, services)
+        stmt = select(D.service, D.day).where(D.service.in_(list(services))).distinct()
+        stored = {(service, day) for service, day in session.execute(stmt)}
+        missing = missing_days(session, services, stored, C.service, C.created_at)
         session.rollback()
-    written = 0
-    if not missing:
-        return 0
-    start = min(day for _, day in missing)
-    while missing:
-        stop = start + timedelta(FILL_CHUNK_DAYS)
-        chunk = [(s, d) for s, d in missing if d < stop]
-        missing = [(s, d) for s, d in missing if d >= stop]
-        start = stop
-        if chunk:
-            written += _fill_chunk(sessions, chunk)
-    return written
+    return sum(_fill_chunk(sessions, chunk) for chunk in in_chunks(missing))
 
 
 def _fill_chunk(sessions: sessionmaker[Session], pairs: list[tuple[str, date]]) -> int:
     """One fill transaction over the (service, day) pairs."""
-    ranges = [
-        (s, midnight(first), midnight(end)) for s, spans in _runs(sorted(pairs)).items()
-        for first, end in spans
-    ]  # fmt: skip
+    ranges = day_ranges(pairs)
     with unit_of_work(sessions) as session:
         # Before reading consults: a writer whose trigger already ran (it holds ROW
         # EXCLUSIVE) is waited for, so its change is read; one that comes later waits for

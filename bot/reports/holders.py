@@ -11,9 +11,9 @@ Working time cannot be computed in SQL. Both databases send the hops' times per 
 role, holder, urgency) and numpy computes their seconds (`bot.reports.holders_pg`: binary
 values; `bot.reports.holders_sqlite`: text; working time by `bot.reports.worktime`);
 PostgreSQL reads the stored per-day seconds (`bot.reports.hop_days`) when the period has
-whole days stored. Any other database reads the hop rows (`storage.hops.ended_between`) and
-computes each hop's seconds here (`hop_seconds`, the reference the tests compare with).
-The figures are identical, bit for bit, on both databases and every path. Percentiles
+whole days stored. The figures are identical, bit for bit, on both databases and every
+path, and to each hop's seconds computed alone (``WorkingHours.elapsed``, else clock time:
+what `tests/data/test_holders_vectorised.py` compares with). Percentiles
 interpolate like ``percentile_cont`` (`bot.reports.percentiles`, `bot.reports.vectors`);
 totals are exactly rounded sums (`math.fsum`) of the pooled values, so the order rows or
 parts arrive in cannot change them. Only service keys, roles, Slack user ids and times are
@@ -33,13 +33,10 @@ from sqlalchemy.orm import Session
 
 from bot.domain.catalogue import Catalogue
 from bot.domain.hops import HopRole
-from bot.domain.hours import WorkingHours
-from bot.reports.holders_pg import hours_for, pooled_seconds
+from bot.reports.holders_pg import hours_of, pooled_seconds
 from bot.reports.holders_sqlite import pooled_seconds_sqlite
 from bot.reports.hop_days import cached_pooled
-from bot.reports.percentiles import epoch_seconds, median_and_p90
 from bot.reports.vectors import percentiles
-from storage import hops as store
 
 # The order holders are listed in within a service.
 _ROLE_ORDER = {HopRole.CONSULTANT.value: 0, HopRole.REQUESTER.value: 1}
@@ -54,11 +51,9 @@ class Held:
     p90: float | None
 
     @classmethod
-    def of(cls, seconds: Sequence[float] | np.ndarray) -> Held:
-        """The figures of these hops' seconds (an array is sorted in place)."""
-        if isinstance(seconds, np.ndarray):
-            return cls(math.fsum(seconds.tolist()), *percentiles(seconds))
-        return cls(math.fsum(seconds), *median_and_p90(seconds))
+    def of(cls, seconds: np.ndarray) -> Held:
+        """The figures of these hops' seconds (float64, sorted in place)."""
+        return cls(math.fsum(seconds.tolist()), *percentiles(seconds))
 
     def as_dict(self) -> dict[str, Any]:
         """``{"total", "median", "p90"}``."""
@@ -108,21 +103,6 @@ class HolderReport:
     queues: dict[str, QueueFigures]
 
 
-def _hours(catalogue: Catalogue, service: str, urgency: str) -> WorkingHours | None:
-    """The working hours `service`'s clocks for `urgency` count in (None: around the clock)."""
-    return hours_for(catalogue, service, urgency)
-
-
-def hop_seconds(hours: WorkingHours | None, started: datetime, ended: datetime) -> float:
-    """A hop's seconds: working time under `hours`, else clock time as the core figures."""
-    if hours is not None:
-        return hours.elapsed(started, ended).total_seconds()
-    return max(epoch_seconds(ended, started), 0.0)
-
-
-Values = list[float] | np.ndarray
-
-
 def holder_report(
     session: Session,
     *,
@@ -132,37 +112,29 @@ def holder_report(
     until: datetime,
 ) -> HolderReport:
     """Time held in the hops of `services` that ended in ``[since, until)``."""
-    queue: dict[str, Values] = {key: [] for key in services}
-    held: dict[tuple[str, str, str], Values] = {}
-    dialect = session.get_bind().dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        hours_of = lambda s, u: _hours(catalogue, s, u)  # noqa: E731
-        if dialect == "sqlite":
-            pooled = pooled_seconds_sqlite(session, services, since, until, hours_of)
-        else:
-            pooled = cached_pooled(session, catalogue, services, since, until)
-            if pooled is None:
-                pooled = pooled_seconds(session, services, since, until, hours_of)
-        queues: dict[str, list[np.ndarray]] = {}
-        for (service, role, user), parts in pooled.items():
-            if role == HopRole.QUEUE:
-                queues.setdefault(service, []).extend(parts)
-            elif user:
-                held[(service, role, user)] = np.concatenate(parts)
-        queue.update({key: np.concatenate(parts) for key, parts in queues.items()})
+    hours = hours_of(catalogue)
+    if session.get_bind().dialect.name == "sqlite":
+        pooled = pooled_seconds_sqlite(session, services, since, until, hours)
     else:
-        rows = store.ended_between(session=session, services=services, since=since, until=until)
-        for service, role, user, urgency, started, ended in rows:
-            seconds = hop_seconds(_hours(catalogue, service, urgency), started, ended)
-            if role == HopRole.QUEUE:
-                queue.setdefault(service, []).append(seconds)  # type: ignore[union-attr]
-            elif user:
-                held.setdefault((service, role, user), []).append(seconds)  # type: ignore[union-attr]
+        stored = cached_pooled(session, catalogue, services, since, until)
+        pooled = (
+            stored if stored is not None else pooled_seconds(session, services, since, until, hours)
+        )
+    queues: dict[str, list[np.ndarray]] = {key: [] for key in services}
+    held: dict[tuple[str, str, str], np.ndarray] = {}
+    for (service, role, user), parts in pooled.items():
+        if role == HopRole.QUEUE:
+            queues.setdefault(service, []).extend(parts)
+        elif user:
+            held[(service, role, user)] = np.concatenate(parts)
+    queue = {key: np.concatenate(parts or [np.empty(0)]) for key, parts in queues.items()}
     return _report(services, queue, held)
 
 
 def _report(
-    services: Sequence[str], queue: dict[str, Values], held: dict[tuple[str, str, str], Values]
+    services: Sequence[str],
+    queue: dict[str, np.ndarray],
+    held: dict[tuple[str, str, str], np.ndarray],
 ) -> HolderReport:
     """The report of the pooled seconds: holders in service order, consultants then
     requesters, then user id."""

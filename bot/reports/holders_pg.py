@@ -2,7 +2,7 @@
 (service, role, holder, urgency) with their start and end times as binary values back to
 back (``timestamptz_send``: int64 microseconds since 2000-01-01), and numpy turns them into
 seconds (`bot.reports.worktime` for working hours, `bot.reports.vectors.epoch_seconds` for
-clock time), bit for bit what `bot.reports.holders.hop_seconds` gives hop by hop.
+clock time), bit for bit each hop's `WorkingHours.elapsed` (else clock time) computed alone.
 
 Both aggregates of a row aggregate the hops in the same order (one aggregation step feeds
 each input row to every aggregate of the query, as `bot.reports.days` relies on), so the
@@ -12,17 +12,17 @@ matter: totals are exactly rounded sums and percentiles sort.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import LargeBinary, and_, false, func, literal, or_, select
+from sqlalchemy import and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from bot.domain.catalogue import Catalogue
 from bot.domain.hours import WorkingHours
-from bot.reports.postgres import fetch_binary, tune
+from bot.reports.postgres import fetch_binary, joined, tune
 from bot.reports.vectors import epoch_seconds, from_raw
 from bot.reports.worktime import WorkClock, span
 from storage.models import Consult
@@ -34,12 +34,6 @@ Pooled = dict[tuple[str, str, str], list[np.ndarray]]  # (service, role, user) -
 # consult: at 1M consults a week's time held took 0.146 s against 0.188 s, 13 days 0.255
 # against 0.267 s, 20 days 0.399 against 0.380 s (BENCHMARKS.md).
 SHORT = timedelta(days=14)
-
-
-def _joined(column: Any) -> Any:
-    return func.string_agg(
-        func.timestamptz_send(column, type_=LargeBinary), literal(b"", LargeBinary)
-    )
 
 
 def hops_sql(
@@ -85,9 +79,8 @@ def hops_sql(
     )
     keys = [inner.c.service, inner.c.role, inner.c.user, inner.c.urgency]
     extra = [inner.c[f"by{i}"] for i in range(len(by))]
-    return select(*keys, _joined(inner.c.started_at), _joined(inner.c.ended_at), *extra).group_by(
-        *keys, *extra
-    )
+    times = [joined("timestamptz_send", inner.c[t]) for t in ("started_at", "ended_at")]
+    return select(*keys, *times, *extra).group_by(*keys, *extra)
 
 
 def hours_for(catalogue: Catalogue, service: str, urgency: str) -> WorkingHours | None:
@@ -98,14 +91,26 @@ def hours_for(catalogue: Catalogue, service: str, urgency: str) -> WorkingHours 
         return None
 
 
+def hours_of(catalogue: Catalogue) -> HoursOf:
+    """`hours_for` of `catalogue`, as `seconds_of` asks for it."""
+    return lambda service, urgency: hours_for(catalogue, service, urgency)
+
+
 Rows = list[tuple[str, str, str, str, np.ndarray, np.ndarray]]
 
 
-def parse(rows: Sequence[tuple[Any, ...]]) -> Rows:
-    """`hops_sql`'s rows with their times as int64 arrays (extra `by` columns dropped)."""
+def _binary_times(data: bytes) -> np.ndarray:
+    return from_raw(data, 8)
+
+
+def parse(
+    rows: Iterable[Sequence[Any]], times: Callable[[Any], np.ndarray] = _binary_times
+) -> Rows:
+    """`hops_sql`'s rows with their times as int64 arrays (extra `by` columns dropped);
+    `times` reads one row's start or end times (by default, `hops_sql`'s binary values)."""
     out: Rows = []
     for service, role, user, urgency, started, ended, *_by in rows:
-        starts, ends = from_raw(started, 8), from_raw(ended, 8)
+        starts, ends = times(started), times(ended)
         if len(starts) != len(ends):
             raise ValueError("hop start and end times of unequal lengths")
         out.append((service, role, user, urgency, starts, ends))

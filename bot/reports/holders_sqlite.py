@@ -3,7 +3,7 @@ period's hops come as one row per (service, role, holder, urgency) with their st
 end times as comma-separated text (``group_concat``, both lists in the same row order, as
 `bot.reports.sqlite` relies on), which numpy reads as ``datetime64[us]`` (SQLite keeps
 naive UTC text); the seconds are then computed by the same functions as on PostgreSQL,
-bit for bit what `bot.reports.holders.hop_seconds` gives hop by hop."""
+bit for bit each hop's `WorkingHours.elapsed` (else clock time) computed alone."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 from sqlalchemy import String, func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from bot.reports.holders_pg import HoursOf, Pooled, Rows, seconds_of
+from bot.reports.holders_pg import HoursOf, Pooled, parse, seconds_of
 from bot.reports.worktime import EPOCH
 from storage.models import Consult
 from storage.models_hops import ConsultHop
@@ -54,12 +54,5 @@ def pooled_seconds_sqlite(
 ) -> Pooled:
     """The seconds of the period's hops per (service, role, user), in parts; the user is
     "" for queue hops and for hops without one."""
-    rows: Rows = []
-    for service, role, user, urgency, started, ended in session.execute(
-        hops_sql_sqlite(services, since, until)
-    ):
-        starts, ends = _times(started), _times(ended)
-        if len(starts) != len(ends):
-            raise ValueError("hop start and end times of unequal lengths")
-        rows.append((service, role, user, urgency, starts, ends))
-    return seconds_of(rows, hours_of)
+    rows = session.execute(hops_sql_sqlite(services, since, until))
+    return seconds_of(parse(rows, _times), hours_of)

@@ -2,8 +2,8 @@
 fill, and a period's time held read from them plus the rest computed live.
 
 A finished hop never changes, and is stored when it ends (`bot.flows.hops.settle`), so the
-hops of a UTC day of *ending* that ended at least `FILL_AFTER` before the database's now()
-are all there. `fill` stores, for each such (service, day) not stored yet (or stored under
+hops of a UTC day of *ending* that ended at least `bot.reports.days.FILL_AFTER` before the
+database's now() are all there. `fill` stores, for each such (service, day) not stored yet (or stored under
 other working hours), one row per (role, holder) with the count and the seconds of its
 hops as float8 values back to back, computed as the live report computes them
 (`bot.reports.holders_pg`: working time under the hours of the consult's urgency, else
@@ -27,7 +27,7 @@ or a consult whose hops ended that day changes urgency. SQLite computes live.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -49,17 +49,28 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.domain.catalogue import Catalogue
 from bot.domain.vocabulary import URGENCIES
-from bot.reports.days import MIN_DAYS, RETRIES, Runs, _live_ranges, _runs, midnight, whole_days
+from bot.reports.days import (
+    MIN_DAYS,
+    RETRIES,
+    Runs,
+    day_ranges,
+    days_in,
+    in_chunks,
+    in_runs,
+    live_ranges,
+    missing_days,
+    on_postgres,
+    runs_of,
+    whole_days,
+)
 from bot.reports.days import fill as days_fill
-from bot.reports.holders_pg import HoursOf, Pooled, hops_sql, hours_for, parse, seconds_of
+from bot.reports.holders_pg import Pooled, hops_sql, hours_for, hours_of, parse, seconds_of
 from bot.reports.postgres import fetch_binary, tune
 from storage.db import unit_of_work
 from storage.models_hops import ConsultHop
 from storage.models_report_days import ReportHopDay
 
 T = ReportHopDay.__table__.c
-FILL_AFTER = timedelta(days=1)
-FILL_CHUNK_DAYS = 31
 # Bumped when the way a hop's seconds are computed changes: every stored row is then unused.
 VERSION = "1"
 _ENDED_DAY = cast(func.timezone(literal_column("'UTC'"), ConsultHop.ended_at), Date)
@@ -68,10 +79,6 @@ _ENDED_DAY = cast(func.timezone(literal_column("'UTC'"), ConsultHop.ended_at), D
 def fingerprint(catalogue: Catalogue, service: str) -> str:
     """What a service's stored seconds depend on: its working hours for every urgency."""
     return ";".join([VERSION, *(f"{u}={hours_for(catalogue, service, u)!r}" for u in URGENCIES)])
-
-
-def _hours_of(catalogue: Catalogue) -> HoursOf:
-    return lambda service, urgency: hours_for(catalogue, service, urgency)
 
 
 def _current(catalogue: Catalogue, keys: Sequence[str]) -> Any:
@@ -88,16 +95,13 @@ def stored_runs(
         .where(_current(catalogue, keys), T.role == "", T.day >= first, T.day < end)
         .order_by(T.service, T.day)
     )
-    return _runs((row[0], row[1]) for row in session.execute(stmt))
+    return runs_of((row[0], row[1]) for row in session.execute(stmt))
 
 
 def _stored_stmt(catalogue: Catalogue, keys: Sequence[str], runs: Runs) -> Any:
     """Per (service, role, user): the stored seconds of the days in `runs`, and how many
     markers the statement found (the marker rows come as role '')."""
-    days = or_(
-        *(and_(T.service == s, T.day >= a, T.day < b) for s, sp in runs.items() for a, b in sp)
-    )
-    used = and_(_current(catalogue, keys), days)
+    used = and_(_current(catalogue, keys), in_runs(runs, T))
     found = select(func.count()).where(used, T.role == "").scalar_subquery()
     glued = func.string_agg(T.seconds, literal(b"", LargeBinary))
     return (
@@ -118,62 +122,40 @@ def cached_pooled(
     tune(session)
     for _ in range(RETRIES):
         runs = stored_runs(session, catalogue, keys, first, end)
-        expected = sum((e - f).days for spans in runs.values() for f, e in spans)
+        expected = days_in(runs)
         if not expected:
             return None
-        out: Pooled = {}
         rows = fetch_binary(session, _stored_stmt(catalogue, keys, runs))
-        found = rows[0][4] if rows else 0
+        if (rows[0][4] if rows else 0) != expected:
+            continue
+        out: Pooled = {}
         for service, role, user, seconds, _found in rows:
             if role:
                 out.setdefault((service, role, user), []).append(
                     np.frombuffer(seconds, ">f8").astype(np.float64)
                 )
-        if found != expected:
-            continue
-        ranges = _live_ranges(keys, runs, since, until)
+        ranges = live_ranges(keys, runs, since, until)
         if ranges:
             live = fetch_binary(session, hops_sql(keys, since, until, ranges))
-            for key, parts in seconds_of(parse(live), _hours_of(catalogue)).items():
+            for key, parts in seconds_of(parse(live), hours_of(catalogue)).items():
                 out.setdefault(key, []).extend(parts)
         return out
     return None
 
 
-def _missing(session: Session, catalogue: Catalogue, keys: Sequence[str]) -> list[tuple[str, date]]:
-    """The fillable (service, day) pairs not stored under the current hours, in order."""
-    end_day = (session.execute(select(func.now())).scalar_one().astimezone(UTC) - FILL_AFTER).date()
-    stmt = select(T.service, T.day).where(_current(catalogue, keys), T.role == "")
-    stored = {(service, day) for service, day in session.execute(stmt)}
-    out = []
-    for key in keys:
-        oldest = session.execute(
-            select(func.min(ConsultHop.ended_at)).where(ConsultHop.service == key)
-        ).scalar_one_or_none()
-        day = oldest.astimezone(UTC).date() if oldest is not None else end_day
-        while day < end_day:
-            if (key, day) not in stored:
-                out.append((key, day))
-            day += timedelta(1)
-    return out
-
-
 def fill(sessions: sessionmaker[Session], catalogue: Catalogue, services: Sequence[str]) -> int:
-    """Store the missing days of `services` (PostgreSQL only; elsewhere 0); returns the
-    (service, day) pairs written. Idempotent; each `FILL_CHUNK_DAYS` in a transaction."""
-    bind = sessions.kw.get("bind")
-    if bind is None or bind.dialect.name != "postgresql" or not services:
+    """Store the missing days of `services` (PostgreSQL only; elsewhere 0), those not
+    stored under the current hours; returns the (service, day) pairs written. Idempotent;
+    each `bot.reports.days.FILL_CHUNK_DAYS` in a transaction."""
+    if not on_postgres(sessions) or not services:
         return 0
     with sessions() as session:
-        missing = _missing(session, catalogue, services)
+        stmt = select(T.service, T.day).where(_current(catalogue, services), T.role == "")
+        stored = {(service, day) for service, day in session.execute(stmt)}
+        hop = ConsultHop
+        missing = missing_days(session, services, stored, hop.service, hop.ended_at)
         session.rollback()
-    written = 0
-    while missing:
-        stop = missing[0][1] + timedelta(FILL_CHUNK_DAYS)
-        chunk = [(s, d) for s, d in missing if d < stop]
-        missing = [(s, d) for s, d in missing if d >= stop]
-        written += _fill_chunk(sessions, catalogue, chunk)
-    return written
+    return sum(_fill_chunk(sessions, catalogue, chunk) for chunk in in_chunks(missing))
 
 
 def _rows(
@@ -200,7 +182,7 @@ def _rows(
             )
         )
         rows = [r for r in by_day.get(day, []) if r[0] == service]
-        for (svc, role, user), parts in seconds_of(parse(rows), _hours_of(catalogue)).items():
+        for (svc, role, user), parts in seconds_of(parse(rows), hours_of(catalogue)).items():
             values = np.concatenate(parts)
             out.append(
                 dict(
@@ -221,9 +203,7 @@ def _fill_chunk(
     sessions: sessionmaker[Session], catalogue: Catalogue, pairs: list[tuple[str, date]]
 ) -> int:
     """One fill transaction over the (service, day) pairs."""
-    ranges = [
-        (s, midnight(a), midnight(b)) for s, sp in _runs(sorted(pairs)).items() for a, b in sp
-    ]
+    ranges = day_ranges(pairs)
     keys = sorted({s for s, _ in pairs})
     with unit_of_work(sessions) as session:
         # Before reading the hops: a writer whose trigger ran is waited for; one that comes

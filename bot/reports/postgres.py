@@ -69,6 +69,17 @@ def _sent(column: Any) -> Any:
     return func.array_send(func.array_agg(column), type_=LargeBinary)
 
 
+def joined(send: str, column: Any) -> Any:
+    """The group's values of `column` in their binary form (`send`: the type's send
+    function, e.g. ``timestamptz_send``, ``int4send``) back to back, parsed by
+    `bot.reports.vectors.from_raw`. Every `joined` (and `_sent`) of one query aggregates the
+    rows in the same order (one aggregation step feeds each row to all of them): the
+    columns stay aligned row by row."""
+    return func.string_agg(
+        getattr(func, send)(column, type_=LargeBinary), literal(b"", LargeBinary)
+    )
+
+
 def period_sql(
     keys: Sequence[str], since: datetime, until: datetime, now: datetime, share: Any = None
 ) -> Any:
