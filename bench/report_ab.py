@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 CHILD = r"""
-import hashlib, json, os, resource, sys, time
+import hashlib, importlib.util, json, os, resource, sys, time
 from datetime import timedelta
 from sqlalchemy import text
 sys.path.insert(0, os.environ["BENCH_DIR"])
@@ -35,18 +35,11 @@ from bot.domain.catalogue_load import parse_catalogue
 from bot.reports.compute import compute_report
 from storage.db import create_db_engine, session_factory
 
-def backends(engine):
-    with engine.connect() as conn:
-        pids = conn.execute(text(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()")).scalars()
-        out = {}
-        for pid in pids:
-            try:
-                fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return out
+# This bench's own timing.py (the tree measured may predate `backend_cpu`).
+_spec = importlib.util.spec_from_file_location("ab_timing", os.environ["BENCH_TIMING"])
+_timing = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_timing)
+backends = _timing.backend_cpu
 
 import bot
 assert bot.__file__.startswith(sys.argv[1]), (bot.__file__, sys.argv[1])
@@ -79,6 +72,7 @@ def run(tree: Path, url: str, days: int) -> dict:
     tree = tree.resolve()
     env = dict(os.environ, PYTHONPATH=str(tree), BENCH_URL=url, BENCH_DAYS=str(days))
     env["BENCH_DIR"] = str(tree / "bench")  # that tree's bench: it puts its own tree first
+    env["BENCH_TIMING"] = str(Path(__file__).resolve().with_name("timing.py"))
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(tree)],
         cwd=tree,  # `python -c` puts the working directory first on sys.path
