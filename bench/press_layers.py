@@ -31,6 +31,7 @@ from slack_bolt.middleware.request_verification.request_verification import (  #
 
 import bench.press_inprocess as inprocess  # noqa: E402
 import bot.flows.consults.actions as actions  # noqa: E402
+from bench.timing import process_cpu  # noqa: E402
 from bot import guard  # noqa: E402
 from bot.flows import hops  # noqa: E402
 from bot.flows.consults.roles import Permissions  # noqa: E402
@@ -101,15 +102,14 @@ def timed_context(f: Callable[..., Any], line: str) -> Callable[..., Any]:
 
 def postgres_cpu() -> float:
     """Seconds of CPU every `postgres` process on this machine has used so far."""
-    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
+    total = 0.0
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
                 continue
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / tick
+        total += process_cpu(pid) or 0.0
     return total
 
 

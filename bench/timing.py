@@ -54,14 +54,16 @@ def backend_cpu(engine: Engine) -> dict[int, float]:
         pids = conn.execute(
             text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
         ).scalars()
-        out = {}
-        for pid in pids:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return out
+        return {pid: cpu for pid in pids if (cpu := process_cpu(pid)) is not None}
+
+
+def process_cpu(pid: int | str) -> float | None:
+    """CPU seconds so far (user + system) of process `pid`, from /proc; None once gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def slack_environ(body: bytes, headers: dict[str, str]) -> dict[str, Any]:
