@@ -1,7 +1,7 @@
 """The report's per-day partial results of settled consults (`report_days`), kept on
 PostgreSQL only: one row per UTC day of creation, service, urgency and assignee ('' for
 none) with the counts the report's SQL computes and the consults' raw times as binary
-array elements (`bot.reports.days` fills and reads them; triggers on `consults`, from
+values back to back (`bot.reports.days` fills and reads them; triggers on `consults`, from
 migration 0009, delete a day's rows whenever a write could change them). SQLite has the
 tables too, empty: its reports always compute live.
 
